@@ -1,0 +1,108 @@
+"""Model registry: the study's architectures by the names its configs use, and create_model."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..settings import Settings
+from ..variants import get_variant
+from .layers import Normalizer
+from .resnet import ResNet
+from .toy import ToyDilated
+from .vit import ViT, ViTAux
+from .vitn import PreNormEncoder
+
+ORIGINAL_HEAD = 1000  # the original never passed the class count, so heads stayed ImageNet-sized
+
+
+@dataclass(frozen=True)
+class Architecture:
+    build: Callable[..., nn.Module]  # build(num_classes, settings) -> nn.Module
+    reference: str
+
+
+def _vitn(**attention):
+    return lambda n, s: ViT(n, 256, 4, 12, encoder=PreNormEncoder(256, 4, 12, **attention))
+
+
+_RESNET = "He et al. 2016, Deep Residual Learning (torchvision)"
+_VIT = "Dosovitskiy et al. 2021, An Image is Worth 16x16 Words"
+_VITN = "pre-norm ViT (Xiong et al. 2020, On Layer Normalization in the Transformer)"
+_SPT = "Lee et al. 2021, Vision Transformer for Small-Size Datasets"
+
+ARCHITECTURES: dict[str, Architecture] = {
+    **{f"resnet{d}": Architecture(
+        lambda n, s, d=d: ResNet(d, n, s.resnet_norm_type, s.mixstyle_level, s.finetune_level), _RESNET)
+       for d in (18, 34, 50)},
+    "toy-dilated": Architecture(lambda n, s: ToyDilated(n), "Yu & Koltun 2016, Multi-Scale Context Aggregation by Dilated Convolutions"),
+    "vit-12x256-8x8": Architecture(lambda n, s: ViT(n, 256, 4, 12), _VIT),
+    "vit-24x256-8x8": Architecture(lambda n, s: ViT(n, 256, 4, 24), _VIT),
+    "vit-b-8x8": Architecture(lambda n, s: ViT(n, 768, 12, 12), _VIT),
+    "vit-aux-3x4x256-8x8": Architecture(lambda n, s: ViTAux(n, 256, 4, 3, 4), "Lee et al. 2015, Deeply-Supervised Nets (auxiliary heads on a ViT)"),
+    "vitn-12x256-8x8": Architecture(_vitn(), _VITN),
+    "vitn-12x256-8x8-ra": Architecture(_vitn(relative=True), "Dai et al. 2019, Transformer-XL relative positional attention"),
+    "vitn-12x256-8x8-dm": Architecture(_vitn(diag_mask=True), _SPT + " (diagonal masking)"),
+    "vitn-12x256-8x8-lt": Architecture(_vitn(temperature="log_inv_tau"), _SPT + " (learnable temperature, log 1/tau)"),
+    "vitn-12x256-8x8-ltv": Architecture(_vitn(temperature="tau"), _SPT + " (learnable temperature, tau)"),
+    "vitn-12x256-8x8-dm-lt": Architecture(_vitn(diag_mask=True, temperature="log_inv_tau"), _SPT + " (diagonal masking and learnable log 1/tau)"),
+}
+
+
+class Classifier(nn.Module):
+    """Input normaliser + architecture. forward returns logits and a dict of scalar extras:
+    auxiliary losses `aux/<i>` (added to the training loss) and `tau_mean`/`tau_std`."""
+
+    def __init__(self, net: nn.Module, normalizer: Normalizer | None):
+        super().__init__()
+        self.normalizer = normalizer if normalizer is not None else nn.Identity()
+        self.net = net
+
+    def forward(self, images: Tensor, targets: Tensor | None = None) -> tuple[Tensor, dict[str, Tensor]]:
+        out = self.net(self.normalizer(images))  # images: (B, 3, H, W) floats in [0, 1]
+        logits, aux_logits = out if isinstance(out, tuple) else (out, [])
+        extras = {}
+        if targets is not None:
+            for i, aux in enumerate(aux_logits):
+                extras[f"aux/{i}"] = F.cross_entropy(aux.float(), targets)
+        temperatures = getattr(getattr(self.net, "encoder", None), "temperatures", lambda: None)()
+        if temperatures is not None:
+            extras["tau_mean"] = temperatures.mean().detach()
+            extras["tau_std"] = temperatures.std().detach()  # spread across layers
+        return logits, extras
+
+
+def create_model(variant_or_settings: str | Settings, num_classes: int) -> Classifier:
+    """The model of a variant (by name) or of resolved settings, for a dataset of num_classes."""
+    s = get_variant(variant_or_settings).settings if isinstance(variant_or_settings, str) else variant_or_settings
+    if s.model not in ARCHITECTURES:
+        from ..variants import UnknownVariantError
+        import difflib
+        close = difflib.get_close_matches(s.model, ARCHITECTURES, n=1)
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+        raise UnknownVariantError(f"unknown model '{s.model}'{hint} Valid models: {', '.join(ARCHITECTURES)}")
+    head = num_classes if s.tailor_num_classes else ORIGINAL_HEAD
+    if num_classes > head:
+        raise ValueError(f"a {head}-way head cannot classify {num_classes} classes; set tailor_num_classes")
+    normalizer = Normalizer(3 if s.per_channel_normalizer else 1) if s.normalizer else None
+    return Classifier(ARCHITECTURES[s.model].build(head, s), normalizer)
+
+
+def parameter_count(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def variant_table(num_classes: int = 100) -> list[dict]:
+    """Every variant with its description, model reference and parameter count."""
+    rows = []
+    from ..variants import VARIANTS
+    for name, variant in VARIANTS.items():
+        with torch.device("meta"):  # counts without allocating weights
+            count = parameter_count(create_model(variant.settings, num_classes))
+        rows.append({"variant": name, "description": variant.description,
+                     "reference": ARCHITECTURES[variant.settings.model].reference, "parameters": count})
+    return rows

@@ -1,0 +1,161 @@
+"""Run settings: the original study's config keys plus nbkit's own, one typed dataclass.
+
+A YAML file in the original's format (`dataset: cifar100`, `model: resnet18`,
+`mixstyle_level: 2`, ...) loads into the same `Settings`, so its configs work unchanged.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+
+class SettingsError(ValueError):
+    """A setting that does not exist or has a value of the wrong kind."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    # --- the original study's keys (src/config.py), same names and defaults ---
+    dataset: str = "cifar100"
+    model: str = "resnet18"
+    use_augmentation: bool = False
+    constant_lr: float | None = None  # a constant learning rate instead of warm-up + decay
+    resnet_norm_type: str = "bn"  # bn or gn (GroupNorm, 16 groups)
+    mixstyle_level: int = 0  # MixStyle after layer1 .. layer<level>; 0 = off
+    normalizer: bool = True  # running-statistics input normaliser
+    per_channel_normalizer: bool = False
+    tailor_num_classes: bool = False  # head sized to the dataset, else 1000-way as the original
+    finetune_level: int = 5  # below 5 freezes ResNet stages from the stem up
+    batch_size: int = 128
+    eval_batch_size: int = 1024  # the original used 128; the value does not change any result
+    max_iter: int = 5000
+    eval_every: int = 100
+    warmup_min_lr: float = 1e-6
+    warmup_max_lr: float = 2e-4
+    warmup_num_steps: int = 500
+    gradient_clipping: float = 100.0
+    save_every: int = 5000
+    # --- nbkit's additions ---
+    seed: int = 0
+    val_size: int = 0  # training images held out as a `val` split (0 = none, as the original)
+    data_dir: str = "data"
+    compile: bool = False  # torch.compile the model
+
+    def __post_init__(self):
+        for f in fields(self):
+            object.__setattr__(self, f.name, _coerce(f.name, getattr(self, f.name)))
+        _check_ranges(self)
+
+    def replace(self, **changes) -> "Settings":
+        check_keys(changes)
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+KEYS = tuple(f.name for f in fields(Settings))
+_TYPES = typing.get_type_hints(Settings)
+
+
+def check_keys(keys) -> None:
+    for key in keys:
+        if key not in KEYS:
+            close = difflib.get_close_matches(str(key), KEYS, n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            raise SettingsError(
+                f"unknown setting '{key}'{hint} Valid settings: {', '.join(KEYS)}"
+            )
+
+
+def _coerce(key: str, value):
+    """Accept a value of the field's type, or a string that spells one (YAML, --set)."""
+    kind = _TYPES[key]
+    optional = isinstance(kind, types.UnionType) and type(None) in kind.__args__
+    if optional:
+        kind = next(a for a in kind.__args__ if a is not type(None))
+        if value is None or (isinstance(value, str) and value.lower() in ("none", "null", "")):
+            return None
+    expected = f"{key} expects {'an optional ' if optional else 'a '}{kind.__name__}"
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
+            return value.lower() in ("true", "yes", "1")
+    elif kind is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, str):
+            try:
+                return int(value)
+            except ValueError:
+                pass
+    elif kind is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):  # YAML 1.1 reads `1e-4` as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
+    elif kind is str:
+        if isinstance(value, str) and value:
+            return value
+    raise SettingsError(f"{expected}, got {value!r}")
+
+
+def _check_ranges(s: Settings) -> None:
+    def need(ok: bool, message: str):
+        if not ok:
+            raise SettingsError(message)
+
+    need(s.resnet_norm_type in ("bn", "gn"), f"resnet_norm_type expects 'bn' or 'gn', got {s.resnet_norm_type!r}")
+    need(0 <= s.mixstyle_level <= 4, f"mixstyle_level expects 0..4, got {s.mixstyle_level}")
+    need(0 <= s.finetune_level <= 5, f"finetune_level expects 0..5, got {s.finetune_level}")
+    for key in ("batch_size", "eval_batch_size", "max_iter", "eval_every", "save_every"):
+        need(getattr(s, key) > 0, f"{key} expects a positive integer, got {getattr(s, key)}")
+    need(s.warmup_num_steps >= 0, f"warmup_num_steps expects >= 0, got {s.warmup_num_steps}")
+    need(s.val_size >= 0, f"val_size expects >= 0, got {s.val_size}")
+    for key in ("warmup_min_lr", "warmup_max_lr", "gradient_clipping"):
+        need(getattr(s, key) > 0, f"{key} expects a positive number, got {getattr(s, key)}")
+    need(s.constant_lr is None or s.constant_lr > 0, f"constant_lr expects a positive number or none, got {s.constant_lr}")
+    resnet_only = s.resnet_norm_type != "bn" or s.mixstyle_level or s.finetune_level != 5
+    need(not resnet_only or s.model.startswith("resnet"),
+         f"resnet_norm_type, mixstyle_level and finetune_level apply to resnet models only, not {s.model!r}")
+
+
+def parse_assignments(pairs: list[str]) -> dict[str, str]:
+    """`["key=value", ...]` from the command line into a dict, keys checked."""
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise SettingsError(f"--set expects key=value, got {pair!r}")
+        out[key.strip()] = value.strip()
+    check_keys(out)
+    return out
+
+
+def load_yaml(path: str | Path) -> dict:
+    """The key/value pairs of an original-format YAML config, keys checked."""
+    import yaml
+
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise SettingsError(f"config file not found: {path}") from None
+    except yaml.YAMLError as e:
+        first = str(e).strip().splitlines()[0]
+        raise SettingsError(f"{path} is not valid YAML ({first}); expected key: value lines") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise SettingsError(f"{path} expects a mapping of setting: value, got {type(data).__name__}")
+    check_keys(data)
+    return data
