@@ -18,12 +18,70 @@ def cmd_variants(args) -> None:
           "(only -tnc sizes its head to the classes; the others keep the original's 1000-way head)")
 
 
+def _progress_printer():
+    tty = sys.stderr.isatty()
+
+    def show(p: dict) -> None:
+        width = 24
+        done = int(width * p["step"] / p["max_steps"])
+        test = "-" if p["test_acc"] is None else f"{p['test_acc']:.4f}"
+        loss = "-" if p["loss"] is None else f"{p['loss']:.4f}"
+        line = (f"[{'#' * done}{'.' * (width - done)}] step {p['step']}/{p['max_steps']}  loss {loss}  "
+                f"test top-1 {test}  {p['images_per_second']:,.0f} img/s")
+        print(("\r" + line) if tty else line, end="" if tty else "\n", file=sys.stderr, flush=True)
+
+    return show
+
+
+def cmd_train(args) -> None:
+    from .settings import parse_assignments
+    from .train import train
+    from .variants import resolve
+
+    overrides = parse_assignments(args.set or [])
+    for flag, key in (("dataset", "dataset"), ("max_steps", "max_iter"), ("eval_every", "eval_every"),
+                      ("batch_size", "batch_size"), ("seed", "seed"), ("data_dir", "data_dir"),
+                      ("val_size", "val_size")):
+        if getattr(args, flag) is not None:
+            overrides[key] = getattr(args, flag)
+    name, settings = resolve(args.spec, **overrides)
+    run_dir = train(name, settings, runs_dir=args.runs_dir, device=args.device, progress=_progress_printer())
+    if sys.stderr.isatty():
+        print(file=sys.stderr)
+    print(run_dir)
+
+
+def cmd_summary(args) -> None:
+    from .summary import summary_markdown
+
+    print(summary_markdown(args.runs_dir, args.dataset))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nbkit", description="Compare image-classification models.")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("variants", help="list the variants with description and parameter count")
     p.add_argument("--num-classes", type=int, default=100, help="class count of the dataset (default 100)")
     p.set_defaults(func=cmd_variants)
+
+    p = sub.add_parser("train", help="train one run of a variant or an original-format YAML config")
+    p.add_argument("spec", metavar="VARIANT|CONFIG.yml")
+    p.add_argument("--dataset", help="cifar100 (default), cifar10, synthetic, or an image folder/archive path")
+    p.add_argument("--max-steps", type=int, help="training steps (default 5000)")
+    p.add_argument("--eval-every", type=int, help="steps between evaluations (default 100)")
+    p.add_argument("--batch-size", type=int, help="training batch (default 128)")
+    p.add_argument("--seed", type=int, help="seed for initialisation, data order and augmentation (default 0)")
+    p.add_argument("--val-size", type=int, help="training images held out as a val split (default 0)")
+    p.add_argument("--data-dir", help="where datasets and caches live (default data/)")
+    p.add_argument("--device", default="auto", help="auto (default), cpu or cuda")
+    p.add_argument("--runs-dir", default="artifacts/runs", help="where run logs go (default artifacts/runs)")
+    p.add_argument("--set", nargs="*", metavar="KEY=VALUE", help="any other setting, e.g. --set use_augmentation=true")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("summary", help="the original's two tables (best train_200 and test top-1 per run)")
+    p.add_argument("--runs-dir", default="artifacts/runs")
+    p.add_argument("--dataset", help="only runs on this dataset")
+    p.set_defaults(func=cmd_summary)
     return parser
 
 
@@ -31,7 +89,17 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
-    except (ValueError, FileNotFoundError, PermissionError, OSError) as e:
-        print(f"nbkit {args.command}: error: {e}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print(f"\nnbkit {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # one line a user can act on; the run (if any) is marked failed/stopped
+        from .train import RunStopped
+
+        if isinstance(e, RunStopped):
+            print(f"\nnbkit {args.command}: stopped ({e}); the run is marked stopped", file=sys.stderr)
+            return 130
+        message = str(e).splitlines()[0] if str(e) else type(e).__name__
+        kind = "" if isinstance(e, (ValueError, OSError)) else f"{type(e).__name__}: "
+        print(f"nbkit {args.command}: error: {kind}{message}", file=sys.stderr)
         return 2
     return 0

@@ -45,6 +45,7 @@ class Settings:
     val_size: int = 0  # training images held out as a `val` split (0 = none, as the original)
     data_dir: str = "data"
     compile: bool = False  # torch.compile the model
+    log_every: int = 10  # a train row is the mean of this many steps' loss and accuracy
 
     def __post_init__(self):
         for f in fields(self):
@@ -117,7 +118,7 @@ def _check_ranges(s: Settings) -> None:
     need(s.resnet_norm_type in ("bn", "gn"), f"resnet_norm_type expects 'bn' or 'gn', got {s.resnet_norm_type!r}")
     need(0 <= s.mixstyle_level <= 4, f"mixstyle_level expects 0..4, got {s.mixstyle_level}")
     need(0 <= s.finetune_level <= 5, f"finetune_level expects 0..5, got {s.finetune_level}")
-    for key in ("batch_size", "eval_batch_size", "max_iter", "eval_every", "save_every"):
+    for key in ("batch_size", "eval_batch_size", "max_iter", "eval_every", "save_every", "log_every"):
         need(getattr(s, key) > 0, f"{key} expects a positive integer, got {getattr(s, key)}")
     need(s.warmup_num_steps >= 0, f"warmup_num_steps expects >= 0, got {s.warmup_num_steps}")
     need(s.val_size >= 0, f"val_size expects >= 0, got {s.val_size}")

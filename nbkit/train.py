@@ -1,0 +1,239 @@
+"""The trainer: the original protocol by default, GPU-first, one plain loop.
+
+Adam (0.9, 0.999, eps 1e-8, no weight decay), batch 128 sliced from a per-epoch permutation of
+the training set held on the device, learning rate warm-up + linear decay, gradient-norm
+clipping at 100, evaluation of train_200 and test every 100 steps, 5000 steps.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import math
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from . import __version__
+from .augment import augment
+from .data import Dataset, load_dataset
+from .models import create_model, parameter_count
+from .runlog import CHECKPOINT, RunWriter, new_run_dir
+from .settings import Settings
+
+
+def warmup_decay_lr(step: int, s: Settings) -> float:
+    """Linear warm-up from warmup_min_lr to warmup_max_lr over warmup_num_steps, then linear
+    decay back to warmup_min_lr at max_iter (DeepSpeed's WarmupDecayLR, linear); or constant."""
+    if s.constant_lr is not None:
+        return s.constant_lr
+    lo, hi, warm, total = s.warmup_min_lr, s.warmup_max_lr, s.warmup_num_steps, s.max_iter
+    if step < warm:
+        return lo + (hi - lo) * step / warm
+    return max(lo, hi - (hi - lo) * (step - warm) / max(1, total - warm))
+
+
+class RunStopped(Exception):
+    """Raised in the loop by SIGTERM/SIGINT so the run can checkpoint and mark itself stopped."""
+
+
+class NonFiniteLoss(Exception):
+    pass
+
+
+def pick_device(device: str = "auto") -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
+        raise ValueError(f"device expects auto, cpu or cuda[:N], got {device!r}")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError("device cuda was asked for but no CUDA GPU is available; use --device cpu")
+    return torch.device(device)
+
+
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent,
+                             capture_output=True, text=True, timeout=5)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+@torch.inference_mode()
+def evaluate(model, images: torch.Tensor, labels: torch.Tensor, batch_size: int, prepare) -> torch.Tensor:
+    """(correct, summed loss) over a split, left on the device: the caller syncs once."""
+    was_training = model.training
+    model.eval()
+    totals = torch.zeros(2, device=images.device)
+    for i in range(0, len(labels), batch_size):
+        y = labels[i:i + batch_size]
+        logits, _ = model(prepare(images[i:i + batch_size]))
+        totals[0] += (logits.argmax(-1) == y).sum()
+        totals[1] += F.cross_entropy(logits.float(), y, reduction="sum")
+    model.train(was_training)
+    return totals / len(labels)
+
+
+@contextlib.contextmanager
+def _stop_on_signals():
+    """SIGTERM and SIGINT raise RunStopped in the loop (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise RunStopped(signal.Signals(signum).name)
+
+    old = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+def train(variant: str, s: Settings, runs_dir: str | Path = "artifacts/runs", device: str = "auto",
+          dataset: Dataset | None = None, label: str | None = None,
+          progress: Callable[[dict], None] | None = None) -> Path:
+    """Train one run and return its directory. Errors before the run starts leave no directory."""
+    dev = pick_device(device)
+    cuda = dev.type == "cuda"
+    ds = dataset if dataset is not None else load_dataset(s.dataset, s.data_dir, s.val_size)
+    torch.manual_seed(s.seed)  # initialisation, dropout, MixStyle's coin
+    model = create_model(s, ds.num_classes).to(dev)
+    if cuda:
+        model = model.to(memory_format=torch.channels_last)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.Adam(params, lr=warmup_decay_lr(0, s), betas=(0.9, 0.999), eps=1e-8,
+                           weight_decay=0.0, **({"fused": True} if cuda else {}))
+    forward = torch.compile(model) if s.compile else model
+    data = ds.to(dev)
+    gen = torch.Generator(dev).manual_seed(s.seed)  # data order and augmentation
+
+    run_dir = new_run_dir(Path(runs_dir), ds.name, variant, f"{time.strftime('%Y%m%d-%H%M%S')}-s{s.seed}")
+    log = RunWriter(run_dir)
+    n_train, B = data.size("train"), s.batch_size
+    steps_per_epoch = n_train // B  # drop_last
+    if steps_per_epoch == 0:
+        raise ValueError(f"batch_size {B} exceeds the {n_train} training images")
+    log.config({
+        "variant": variant, "label": label, "run_id": run_dir.name, "seed": s.seed, "settings": s.to_dict(),
+        "dataset": ds.describe(), "parameters": parameter_count(model), "steps_per_epoch": steps_per_epoch,
+        "nbkit_version": __version__, "git_commit": git_commit(), "torch_version": torch.__version__,
+        "device": torch.cuda.get_device_name(dev) if cuda else "cpu",
+        "start_time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    })
+    log.status("running", 0)
+
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else contextlib.nullcontext()
+    fmt = torch.channels_last if cuda else torch.contiguous_format
+
+    def prepare(x_uint8):
+        return x_uint8.float().div_(255).contiguous(memory_format=fmt)
+
+    def checkpoint(step):
+        state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
+                 "settings": s.to_dict(), "variant": variant, "generator": gen.get_state(),
+                 "cpu_rng": torch.get_rng_state(),
+                 "cuda_rng": torch.cuda.get_rng_state(dev) if cuda else None}
+        tmp = run_dir / f".{CHECKPOINT}.tmp"
+        torch.save(state, tmp)
+        tmp.replace(run_dir / CHECKPOINT)
+
+    start = time.perf_counter()
+    train_seconds, images_seen, segment_start = 0.0, 0, start
+    window: list[torch.Tensor] = []  # per-step stats kept on the device until the next write
+    extra_keys: list[str] = []
+    last_test = last_loss = None
+    step = 0
+
+    def flush(step):
+        nonlocal window, last_loss
+        if not window:
+            return
+        stats = torch.stack(window).mean(0).tolist()  # the one host sync per window
+        finite = torch.stack(window)[:, 0].isfinite().all().item()
+        window = []
+        row = {"step": step, "split": "train", "time": round(time.perf_counter() - start, 3),
+               "loss": stats[0], "acc_top1": stats[1], "lr": warmup_decay_lr(step - 1, s)}
+        row.update(zip(extra_keys, stats[2:]))
+        last_loss = stats[0]
+        log.metrics([row])
+        if not finite:
+            raise NonFiniteLoss(f"non-finite loss by step {step}")
+
+    model.train()
+    try:
+        with _stop_on_signals():
+            while step < s.max_iter:
+                i = step % steps_per_epoch
+                if i == 0:
+                    perm = torch.randperm(n_train, device=dev, generator=gen)
+                idx = perm[i * B:(i + 1) * B]
+                x, y = data.images["train"][idx].float().div_(255), data.labels["train"][idx]
+                if s.use_augmentation:
+                    x = augment(x, gen)
+                x = x.contiguous(memory_format=fmt)
+                for g in opt.param_groups:
+                    g["lr"] = warmup_decay_lr(step, s)
+                with autocast:
+                    logits, extras = forward(x, y)
+                    loss = F.cross_entropy(logits.float(), y)
+                    total = loss + sum((v for k, v in extras.items() if k.startswith("aux/")), torch.zeros((), device=dev))
+                opt.zero_grad(set_to_none=True)
+                total.backward()
+                torch.nn.utils.clip_grad_norm_(params, s.gradient_clipping, foreach=True)
+                opt.step()
+                step += 1
+                if not extra_keys and extras:
+                    extra_keys = list(extras)
+                acc = (logits.detach().argmax(-1) == y).float().mean()
+                window.append(torch.stack([loss.detach(), acc, *(extras[k].detach().float() for k in extra_keys)]))
+
+                evaluating = step % s.eval_every == 0 or step == s.max_iter
+                if len(window) >= s.log_every or evaluating:
+                    flush(step)
+                if evaluating:
+                    if cuda:
+                        torch.cuda.synchronize(dev)
+                    now = time.perf_counter()
+                    train_seconds += now - segment_start
+                    images_seen = step * B
+                    rows = []
+                    for split in data.splits_eval:
+                        acc_, loss_ = evaluate(model, data.images[split], data.labels[split], s.eval_batch_size, prepare).tolist()
+                        rows.append({"step": step, "split": split, "time": round(time.perf_counter() - start, 3),
+                                     "acc_top1": acc_, "loss": loss_})
+                        if split == "test":
+                            last_test = acc_
+                    log.metrics(rows)
+                    ips = images_seen / max(train_seconds, 1e-9)
+                    log.status("running", step, images_per_second=round(ips, 1))
+                    if progress:
+                        progress({"step": step, "max_steps": s.max_iter, "loss": last_loss,
+                                  "test_acc": last_test, "images_per_second": ips})
+                    segment_start = time.perf_counter()
+                if step % s.save_every == 0 or step == s.max_iter:
+                    checkpoint(step)
+        log.status("done", step, images_per_second=round(images_seen / max(train_seconds, 1e-9), 1),
+                   wall_seconds=round(time.perf_counter() - start, 2))
+    except RunStopped as e:
+        checkpoint(step)
+        log.status("stopped", step, reason=f"stopped by {e}")
+        raise
+    except NonFiniteLoss as e:
+        log.status("failed", step, reason=str(e))
+        raise
+    except BaseException as e:
+        log.status("failed", step, reason=f"{type(e).__name__}: {e}")
+        raise
+    finally:
+        log.close()
+    return run_dir

@@ -1,0 +1,70 @@
+"""Small fixtures: image folders, CIFAR files in the official layout, hand-written run logs."""
+
+from __future__ import annotations
+
+import io
+import pickle
+import tarfile
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from nbkit.runlog import RunWriter, new_run_dir
+
+
+def write_image_folder(root: Path, classes=("cat", "dog", "emu"), per_class=(6, 3), size=8, seed=0) -> Path:
+    rng = np.random.default_rng(seed)
+    for split, n in zip(("train", "test"), per_class):
+        for k, c in enumerate(classes):
+            (root / split / c).mkdir(parents=True, exist_ok=True)
+            for i in range(n):
+                a = np.full((size, size, 3), (40 * k) % 220, np.uint8) + rng.integers(0, 30, (size, size, 3), dtype=np.uint8)
+                Image.fromarray(a).save(root / split / c / f"{i:04d}.png")
+    return root
+
+
+def tar_folder(folder: Path, archive: Path, arcname: str = "imgs") -> Path:
+    with tarfile.open(archive, "w:gz") as t:
+        t.add(folder, arcname=arcname)
+    return archive
+
+
+def add_tar_member(archive: Path, name: str, data: bytes = b"x", kind=tarfile.REGTYPE, linkname="") -> None:
+    with tarfile.open(archive, "w") as t:
+        info = tarfile.TarInfo(name)
+        info.type, info.linkname, info.size = kind, linkname, len(data) if kind == tarfile.REGTYPE else 0
+        t.addfile(info, io.BytesIO(data) if kind == tarfile.REGTYPE else None)
+
+
+def write_cifar100(data_dir: Path, n_train=300, n_test=50, classes=100, seed=0) -> Path:
+    """Pickled dicts as the official cifar-100-python/{train,test,meta}."""
+    rng = np.random.default_rng(seed)
+    root = data_dir / "cifar-100-python"
+    root.mkdir(parents=True)
+    for name, n in (("train", n_train), ("test", n_test)):
+        d = {"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
+             "fine_labels": rng.integers(0, classes, n).tolist(),
+             "coarse_labels": rng.integers(0, 20, n).tolist()}
+        (root / name).write_bytes(pickle.dumps(d))
+    (root / "meta").write_bytes(pickle.dumps({"fine_label_names": [f"fine{i}" for i in range(classes)],
+                                              "coarse_label_names": [f"c{i}" for i in range(20)]}))
+    return root
+
+
+def write_run(runs_dir: Path, variant: str, seed: int, evals: dict[str, list[tuple[int, float]]],
+              train: list[tuple[int, float]] = (), state="done", dataset="synthetic", **config) -> Path:
+    """A run directory with chosen metrics, written through the same writer the trainer uses."""
+    run = new_run_dir(runs_dir, dataset, variant, f"fixture-s{seed}")
+    w = RunWriter(run)
+    w.config({"variant": variant, "seed": seed, "dataset": {"name": dataset}, "run_id": run.name,
+              "settings": {"max_iter": max((s for rows in evals.values() for s, _ in rows), default=0)},
+              "parameters": 1000, "steps_per_epoch": 10, **config})
+    rows = [{"step": s, "split": "train", "time": s / 10, "loss": l, "acc_top1": 0.5, "lr": 1e-3} for s, l in train]
+    for split, points in evals.items():
+        rows += [{"step": s, "split": split, "time": s / 10, "acc_top1": a, "loss": 1.0} for s, a in points]
+    w.metrics(sorted(rows, key=lambda r: r["step"]))
+    last = max((r["step"] for r in rows), default=0)
+    w.status(state, last, images_per_second=100.0, **({"reason": "boom"} if state == "failed" else {}))
+    w.close()
+    return run

@@ -1,0 +1,69 @@
+import warnings
+
+import pytest
+
+from nbkit.cli import main
+from nbkit.runlog import best_per_run, read_metrics, read_runs
+from nbkit.summary import best_tables
+
+from .helpers import write_run
+
+
+@pytest.fixture
+def fixture_runs(tmp_path):
+    write_run(tmp_path, "resnet18", 0, {"train_200": [(100, 0.5), (200, 1.0), (300, 1.0)],
+                                        "test": [(100, 0.30), (200, 0.35), (300, 0.35)]})
+    write_run(tmp_path, "resnet18-ms2", 0, {"train_200": [(100, 0.4), (200, 0.9), (300, 0.915)],
+                                            "test": [(100, 0.31), (200, 0.3851), (300, 0.38)]})
+    write_run(tmp_path, "toy-dilated", 1, {"train_200": [(100, 0.1)], "test": [(100, 0.1886)]}, state="failed")
+    return tmp_path
+
+
+def test_best_tables_pick_the_earlier_step_on_ties(fixture_runs):
+    metrics, runs = read_runs(fixture_runs)
+    train_200, test = best_tables(metrics)
+    assert train_200.select("variant", "step", "acc_top1").rows() == [
+        ("resnet18", 200, 1.0), ("resnet18-ms2", 300, 0.915), ("toy-dilated", 100, 0.1)]
+    assert test.select("variant", "step", "acc_top1").rows() == [
+        ("resnet18-ms2", 200, 0.3851), ("resnet18", 200, 0.35), ("toy-dilated", 100, 0.1886)]
+    assert dict(runs.select("variant", "state").rows()) == {"resnet18": "done", "resnet18-ms2": "done", "toy-dilated": "failed"}
+
+
+def test_summary_prints_the_two_tables(fixture_runs, capsys):
+    assert main(["summary", "--runs-dir", str(fixture_runs)]) == 0
+    out = capsys.readouterr().out
+    assert "#### Train Subset Results" in out and "#### Test Set Results" in out
+    assert "| synthetic/resnet18-ms2/fixture-s0 | test  |  200 |   0.3851 |" in out
+    lines = out.splitlines()
+    test_rows = [l for l in lines[lines.index("#### Test Set Results"):] if l.startswith("| synthetic")]
+    assert [r.split("/")[1] for r in test_rows] == ["resnet18-ms2", "resnet18", "toy-dilated"]
+
+
+def test_summary_with_no_runs_says_how_to_get_some(tmp_path, capsys):
+    assert main(["summary", "--runs-dir", str(tmp_path)]) == 0
+    assert "python -m nbkit train" in capsys.readouterr().out
+
+
+def test_reader_skips_cut_and_garbage_lines_with_a_warning(fixture_runs):
+    run = next(fixture_runs.glob("synthetic/resnet18/*"))
+    path = run / "metrics.jsonl"
+    good = len(read_metrics(path))
+    with open(path, "a") as f:
+        f.write("garbage\n{\"step\": 400, \"split\": \"test\", \"acc")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        rows = read_metrics(path)
+    assert len(rows) == good
+    assert any("metrics.jsonl:7" in str(w.message) and "unreadable" in str(w.message) for w in caught)
+    assert any("incomplete last line" in str(w.message) for w in caught)
+
+
+def test_reader_ignores_unknown_keys_and_runs_without_metrics(fixture_runs):
+    run = next(fixture_runs.glob("synthetic/resnet18/*"))
+    with open(run / "metrics.jsonl", "a") as f:
+        f.write('{"step": 400, "split": "test", "acc_top1": 0.2, "brand_new": 1}\n')
+    (fixture_runs / "synthetic" / "resnet50" / "starting").mkdir(parents=True)
+    (fixture_runs / "synthetic" / "resnet50" / "starting" / "config.json").write_text('{"variant": "resnet50"}')
+    metrics, runs = read_runs(fixture_runs)
+    assert runs.height == 4 and "brand_new" in metrics.columns
+    assert best_per_run(metrics, "test").height == 3
