@@ -33,22 +33,54 @@ def _progress_printer():
     return show
 
 
-def cmd_train(args) -> None:
+TRAIN_FLAGS = (("dataset", "dataset"), ("max_steps", "max_iter"), ("eval_every", "eval_every"),
+               ("batch_size", "batch_size"), ("seed", "seed"), ("data_dir", "data_dir"), ("val_size", "val_size"))
+
+
+def setting_overrides(args) -> dict:
     from .settings import parse_assignments
-    from .train import train
-    from .variants import resolve
 
     overrides = parse_assignments(args.set or [])
-    for flag, key in (("dataset", "dataset"), ("max_steps", "max_iter"), ("eval_every", "eval_every"),
-                      ("batch_size", "batch_size"), ("seed", "seed"), ("data_dir", "data_dir"),
-                      ("val_size", "val_size")):
-        if getattr(args, flag) is not None:
+    for flag, key in TRAIN_FLAGS:
+        if getattr(args, flag, None) is not None:
             overrides[key] = getattr(args, flag)
-    name, settings = resolve(args.spec, **overrides)
-    run_dir = train(name, settings, runs_dir=args.runs_dir, device=args.device, progress=_progress_printer())
+    return overrides
+
+
+def cmd_train(args) -> None:
+    from .train import resume_settings, train
+    from .variants import resolve
+
+    overrides = setting_overrides(args)
+    if args.resume:
+        if args.spec:
+            raise ValueError("give either VARIANT|CONFIG.yml or --resume RUN_DIR, not both")
+        name, settings = resume_settings(args.resume, overrides)
+    elif not args.spec:
+        raise ValueError("train expects a VARIANT or CONFIG.yml (see `nbkit variants`), or --resume RUN_DIR")
+    else:
+        name, settings = resolve(args.spec, **overrides)
+    run_dir = train(name, settings, runs_dir=args.runs_dir, device=args.device, progress=_progress_printer(),
+                    run_dir=args.resume or args.run_dir, resume=bool(args.resume))
     if sys.stderr.isatty():
         print(file=sys.stderr)
     print(run_dir)
+
+
+def cmd_sweep(args) -> None:
+    from .data import load_dataset
+    from .sweep import plan, run_sweep
+
+    overrides = setting_overrides(args)
+    jobs = plan(args.names, args.seeds, overrides, args.runs_dir)
+    first = jobs[0].settings
+    if first.dataset != "synthetic":
+        load_dataset(first.dataset, first.data_dir)  # fail once, here, and fill the cache for the runs
+    outcome = run_sweep(jobs, device=args.device, jobs_per_device=args.jobs)
+    if outcome["stopped"]:
+        raise SystemExit(130)
+    if outcome["failed"]:
+        raise SystemExit(1)
 
 
 def cmd_summary(args) -> None:
@@ -65,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_variants)
 
     p = sub.add_parser("train", help="train one run of a variant or an original-format YAML config")
-    p.add_argument("spec", metavar="VARIANT|CONFIG.yml")
+    p.add_argument("spec", metavar="VARIANT|CONFIG.yml", nargs="?")
     p.add_argument("--dataset", help="cifar100 (default), cifar10, synthetic, or an image folder/archive path")
     p.add_argument("--max-steps", type=int, help="training steps (default 5000)")
     p.add_argument("--eval-every", type=int, help="steps between evaluations (default 100)")
@@ -76,7 +108,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto (default), cpu or cuda")
     p.add_argument("--runs-dir", default="artifacts/runs", help="where run logs go (default artifacts/runs)")
     p.add_argument("--set", nargs="*", metavar="KEY=VALUE", help="any other setting, e.g. --set use_augmentation=true")
+    p.add_argument("--run-dir", help="write the run into this directory instead of a new timestamped one")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue an unfinished run from its last checkpoint")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("sweep", help="run a comparison or several variants, K runs at a time per GPU")
+    p.add_argument("names", nargs="+", metavar="COMPARISON|VARIANT", help="resnets, learning, models, or variant names")
+    p.add_argument("--seeds", type=int, default=1, help="seeds per variant, counting up from --seed (default 1)")
+    p.add_argument("--jobs", type=int, default=1, help="runs at once per GPU, or on the CPU (default 1)")
+    for flag, _ in TRAIN_FLAGS:
+        p.add_argument("--" + flag.replace("_", "-"), type=str if flag in ("dataset", "data_dir") else int)
+    p.add_argument("--device", default="auto", help="auto (default), cpu or cuda (all visible GPUs)")
+    p.add_argument("--runs-dir", default="artifacts/runs")
+    p.add_argument("--set", nargs="*", metavar="KEY=VALUE", help="any other setting for every run")
+    p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("summary", help="the original's two tables (best train_200 and test top-1 per run)")
     p.add_argument("--runs-dir", default="artifacts/runs")
@@ -89,12 +134,18 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
+    except SystemExit as e:
+        return int(e.code or 0)
     except KeyboardInterrupt:
         print(f"\nnbkit {args.command}: interrupted", file=sys.stderr)
         return 130
     except Exception as e:  # one line a user can act on; the run (if any) is marked failed/stopped
-        from .train import RunStopped
+        from .sweep import BUSY_EXIT
+        from .train import RunBusy, RunStopped
 
+        if isinstance(e, RunBusy):
+            print(f"nbkit {args.command}: error: {e}", file=sys.stderr)
+            return BUSY_EXIT
         if isinstance(e, RunStopped):
             print(f"\nnbkit {args.command}: stopped ({e}); the run is marked stopped", file=sys.stderr)
             return 130

@@ -55,6 +55,15 @@ class Dataset:
                 "num_classes": self.num_classes, "sizes": {k: self.size(k) for k in self.labels}}
 
 
+def is_builtin(spec: str) -> bool:
+    return spec in ("cifar10", "cifar100", "synthetic")
+
+
+def dataset_name(spec: str) -> str:
+    """The name a dataset's runs are filed under: cifar100, synthetic, or the folder's name."""
+    return spec if is_builtin(spec) else _folder_name(Path(spec))
+
+
 def load_dataset(spec: str, data_dir: str | Path = "data", val_size: int = 0) -> Dataset:
     """`cifar100`, `cifar10`, `synthetic`, or a path to an image folder or archive."""
     data_dir = Path(data_dir)
@@ -67,7 +76,7 @@ def load_dataset(spec: str, data_dir: str | Path = "data", val_size: int = 0) ->
     elif os.sep in spec or "/" in spec or Path(spec).exists() or spec.endswith(ARCHIVE_SUFFIXES):
         path = Path(spec)
         train_x, train_y, test_x, test_y, classes = load_image_folder(path, data_dir / "cache")
-        name, source, class_ordered = _folder_name(path), str(path), True
+        name, source, class_ordered = dataset_name(spec), str(path), True
     else:
         raise DatasetError(f"unknown dataset '{spec}'; expected cifar100, cifar10, synthetic, "
                            "or a path to an image folder or .tar/.tar.gz/.tar.xz/.zip archive")

@@ -51,6 +51,22 @@ class RunWriter:
         self._metrics.close()
 
 
+def truncate_metrics(path: Path, last_step: int) -> None:
+    """Keep only whole rows up to last_step (a resumed run redoes the rest); atomic rewrite."""
+    if not path.exists():
+        return
+    keep = []
+    for line in path.read_text().split("\n"):
+        try:
+            if json.loads(line)["step"] <= last_step:
+                keep.append(line + "\n")
+        except (ValueError, KeyError, TypeError):
+            continue  # a cut or garbage line is dropped here
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text("".join(keep))
+    os.replace(tmp, path)
+
+
 def new_run_dir(runs_dir: Path, dataset: str, variant: str, run_id: str) -> Path:
     """Claim a fresh run directory atomically (mkdir fails if another process has it)."""
     parent = Path(runs_dir) / dataset / variant

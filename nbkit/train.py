@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import math
+import fcntl
+import json
+import os
 import signal
 import subprocess
 import threading
@@ -24,7 +26,7 @@ from . import __version__
 from .augment import augment
 from .data import Dataset, load_dataset
 from .models import create_model, parameter_count
-from .runlog import CHECKPOINT, RunWriter, new_run_dir
+from .runlog import CHECKPOINT, CONFIG, METRICS, RunWriter, new_run_dir, truncate_metrics
 from .settings import Settings
 
 
@@ -99,13 +101,73 @@ def _stop_on_signals():
             signal.signal(s, h)
 
 
+@contextlib.contextmanager
+def _exclusive(run_dir: Path):
+    """Hold an exclusive lock on the run directory for the life of the process writing it;
+    the OS drops it when the process dies, even by SIGKILL."""
+    fd = os.open(run_dir / ".lock", os.O_CREAT | os.O_RDWR, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RunBusy(f"{run_dir} is being written by another process") from None
+        yield
+    finally:
+        os.close(fd)
+
+
+class RunBusy(RuntimeError):
+    pass
+
+
+def load_checkpoint(run_dir: Path, device) -> dict:
+    path = Path(run_dir) / CHECKPOINT
+    try:  # weights_only: a crafted pickle cannot run code
+        return torch.load(path, map_location=device, weights_only=True)
+    except FileNotFoundError:
+        raise ValueError(f"cannot resume {run_dir}: it has no {CHECKPOINT} yet") from None
+    except Exception as e:
+        raise ValueError(f"cannot resume {run_dir}: {CHECKPOINT} is corrupt or not a checkpoint "
+                         f"({type(e).__name__})") from None
+
+
+def resume_settings(run_dir: Path, overrides: dict | None = None) -> tuple[str, Settings]:
+    """The variant and settings of an existing run; overrides that change them are refused."""
+    try:
+        config = json.loads((Path(run_dir) / CONFIG).read_text())
+        settings = Settings(**config["settings"])
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"cannot resume {run_dir}: no readable {CONFIG} ({type(e).__name__})") from None
+    if overrides:
+        changed = settings.replace(**overrides)
+        diff = {k: v for k, v in changed.to_dict().items() if settings.to_dict()[k] != v}
+        if diff:
+            raise ValueError(f"cannot resume {run_dir} with a different config (changed: {diff}); "
+                             "start a new run instead")
+    return config["variant"], settings
+
+
 def train(variant: str, s: Settings, runs_dir: str | Path = "artifacts/runs", device: str = "auto",
           dataset: Dataset | None = None, label: str | None = None,
-          progress: Callable[[dict], None] | None = None) -> Path:
-    """Train one run and return its directory. Errors before the run starts leave no directory."""
+          progress: Callable[[dict], None] | None = None,
+          run_dir: str | Path | None = None, resume: bool = False) -> Path:
+    """Train one run and return its directory.
+
+    run_dir: write there (created if needed) instead of a new timestamped folder;
+    resume: continue the run in run_dir from its checkpoint. Errors before the run starts
+    (unknown dataset, bad settings) leave no run directory behind.
+    """
     dev = pick_device(device)
     cuda = dev.type == "cuda"
     ds = dataset if dataset is not None else load_dataset(s.dataset, s.data_dir, s.val_size)
+    n_train, B = ds.size("train"), s.batch_size
+    steps_per_epoch = n_train // B  # drop_last
+    if steps_per_epoch == 0:
+        raise ValueError(f"batch_size {B} exceeds the {n_train} training images")
+    state = load_checkpoint(Path(run_dir), dev) if resume else None
+    if state is not None and state.get("settings") != s.to_dict():
+        raise ValueError(f"cannot resume {run_dir}: its checkpoint was made with other settings")
+
     torch.manual_seed(s.seed)  # initialisation, dropout, MixStyle's coin
     model = create_model(s, ds.num_classes).to(dev)
     if cuda:
@@ -117,20 +179,47 @@ def train(variant: str, s: Settings, runs_dir: str | Path = "artifacts/runs", de
     data = ds.to(dev)
     gen = torch.Generator(dev).manual_seed(s.seed)  # data order and augmentation
 
-    run_dir = new_run_dir(Path(runs_dir), ds.name, variant, f"{time.strftime('%Y%m%d-%H%M%S')}-s{s.seed}")
+    if run_dir is None:
+        run_dir = new_run_dir(Path(runs_dir), ds.name, variant, f"{time.strftime('%Y%m%d-%H%M%S')}-s{s.seed}")
+    run_dir = Path(run_dir)
+    if not resume:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if (run_dir / CONFIG).exists():
+            raise ValueError(f"{run_dir} already holds a run; use --resume to continue it")
+    with _exclusive(run_dir):
+        return _loop(variant, s, run_dir, model, forward, opt, params, data, gen, dev, label, progress,
+                     steps_per_epoch, state)
+
+
+def _loop(variant, s, run_dir, model, forward, opt, params, data, gen, dev, label, progress,
+          steps_per_epoch, state) -> Path:
+    cuda = dev.type == "cuda"
+    if state is not None:
+        truncate_metrics(run_dir / METRICS, state["step"])  # rows past the checkpoint are redone
     log = RunWriter(run_dir)
     n_train, B = data.size("train"), s.batch_size
-    steps_per_epoch = n_train // B  # drop_last
-    if steps_per_epoch == 0:
-        raise ValueError(f"batch_size {B} exceeds the {n_train} training images")
-    log.config({
-        "variant": variant, "label": label, "run_id": run_dir.name, "seed": s.seed, "settings": s.to_dict(),
-        "dataset": ds.describe(), "parameters": parameter_count(model), "steps_per_epoch": steps_per_epoch,
-        "nbkit_version": __version__, "git_commit": git_commit(), "torch_version": torch.__version__,
-        "device": torch.cuda.get_device_name(dev) if cuda else "cpu",
-        "start_time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-    })
-    log.status("running", 0)
+    step, elapsed, perm = 0, 0.0, None
+    window: list[torch.Tensor] = []  # per-step stats kept on the device until the next write
+    extra_keys: list[str] = []
+    if state is None:
+        log.config({
+            "variant": variant, "label": label, "run_id": run_dir.name, "seed": s.seed, "settings": s.to_dict(),
+            "dataset": data.describe(), "parameters": parameter_count(model), "steps_per_epoch": steps_per_epoch,
+            "nbkit_version": __version__, "git_commit": git_commit(), "torch_version": torch.__version__,
+            "device": torch.cuda.get_device_name(dev) if cuda else "cpu",
+            "start_time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        })
+    else:  # restore everything the next step depends on
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        step, elapsed, perm = state["step"], state["elapsed"], state["perm"]
+        gen.set_state(state["generator"].cpu())
+        torch.set_rng_state(state["cpu_rng"].cpu())
+        if cuda and state.get("cuda_rng") is not None:
+            torch.cuda.set_rng_state(state["cuda_rng"].cpu(), dev)
+        window = list(state["window"]) if state["window"] is not None else []
+        extra_keys = list(state["extra_keys"])
+    log.status("running", step)
 
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else contextlib.nullcontext()
     fmt = torch.channels_last if cuda else torch.contiguous_format
@@ -138,28 +227,28 @@ def train(variant: str, s: Settings, runs_dir: str | Path = "artifacts/runs", de
     def prepare(x_uint8):
         return x_uint8.float().div_(255).contiguous(memory_format=fmt)
 
-    def checkpoint(step):
-        state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
-                 "settings": s.to_dict(), "variant": variant, "generator": gen.get_state(),
-                 "cpu_rng": torch.get_rng_state(),
-                 "cuda_rng": torch.cuda.get_rng_state(dev) if cuda else None}
-        tmp = run_dir / f".{CHECKPOINT}.tmp"
-        torch.save(state, tmp)
-        tmp.replace(run_dir / CHECKPOINT)
-
-    start = time.perf_counter()
-    train_seconds, images_seen, segment_start = 0.0, 0, start
-    window: list[torch.Tensor] = []  # per-step stats kept on the device until the next write
-    extra_keys: list[str] = []
+    start = time.perf_counter() - elapsed
+    train_seconds, images_seen, segment_start = 0.0, 0, time.perf_counter()
+    first_step = step
     last_test = last_loss = None
-    step = 0
+
+    def checkpoint(step):
+        ckpt = {"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
+                "settings": s.to_dict(), "variant": variant, "generator": gen.get_state(),
+                "cpu_rng": torch.get_rng_state(), "cuda_rng": torch.cuda.get_rng_state(dev) if cuda else None,
+                "perm": perm, "window": torch.stack(window) if window else None, "extra_keys": extra_keys,
+                "elapsed": time.perf_counter() - start}
+        tmp = run_dir / f".{CHECKPOINT}.tmp"
+        torch.save(ckpt, tmp)
+        os.replace(tmp, run_dir / CHECKPOINT)
 
     def flush(step):
         nonlocal window, last_loss
         if not window:
             return
-        stats = torch.stack(window).mean(0).tolist()  # the one host sync per window
-        finite = torch.stack(window)[:, 0].isfinite().all().item()
+        stacked = torch.stack(window)
+        stats = stacked.mean(0).tolist()  # the one host sync per window
+        finite = bool(stacked[:, 0].isfinite().all())
         window = []
         row = {"step": step, "split": "train", "time": round(time.perf_counter() - start, 3),
                "loss": stats[0], "acc_top1": stats[1], "lr": warmup_decay_lr(step - 1, s)}
@@ -167,7 +256,7 @@ def train(variant: str, s: Settings, runs_dir: str | Path = "artifacts/runs", de
         last_loss = stats[0]
         log.metrics([row])
         if not finite:
-            raise NonFiniteLoss(f"non-finite loss by step {step}")
+            raise NonFiniteLoss(f"non-finite loss (NaN or Inf) in steps {step - len(stacked) + 1}..{step}")
 
     model.train()
     try:
@@ -203,9 +292,8 @@ def train(variant: str, s: Settings, runs_dir: str | Path = "artifacts/runs", de
                 if evaluating:
                     if cuda:
                         torch.cuda.synchronize(dev)
-                    now = time.perf_counter()
-                    train_seconds += now - segment_start
-                    images_seen = step * B
+                    train_seconds += time.perf_counter() - segment_start
+                    images_seen = (step - first_step) * B
                     rows = []
                     for split in data.splits_eval:
                         acc_, loss_ = evaluate(model, data.images[split], data.labels[split], s.eval_batch_size, prepare).tolist()

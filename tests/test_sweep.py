@@ -1,0 +1,82 @@
+import json
+
+import pytest
+
+from nbkit.cli import main
+from nbkit.runlog import read_metrics, read_runs
+from nbkit.sweep import job_state, plan, run_sweep
+
+SMALL = {"dataset": "synthetic", "max_iter": 12, "eval_every": 6, "batch_size": 16, "log_every": 3,
+         "tailor_num_classes": True, "constant_lr": 3e-3, "eval_batch_size": 256}
+
+
+def test_plan_names_runs_by_settings_and_seed(tmp_path):
+    jobs = plan(["learning"], 2, SMALL, tmp_path)
+    assert [j.label for j in jobs] == ["resnet18 seed 0", "resnet18 seed 1", "resnet18-clr1e-4 seed 0",
+                                       "resnet18-clr1e-4 seed 1", "resnet18-aug seed 0", "resnet18-aug seed 1"]
+    again = plan(["learning"], 2, SMALL, tmp_path)
+    assert [j.run_dir for j in jobs] == [j.run_dir for j in again]
+    longer = plan(["learning"], 2, {**SMALL, "max_iter": 13}, tmp_path)
+    assert jobs[0].run_dir != longer[0].run_dir
+    with pytest.raises(ValueError, match="unknown variant 'resnet81'"):
+        plan(["resnet81"], 1, SMALL, tmp_path)
+
+
+def test_sweep_runs_in_parallel_isolates_a_failure_and_skips_finished_runs(tmp_path):
+    jobs = plan(["toy-dilated", "resnet18"], 2, SMALL, tmp_path)
+    bad = jobs[1]
+    bad.overrides = {**bad.overrides, "constant_lr": 1e30}  # diverges: the loss overflows to inf, then NaN
+    outcome = run_sweep(jobs, device="cpu", jobs_per_device=2, poll=0.1)
+    assert [j.label for j in outcome["failed"]] == [bad.label]
+    assert len(outcome["done"]) == 3
+    status = json.loads((bad.run_dir / "status.json").read_text())
+    assert status["state"] == "failed" and "non-finite loss" in status["reason"]
+    for job in outcome["done"]:
+        rows = read_metrics(job.run_dir / "metrics.jsonl")
+        assert [r["step"] for r in rows if r["split"] == "test"] == [6, 12]
+        assert [r["step"] for r in rows if r["split"] == "train"] == [3, 6, 9, 12]
+        assert json.loads((job.run_dir / "status.json").read_text())["state"] == "done"
+    _, runs = read_runs(tmp_path)
+    assert sorted(runs["state"]) == ["done", "done", "done", "failed"]
+
+    finished = {j.run_dir: (j.run_dir / "metrics.jsonl").stat().st_mtime_ns for j in outcome["done"]}
+    again = run_sweep(plan(["toy-dilated", "resnet18"], 2, SMALL, tmp_path), device="cpu", jobs_per_device=2, poll=0.1)
+    assert len(again["skipped"]) == 3 and len(again["done"]) == 1  # the failed run is tried again
+    assert all((d / "metrics.jsonl").stat().st_mtime_ns == t for d, t in finished.items())
+
+
+def test_sweep_resumes_a_killed_run_to_the_same_metrics(tmp_path):
+    import os, signal, subprocess, time
+    from nbkit.sweep import _command
+
+    settings = {**SMALL, "max_iter": 60, "eval_every": 12, "save_every": 6}
+    (reference,) = plan(["toy-dilated"], 1, settings, tmp_path / "reference")
+    run_sweep([reference], device="cpu")
+    (job,) = plan(["toy-dilated"], 1, settings, tmp_path / "killed")
+    job.run_dir.mkdir(parents=True)
+    child = subprocess.Popen(_command(job, "cpu"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 60
+    while not (job.run_dir / "checkpoint.pt").exists() and time.time() < deadline:
+        time.sleep(0.02)
+    time.sleep(0.3)
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    assert json.loads((job.run_dir / "status.json").read_text())["state"] == "running"
+    assert job_state(job) == "resume"
+    outcome = run_sweep([job], device="cpu")
+    assert len(outcome["done"]) == 1
+    strip = lambda d: [{k: v for k, v in r.items() if k != "time"} for r in read_metrics(d / "metrics.jsonl")]
+    assert strip(job.run_dir) == strip(reference.run_dir)
+
+
+def test_cli_sweep_on_a_comparison(tmp_path, capsys):
+    code = main(["sweep", "toy-dilated", "--seeds", "2", "--jobs", "2", "--dataset", "synthetic", "--max-steps", "4",
+                 "--eval-every", "2", "--batch-size", "16", "--device", "cpu", "--runs-dir", str(tmp_path),
+                 "--set", "tailor_num_classes=true", "eval_batch_size=256"])
+    assert code == 0
+    err = capsys.readouterr().err
+    assert "sweep: 2 done, 0 skipped, 0 failed, 0 stopped" in err
+    assert main(["sweep", "toy-dilated", "--seeds", "2", "--dataset", "synthetic", "--max-steps", "4",
+                 "--eval-every", "2", "--batch-size", "16", "--device", "cpu", "--runs-dir", str(tmp_path),
+                 "--set", "tailor_num_classes=true", "eval_batch_size=256"]) == 0
+    assert "0 done, 2 skipped" in capsys.readouterr().err
