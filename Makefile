@@ -1,10 +1,12 @@
-# Every target sets up .venv first (pinned torch from the local wheel cache, then nbkit).
+# Every target sets up .venv first: pinned torch/torchvision from the local wheel cache, then nbkit.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
+NOTEBOOK ?= models
+RUNS ?= artifacts/runs
 
-.PHONY: test run variants clean-venv
+.PHONY: run test chromium variants summary report benchmark clean-venv
 
 $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -13,13 +15,30 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(PY) -m pip install -q -e '.[dev]' $(TORCH_PINS)
 	touch $@
 
-test: $(VENV)/.installed
+# The main job: the workbench on the shipped runs (NOTEBOOK=resnets|learning|models).
+run: $(VENV)/.installed
+	$(VENV)/bin/marimo edit notebooks/$(NOTEBOOK).py -- --runs-dir $(abspath $(RUNS))
+
+# The test suite; CI runs exactly this. Browser tests need Debian's chromium (installed here as root).
+test: $(VENV)/.installed chromium
 	$(PY) -m pytest -q
 
-run: variants
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	  (apt-get install -y -q chromium >/dev/null 2>&1 || (apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null)); } || \
+	  echo "chromium is not installed: the browser tests will be skipped"
 
 variants: $(VENV)/.installed
 	$(PY) -m nbkit variants
+
+summary: $(VENV)/.installed
+	$(PY) -m nbkit summary --runs-dir $(RUNS)
+
+report: $(VENV)/.installed
+	$(PY) -m nbkit report --runs-dir $(RUNS) --out artifacts/reports --figures docs/figures
+
+benchmark: $(VENV)/.installed
+	$(PY) benchmarks/speed.py
 
 clean-venv:
 	rm -rf $(VENV)

@@ -60,7 +60,7 @@ def cmd_train(args) -> None:
         raise ValueError("train expects a VARIANT or CONFIG.yml (see `nbkit variants`), or --resume RUN_DIR")
     else:
         name, settings = resolve(args.spec, **overrides)
-    run_dir = train(name, settings, runs_dir=args.runs_dir, device=args.device, progress=_progress_printer(),
+    run_dir = train(name, settings, runs_dir=args.runs_dir, device=args.device, progress=_progress_printer(), label=args.label,
                     run_dir=args.resume or args.run_dir, resume=bool(args.resume))
     if sys.stderr.isatty():
         print(file=sys.stderr)
@@ -76,7 +76,7 @@ def cmd_sweep(args) -> None:
     first = jobs[0].settings
     if first.dataset != "synthetic":
         load_dataset(first.dataset, first.data_dir)  # fail once, here, and fill the cache for the runs
-    outcome = run_sweep(jobs, device=args.device, jobs_per_device=args.jobs)
+    outcome = run_sweep(jobs, device=args.device, jobs_per_device=args.jobs, label=args.label)
     if outcome["stopped"]:
         raise SystemExit(130)
     if outcome["failed"]:
@@ -87,6 +87,13 @@ def cmd_summary(args) -> None:
     from .summary import summary_markdown
 
     print(summary_markdown(args.runs_dir, args.dataset))
+
+
+def cmd_report(args) -> None:
+    from .report import export_all
+
+    for path in export_all(args.runs_dir, args.out, args.figures, args.dataset):
+        print(path)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -110,6 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", nargs="*", metavar="KEY=VALUE", help="any other setting, e.g. --set use_augmentation=true")
     p.add_argument("--run-dir", help="write the run into this directory instead of a new timestamped one")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue an unfinished run from its last checkpoint")
+    p.add_argument("--label", help="a note stored in config.json (e.g. 'reduced CPU comparison')")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("sweep", help="run a comparison or several variants, K runs at a time per GPU")
@@ -121,12 +129,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto (default), cpu or cuda (all visible GPUs)")
     p.add_argument("--runs-dir", default="artifacts/runs")
     p.add_argument("--set", nargs="*", metavar="KEY=VALUE", help="any other setting for every run")
+    p.add_argument("--label", help="a note stored in every run's config.json")
     p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("summary", help="the original's two tables (best train_200 and test top-1 per run)")
     p.add_argument("--runs-dir", default="artifacts/runs")
     p.add_argument("--dataset", help="only runs on this dataset")
     p.set_defaults(func=cmd_summary)
+
+    p = sub.add_parser("report", help="export the three notebooks to HTML and their main charts to PNG and SVG")
+    p.add_argument("--runs-dir", default="artifacts/runs")
+    p.add_argument("--out", default="artifacts/reports", help="where the HTML goes (default artifacts/reports)")
+    p.add_argument("--figures", help="where the PNG/SVG charts go (default <out>/figures)")
+    p.add_argument("--dataset", help="the dataset the figures show (default: the one with most runs)")
+    p.set_defaults(func=cmd_report)
     return parser
 
 

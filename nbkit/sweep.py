@@ -73,14 +73,15 @@ def job_state(job: Job) -> str:
     return "new"
 
 
-def _command(job: Job, device: str) -> list[str]:
+def _command(job: Job, device: str, label: str | None = None) -> list[str]:
     cmd = [sys.executable, "-m", "nbkit", "train"]
     if job_state(job) == "resume":
         return cmd + ["--resume", str(job.run_dir), "--device", device]
     for name in (CONFIG, METRICS, STATUS):  # a start that never reached a checkpoint begins again
         (job.run_dir / name).unlink(missing_ok=True)
     sets = [f"{k}={'none' if v is None else v}" for k, v in job.overrides.items()]
-    return cmd + [job.variant, "--run-dir", str(job.run_dir), "--device", device, "--set", *sets]
+    return cmd + [job.variant, "--run-dir", str(job.run_dir), "--device", device, *(["--label", label] if label else []),
+                  "--set", *sets]
 
 
 def slots(device: str, jobs_per_device: int) -> list[tuple[str, dict]]:
@@ -135,7 +136,7 @@ class Display:
 
 
 def run_sweep(jobs: list[Job], device: str = "auto", jobs_per_device: int = 1, poll: float = 0.5,
-              stream=None) -> dict[str, list[Job]]:
+              stream=None, label: str | None = None) -> dict[str, list[Job]]:
     """Run every job not yet done; returns the jobs by outcome (done, skipped, failed, stopped)."""
     outcome = {"done": [], "skipped": [], "failed": [], "stopped": []}
     queue = []
@@ -162,7 +163,7 @@ def run_sweep(jobs: list[Job], device: str = "auto", jobs_per_device: int = 1, p
                 job.run_dir.mkdir(parents=True, exist_ok=True)
                 action = "resuming" if job_state(job) == "resume" else "starting"
                 with open(job.run_dir / "train.log", "a") as log:
-                    p = subprocess.Popen(_command(job, slot[0]), stdout=log, stderr=subprocess.STDOUT,
+                    p = subprocess.Popen(_command(job, slot[0], label), stdout=log, stderr=subprocess.STDOUT,
                                          env={**os.environ, **slot[1]})
                 running[p] = (job, slot)
                 display.event(f"{action} {job.label} -> {job.run_dir}")

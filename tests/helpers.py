@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import pickle
 import tarfile
 from pathlib import Path
@@ -68,3 +69,28 @@ def write_run(runs_dir: Path, variant: str, seed: int, evals: dict[str, list[tup
     w.status(state, last, images_per_second=100.0, **({"reason": "boom"} if state == "failed" else {}))
     w.close()
     return run
+
+
+def workbench_runs(root: Path, dataset: str = "synthetic") -> Path:
+    """Runs the notebooks are tested on: several variants with two seeds, a run with learned
+    temperatures, a failed run and one still running. Curves are simple functions of the step."""
+    def curves(variant, seed, steps, state, tau=False, base=0.3):
+        evals = {"train_200": [(s, min(1.0, base + s / 400 + seed * 0.01)) for s in steps],
+                 "test": [(s, base + s / 1000 + seed * 0.01) for s in steps]}
+        run = write_run(root, variant, seed, evals, state=state, dataset=dataset,
+                        train=[(s, 2.0 - s / 300 - seed * 0.05) for s in range(10, steps[-1] + 1, 10)])
+        if tau:
+            with open(run / "metrics.jsonl", "a") as f:
+                for s in range(10, steps[-1] + 1, 10):
+                    f.write(json.dumps({"step": s, "split": "train", "time": s, "tau_mean": 1 - s / 1000,
+                                        "tau_std": 0.01 * seed + 0.02}) + "\n")
+        return run
+
+    full = [50, 100, 150, 200]
+    for seed in (0, 1):
+        curves("resnet18", seed, full, "done", base=0.30)
+        curves("toy-dilated", seed, full, "done", base=0.10)
+        curves("vitn-12x256-8x8-lt", seed, full, "done", tau=True, base=0.25)
+    curves("vitn-12x256-8x8", 0, [50], "failed", base=0.2)
+    curves("vitn-12x256-8x8-ra", 0, [50, 100], "running", base=0.28)
+    return root

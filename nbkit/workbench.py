@@ -1,0 +1,213 @@
+"""What the comparison notebooks and the Jupyter panel share: loading runs, building the
+view (charts, tables, findings), and launching or stopping background sweeps."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+from . import charts, tables
+from .comparisons import COMPARISONS, Comparison
+from .runlog import read_runs
+from .sweep import launch
+
+REPO = Path(__file__).resolve().parents[1]
+SWEEPS = ".sweeps"  # launched sweeps, one JSON per process, inside the runs directory
+
+
+def default_runs_dir(cli_args: dict | None = None) -> str:
+    """--runs-dir after `--` on the marimo command line, NBKIT_RUNS_DIR, or the repo's artifacts/runs."""
+    if cli_args and cli_args.get("runs-dir"):
+        return str(cli_args["runs-dir"])
+    return os.environ.get("NBKIT_RUNS_DIR") or str(REPO / "artifacts" / "runs")
+
+
+def load(runs_dir: str | Path) -> tuple[pl.DataFrame, pl.DataFrame]:
+    return read_runs(runs_dir)
+
+
+def datasets(runs: pl.DataFrame, comparison: Comparison) -> list[str]:
+    """Datasets with runs, those with most runs of this comparison first."""
+    if runs.is_empty():
+        return []
+    counts = runs.with_columns(pl.col("variant").is_in(comparison.variants).alias("member")).group_by(
+        "dataset").agg(pl.col("member").sum(), pl.len()).sort(["member", "len", "dataset"], descending=[True, True, False])
+    return counts["dataset"].to_list()
+
+
+def variant_options(runs: pl.DataFrame, comparison: Comparison, dataset: str | None) -> tuple[list[str], list[str]]:
+    """(options, default): the comparison's variants and any others with runs; default = those with runs."""
+    present = set(runs.filter(pl.col("dataset") == dataset)["variant"]) if dataset and not runs.is_empty() else set()
+    options = list(comparison.variants) + sorted(present - set(comparison.variants))
+    default = [v for v in comparison.variants if v in present] or [v for v in options if v in present]
+    return options, default
+
+
+@dataclass
+class View:
+    metrics: pl.DataFrame
+    runs: pl.DataFrame
+    charts: dict
+    variant_table: pl.DataFrame
+    run_table: pl.DataFrame
+    train_200_table: pl.DataFrame
+    test_table: pl.DataFrame
+    findings: list[str]
+    has_val: bool
+
+
+def build_view(metrics: pl.DataFrame, runs: pl.DataFrame, dataset: str, variants: list[str],
+               splits=("train_200", "test"), x: str = "step", smoothing: float = 0.0,
+               seeds: str = "each run", log_scale: bool = False) -> View:
+    """Everything a comparison shows, for one dataset and a set of variants."""
+    runs = runs.filter((pl.col("dataset") == dataset) & pl.col("variant").is_in(variants))
+    metrics = metrics.filter(pl.col("path").is_in(runs["path"].to_list())) if not metrics.is_empty() else metrics
+    shown = charts.main_charts(metrics, runs, variants, x=x, smoothing=smoothing, seeds=seeds, log_scale=log_scale)
+    shown["accuracy"] = charts.accuracy_chart(metrics, runs, variants, splits=splits, x=x, seeds=seeds)
+    per_run = tables.per_run(metrics, runs)
+    per_variant = tables.per_variant(metrics, runs, variants)
+    train_200, test = tables.original_tables(metrics)
+    has_val = not metrics.is_empty() and "val" in set(metrics["split"].unique())
+    return View(metrics, runs, shown, per_variant, per_run, train_200, test,
+                tables.findings(per_variant, per_run), has_val)
+
+
+def guidance(comparison: Comparison, runs_dir: str) -> str:
+    """What to do when there are no runs yet (markdown)."""
+    return (f"**No runs yet in `{runs_dir}`.** Get some in one of three ways:\n\n"
+            f"1. Use the launch form below (it starts `nbkit sweep` in the background).\n"
+            f"2. From a terminal: `python -m nbkit sweep {comparison.name} --seeds 2 --runs-dir {runs_dir}` "
+            f"(add `--dataset cifar10` or `--dataset PATH/TO/IMAGES.tar.xz`, `--max-steps 500` for a quick look).\n"
+            f"3. Point *runs directory* above at a folder that already holds runs.")
+
+
+# --- background sweeps ---------------------------------------------------------------------
+
+def launch_sweep(runs_dir: str | Path, variants: list[str], dataset: str, steps: int, seeds: int,
+                 device: str = "auto", jobs: int = 1, eval_every: int | None = None) -> dict:
+    """Start `nbkit sweep` in its own process; the notebook stays responsive."""
+    if not variants:
+        raise ValueError("pick at least one variant to launch")
+    runs_dir = Path(runs_dir)
+    args = [*variants, "--dataset", dataset, "--max-steps", str(int(steps)), "--seeds", str(int(seeds)),
+            "--jobs", str(int(jobs)), "--device", device, "--runs-dir", str(runs_dir)]
+    if eval_every:
+        args += ["--eval-every", str(int(eval_every))]
+    registry = runs_dir / SWEEPS
+    registry.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    proc = launch(args, registry / f"{stamp}.log")
+    _CHILDREN[proc.pid] = proc
+    info = {"pid": proc.pid, "args": args, "started": stamp, "log": str(registry / f"{stamp}.log")}
+    (registry / f"{proc.pid}.json").write_text(json.dumps(info))
+    return info
+
+
+_CHILDREN: dict = {}  # Popen objects of sweeps this process launched (to reap them)
+
+
+def _alive(pid: int) -> bool:
+    proc = _CHILDREN.get(pid)
+    if proc is not None:
+        return proc.poll() is None
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        return state != "Z"
+    except (OSError, IndexError):
+        try:
+            os.kill(pid, 0)
+            return True
+        except OSError:
+            return False
+
+
+def active_sweeps(runs_dir: str | Path) -> list[dict]:
+    registry = Path(runs_dir) / SWEEPS
+    out = []
+    for f in sorted(registry.glob("*.json")) if registry.is_dir() else []:
+        try:
+            info = json.loads(f.read_text())
+        except (OSError, ValueError):
+            continue
+        if _alive(info["pid"]):
+            out.append(info)
+        else:
+            f.unlink(missing_ok=True)
+    return out
+
+
+def stop_sweeps(runs_dir: str | Path) -> int:
+    """SIGTERM every active sweep: its runs checkpoint and are marked stopped."""
+    stopped = 0
+    for info in active_sweeps(runs_dir):
+        try:
+            os.kill(info["pid"], signal.SIGTERM)
+            stopped += 1
+        except ProcessLookupError:
+            pass
+    return stopped
+
+
+def progress(runs: pl.DataFrame) -> pl.DataFrame:
+    """Runs still running: variant, seed, step of max steps."""
+    if runs.is_empty():
+        return runs
+    return (runs.filter(pl.col("state") == "running")
+            .select("dataset", "variant", "seed", pl.col("last_step").alias("step"), pl.col("max_steps"),
+                    (pl.col("last_step") / pl.col("max_steps") * 100).round(1).alias("percent")))
+
+
+# --- widgets (marimo), defined once for the three notebooks -----------------------------------
+
+def intro(comparison: Comparison) -> str:
+    return (f"# Comparison: {comparison.name}\n\n**Question.** {comparison.question}\n\n"
+            f"**What the original study reported** (CIFAR-100, 5,000 steps, one run each, best step picked on "
+            f"the test set): {comparison.original_findings}\n\n"
+            "Every number below is computed from the run logs loaded here, with seeds and their spread where "
+            "runs have several.")
+
+
+def view_controls(metrics: pl.DataFrame, runs: pl.DataFrame, comparison: Comparison, dataset: str | None):
+    """Variants, splits, x axis, smoothing, log scale and seed display, as one marimo dictionary."""
+    import marimo as mo
+
+    from .curves import SEED_MODES, X_AXES
+
+    options, default = variant_options(runs, comparison, dataset)
+    present = sorted(set(metrics["split"].unique()) - {"train"}) if not metrics.is_empty() else ["train_200", "test"]
+    return mo.ui.dictionary({
+        "variants": mo.ui.multiselect(options, value=default, label="variants", full_width=True),
+        "splits": mo.ui.multiselect(present, value=[s for s in ("train_200", "val", "test") if s in present],
+                                    label="splits"),
+        "x": mo.ui.dropdown(list(X_AXES), value="step", label="x axis"),
+        "smoothing": mo.ui.slider(0.0, 0.95, step=0.05, value=0.0, label="loss EMA smoothing", show_value=True),
+        "log_scale": mo.ui.switch(value=False, label="log-scale loss"),
+        "seeds": mo.ui.radio(list(SEED_MODES), value=SEED_MODES[0], label="seeds", inline=True),
+    })
+
+
+def launch_controls(comparison: Comparison, runs: pl.DataFrame, dataset: str | None):
+    """The launch form: variants, dataset, steps, seeds, device, runs at once."""
+    import marimo as mo
+
+    source = "cifar100"
+    if dataset and not runs.is_empty():
+        chosen = runs.filter(pl.col("dataset") == dataset)
+        if not chosen.is_empty():
+            config = json.loads((Path(chosen["path"][0]) / "config.json").read_text())
+            source = config.get("dataset", {}).get("source") if dataset not in ("cifar10", "cifar100", "synthetic") \
+                else dataset
+    return mo.ui.dictionary({
+        "variants": mo.ui.multiselect(list(comparison.variants), value=list(comparison.variants[:2]), label="variants"),
+        "dataset": mo.ui.text(value=source or "cifar100", label="dataset (name or path)", full_width=True),
+        "steps": mo.ui.number(start=1, stop=100000, value=5000, label="steps"),
+        "seeds": mo.ui.number(start=1, stop=20, value=2, label="seeds"),
+        "device": mo.ui.dropdown(["auto", "cpu", "cuda"], value="auto", label="device"),
+        "jobs": mo.ui.number(start=1, stop=16, value=2, label="runs at once"),
+    })

@@ -1,0 +1,112 @@
+import polars as pl
+import pytest
+
+from nbkit import charts, curves, tables
+from nbkit.runlog import read_runs
+
+from .helpers import workbench_runs, write_run
+
+
+@pytest.fixture(scope="module")
+def logs(tmp_path_factory):
+    return read_runs(workbench_runs(tmp_path_factory.mktemp("runs")))
+
+
+def chart_rows(chart) -> list[dict]:
+    """All data rows a chart embeds (Altair puts them under top-level `datasets`)."""
+    return [row for rows in chart.to_dict()["datasets"].values() for row in rows]
+
+
+def test_loss_chart_encodes_each_runs_training_loss(logs):
+    metrics, runs = logs
+    chart = charts.loss_chart(metrics, runs, ["resnet18"])
+    rows = [r for r in chart_rows(chart) if "value" in r]
+    expected = {(seed, s): 2.0 - s / 300 - seed * 0.05 for seed in (0, 1) for s in range(10, 201, 10)}
+    assert {(r["seed"], r["step"]): r["value"] for r in rows} == pytest.approx(expected)
+    spec = chart.to_dict()
+    assert spec["layer"][-1]["encoding"]["tooltip"][0]["field"] == "variant"
+    assert spec["params"][0]["bind"] == "legend" or any(p.get("bind") == "legend" for l in spec["layer"] for p in l.get("params", []))
+
+
+def test_smoothing_is_an_ema_per_run_in_step_order(logs):
+    metrics, runs = logs
+    raw = curves.series(metrics, runs, "train", "loss").filter(pl.col("path") == runs["path"][0])
+    smooth = curves.series(metrics, runs, "train", "loss", smoothing=0.8).filter(pl.col("path") == runs["path"][0])
+    ema, by_hand = None, []
+    for v in raw["value"]:
+        ema = v if ema is None else 0.8 * ema + 0.2 * v
+        by_hand.append(ema)
+    assert smooth["value"].to_list() == pytest.approx(by_hand)
+    with pytest.raises(ValueError, match="smoothing expects a weight in"):
+        curves.series(metrics, runs, "train", "loss", smoothing=1.0)
+
+
+def test_seed_aggregation_gives_mean_min_and_max(logs):
+    metrics, runs = logs
+    df = curves.series(curves.select(metrics, ["resnet18"]), runs, "test", "acc_top1")
+    agg = curves.aggregate_seeds(df).filter(pl.col("step") == 100).row(0, named=True)
+    assert agg["value"] == pytest.approx(0.40 + 0.005) and agg["low"] == pytest.approx(0.40)
+    assert agg["high"] == pytest.approx(0.41) and agg["seeds"] == 2
+    chart = charts.accuracy_chart(metrics, runs, ["resnet18"], seeds="mean and min-max band")
+    band = [r for r in chart_rows(chart) if "low" in r and r["step"] == 100 and r["value"] < 0.5]  # the test panel
+    assert band and all(r["low"] == pytest.approx(0.40) and r["high"] == pytest.approx(0.41) for r in band)
+
+
+def test_epoch_marks_are_multiples_of_steps_per_epoch(logs):
+    metrics, runs = logs  # fixture runs have 10 steps per epoch
+    assert curves.epoch_marks(runs, ["resnet18"], "step", 35)["x"].to_list() == [10.0, 20.0, 30.0]
+    assert curves.epoch_marks(runs, ["resnet18"], "epoch", 35)["x"].to_list() == [1.0, 2.0, 3.0]
+    assert curves.epoch_marks(runs, ["resnet18"], "wall time", 35).is_empty()
+    chart = charts.loss_chart(metrics, runs, ["resnet18"])
+    marks = sorted(r["x"] for r in chart_rows(chart) if set(r) == {"x"})
+    assert marks == [float(k) for k in range(10, 201, 10)]
+
+
+def test_epoch_axis_divides_steps(logs):
+    metrics, runs = logs
+    df = curves.series(metrics, runs, "test", "acc_top1", x="epoch")
+    assert (df["x"] == df["step"] / 10).all()
+
+
+def test_temperature_chart_only_where_runs_learned_one(logs):
+    metrics, runs = logs
+    assert charts.temperature_chart(metrics, runs, ["resnet18"]) is None
+    chart = charts.temperature_chart(metrics, runs, ["vitn-12x256-8x8-lt"])
+    rows = [r for r in chart_rows(chart) if "std" in r and r["step"] == 100]
+    assert {(r["seed"], round(r["value"], 6), round(r["std"], 6)) for r in rows} == {(0, 0.9, 0.02), (1, 0.9, 0.03)}
+
+
+def test_per_variant_table_matches_hand_computation(logs):
+    metrics, runs = logs
+    table = tables.per_variant(metrics, runs)
+    assert set(table["variant"]) == {"resnet18", "toy-dilated", "vitn-12x256-8x8-lt", "vitn-12x256-8x8-ra"}  # failed excluded
+    r = table.filter(pl.col("variant") == "resnet18").row(0, named=True)
+    finals = [0.30 + 0.2 + 0.0, 0.30 + 0.2 + 0.01]  # test top-1 at step 200, seeds 0 and 1
+    assert r["seeds"] == 2
+    assert r["final_test_mean"] == pytest.approx(sum(finals) / 2)
+    assert r["final_test_std"] == pytest.approx(pl.Series(finals).std())
+    assert r["best_test_mean"] == pytest.approx(0.505) and r["best_test_step_mean"] == 200
+    train_200 = [min(1.0, 0.30 + 0.5), min(1.0, 0.31 + 0.5)]
+    assert r["gap_mean"] == pytest.approx(sum(t - f for t, f in zip(train_200, finals)) / 2)
+    assert r["parameters"] == 1000 and r["images_per_second_mean"] == 100.0
+    assert table["variant"][0] == "resnet18"  # sorted by best test top-1
+
+
+def test_findings_name_the_best_variant_and_judge_the_margin(logs):
+    metrics, runs = logs
+    table = tables.per_variant(metrics, runs, ["resnet18", "toy-dilated", "vitn-12x256-8x8-lt"])
+    text = " ".join(tables.findings(table, tables.per_run(metrics, runs), baseline="toy-dilated"))
+    assert "**resnet18** has the best test top-1: 0.5050" in text
+    assert "margin over toy-dilated is +0.2000, larger than the seeds' spread (0.0100)" in text
+    assert "Lowest test top-1: **toy-dilated**" in text
+
+
+def test_val_split_puts_test_at_best_val_beside_best_on_test(tmp_path):
+    write_run(tmp_path, "resnet18", 0, {"val": [(100, 0.5), (200, 0.4)], "test": [(100, 0.30), (200, 0.35)],
+                                       "train_200": [(100, 0.9), (200, 1.0)]})
+    metrics, runs = read_runs(tmp_path)
+    row = tables.per_variant(metrics, runs).row(0, named=True)
+    assert row["best_test_mean"] == pytest.approx(0.35) and row["test_at_best_val_mean"] == pytest.approx(0.30)
+    text = " ".join(tables.findings(tables.per_variant(metrics, runs), tables.per_run(metrics, runs)))
+    assert "flatters test top-1 by 0.0500" in text
+    assert "Overfitting: resnet18" in text
