@@ -61,7 +61,7 @@ def cmd_train(args) -> None:
     else:
         name, settings = resolve(args.spec, **overrides)
     run_dir = train(name, settings, runs_dir=args.runs_dir, device=args.device, progress=_progress_printer(), label=args.label,
-                    run_dir=args.resume or args.run_dir, resume=bool(args.resume))
+                    run_dir=args.resume or args.run_dir, resume=bool(args.resume), restart=args.restart)
     if sys.stderr.isatty():
         print(file=sys.stderr)
     print(run_dir)
@@ -118,6 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run-dir", help="write the run into this directory instead of a new timestamped one")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue an unfinished run from its last checkpoint")
     p.add_argument("--label", help="a note stored in config.json (e.g. 'reduced CPU comparison')")
+    p.add_argument("--restart", action="store_true",
+                   help="with --run-dir: begin again where an earlier attempt never reached a checkpoint")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("sweep", help="run a comparison or several variants, K runs at a time per GPU")

@@ -54,10 +54,17 @@ COMPARISONS: dict[str, Comparison] = {
 
 def expand(names: list[str]) -> list[str]:
     """Comparison names and variant names into a list of variants, order kept, no repeats."""
-    from .variants import get_variant
+    import difflib
+
+    from .variants import UnknownVariantError
 
     out: list[str] = []
     for name in names:
-        members = COMPARISONS[name].variants if name in COMPARISONS else (get_variant(name).name,)
+        if name not in COMPARISONS and name not in VARIANTS:
+            close = difflib.get_close_matches(name, [*COMPARISONS, *VARIANTS], n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            raise UnknownVariantError(f"unknown comparison or variant '{name}'{hint} Comparisons: "
+                                      f"{', '.join(COMPARISONS)}; variants: {', '.join(VARIANTS)}")
+        members = COMPARISONS[name].variants if name in COMPARISONS else (name,)
         out += [v for v in members if v not in out]
     return out

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import polars as pl
 
+from .escape import md_text
 from .runlog import best_per_run, read_runs
 
 
@@ -22,7 +23,7 @@ def best_tables(metrics: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
 
 def markdown_table(frame: pl.DataFrame, columns: list[str], align: str) -> str:
     def cell(v):
-        return f"{v:.4g}" if isinstance(v, float) else str(v)
+        return f"{v:.4g}" if isinstance(v, float) else md_text(v)
 
     rows = [[cell(v) for v in r] for r in frame.select(columns).iter_rows()]
     widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(columns)]

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from .comparisons import expand
 from .data import dataset_name
-from .runlog import CHECKPOINT, CONFIG, METRICS, STATUS
+from .runlog import CHECKPOINT, CONFIG, STATUS
 from .settings import Settings
 from .variants import get_variant
 
@@ -77,11 +77,11 @@ def _command(job: Job, device: str, label: str | None = None) -> list[str]:
     cmd = [sys.executable, "-m", "nbkit", "train"]
     if job_state(job) == "resume":
         return cmd + ["--resume", str(job.run_dir), "--device", device]
-    for name in (CONFIG, METRICS, STATUS):  # a start that never reached a checkpoint begins again
-        (job.run_dir / name).unlink(missing_ok=True)
+    # an attempt that never reached a checkpoint begins again (the child clears it under its lock)
+    restart = ["--restart"] if (job.run_dir / CONFIG).exists() else []
     sets = [f"{k}={'none' if v is None else v}" for k, v in job.overrides.items()]
-    return cmd + [job.variant, "--run-dir", str(job.run_dir), "--device", device, *(["--label", label] if label else []),
-                  "--set", *sets]
+    return cmd + [job.variant, "--run-dir", str(job.run_dir), "--device", device, *restart,
+                  *(["--label", label] if label else []), "--set", *sets]
 
 
 def slots(device: str, jobs_per_device: int) -> list[tuple[str, dict]]:
@@ -138,7 +138,7 @@ class Display:
 def run_sweep(jobs: list[Job], device: str = "auto", jobs_per_device: int = 1, poll: float = 0.5,
               stream=None, label: str | None = None) -> dict[str, list[Job]]:
     """Run every job not yet done; returns the jobs by outcome (done, skipped, failed, stopped)."""
-    outcome = {"done": [], "skipped": [], "failed": [], "stopped": []}
+    outcome = {"done": [], "skipped": [], "failed": [], "stopped": [], "busy": []}
     queue = []
     for job in jobs:
         (outcome["skipped"] if job_state(job) == "done" else queue).append(job)
@@ -171,30 +171,45 @@ def run_sweep(jobs: list[Job], device: str = "auto", jobs_per_device: int = 1, p
                 job, slot = running.pop(p)
                 free.append(slot)
                 state = read_status(job.run_dir).get("state")
+                if state == "running" and p.returncode < 0:  # killed before it could say so itself
+                    _mark_killed(job.run_dir, -p.returncode)
+                    state = "failed"
                 if p.returncode == 0 and state == "done":
                     outcome["done"].append(job)
                     display.event(f"done {job.label}")
+                elif p.returncode == BUSY_EXIT:
+                    outcome["busy"].append(job)
+                    display.event(f"skipped {job.label}: another process is writing it")
                 elif state == "stopped" or stopping:
                     outcome["stopped"].append(job)
                     display.event(f"stopped {job.label} (resume by running the sweep again)")
                 else:
                     outcome["failed"].append(job)
-                    why = "busy: another process is writing it" if p.returncode == BUSY_EXIT else \
-                        read_status(job.run_dir).get("reason") or _last_line(job.run_dir / "train.log")
+                    why = read_status(job.run_dir).get("reason") or _last_line(job.run_dir / "train.log")
                     display.event(f"FAILED {job.label}: {why}")
             if stopping:
                 outcome["stopped"] += queue
                 queue = []
             counts = {k: len(v) for k, v in outcome.items()} | {"queued": len(queue)}
-            counts["done"] += counts.pop("skipped")
+            counts["done"] += counts.pop("skipped") + counts.pop("busy")
             display.draw({id(p): j for p, (j, _) in running.items()}, counts)
             time.sleep(poll if running else 0)
     finally:
         for s, h in old.items():
             signal.signal(s, h)
     display.event(f"sweep: {len(outcome['done'])} done, {len(outcome['skipped'])} skipped, "
-                  f"{len(outcome['failed'])} failed, {len(outcome['stopped'])} stopped")
+                  f"{len(outcome['failed'])} failed, {len(outcome['stopped'])} stopped"
+                  + (f", {len(outcome['busy'])} left to another process" if outcome["busy"] else ""))
     return outcome
+
+
+def _mark_killed(run_dir: Path, signum: int) -> None:
+    from .runlog import write_json_atomic
+
+    status = read_status(run_dir)
+    status.update(state="failed", reason=f"the process was killed by {signal.Signals(signum).name}; "
+                                         "running the sweep again resumes it from its last checkpoint")
+    write_json_atomic(run_dir / STATUS, status)
 
 
 def _last_line(path: Path) -> str:

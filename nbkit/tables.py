@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import polars as pl
 
+from .escape import md_text
 from .runlog import best_per_run
 from .summary import best_tables
 
@@ -87,7 +88,7 @@ def findings(table: pl.DataFrame, runs_per_run: pl.DataFrame, baseline: str = "r
     out = []
     best = table.row(0, named=True)
     spread = lambda r: (r["best_test_max"] - r["best_test_min"]) if r["seeds"] > 1 else None
-    text = (f"**{best['variant']}** has the best test top-1: {best['best_test_mean']:.4f} "
+    text = (f"**{md_text(best['variant'])}** has the best test top-1: {best['best_test_mean']:.4f} "
             f"(best step, mean of {best['seeds']} seed{'s' if best['seeds'] > 1 else ''}).")
     base = table.filter(pl.col("variant") == baseline)
     if best["variant"] != baseline and not base.is_empty():
@@ -100,18 +101,18 @@ def findings(table: pl.DataFrame, runs_per_run: pl.DataFrame, baseline: str = "r
             verdict = f"larger than the seeds' spread ({widest:.4f}), so the lead holds across seeds"
         else:
             verdict = f"within the seeds' spread ({widest:.4f}), so it may be noise"
-        text += f" Its margin over {baseline} is {margin:+.4f}, {verdict}."
+        text += f" Its margin over {md_text(baseline)} is {margin:+.4f}, {verdict}."
     out.append(text)
     if not runs_per_run.is_empty() and "best_train_200" in runs_per_run.columns:
         over = (runs_per_run.filter(pl.col("best_train_200") >= OVERFIT_TRAIN_200)
                 .group_by("variant").agg(pl.col("best_test").mean()).sort("variant"))
         if over.height:
-            names = ", ".join(f"{v} (test {t:.3f})" for v, t in over.iter_rows())
+            names = ", ".join(f"{md_text(v)} (test {t:.3f})" for v, t in over.iter_rows())
             out.append(f"Overfitting: {names} reached train_200 top-1 of at least {OVERFIT_TRAIN_200} "
                        "while test top-1 stayed far below.")
     worst = table.row(table.height - 1, named=True)
     if table.height > 1:
-        out.append(f"Lowest test top-1: **{worst['variant']}** at {worst['best_test_mean']:.4f}.")
+        out.append(f"Lowest test top-1: **{md_text(worst['variant'])}** at {worst['best_test_mean']:.4f}.")
     if "test_at_best_val_mean" in table.columns:
         diff = (table["best_test_mean"] - table["test_at_best_val_mean"]).mean()
         out.append(f"Picking the step on the test set itself (as the original did) flatters test top-1 by "

@@ -26,7 +26,7 @@ from . import __version__
 from .augment import augment
 from .data import Dataset, load_dataset
 from .models import create_model, parameter_count
-from .runlog import CHECKPOINT, CONFIG, METRICS, RunWriter, new_run_dir, truncate_metrics
+from .runlog import CHECKPOINT, CONFIG, METRICS, STATUS, RunWriter, new_run_dir, truncate_metrics
 from .settings import Settings
 
 
@@ -85,17 +85,19 @@ def evaluate(model, images: torch.Tensor, labels: torch.Tensor, batch_size: int,
 
 @contextlib.contextmanager
 def _stop_on_signals():
-    """SIGTERM and SIGINT raise RunStopped in the loop (main thread only)."""
+    """SIGTERM and SIGINT ask the loop to stop at the next step boundary, where the state is
+    whole, so the final checkpoint resumes exactly (main thread only). Yields the request."""
+    requested: list[str] = []
     if threading.current_thread() is not threading.main_thread():
-        yield
+        yield requested
         return
 
     def handler(signum, frame):
-        raise RunStopped(signal.Signals(signum).name)
+        requested.append(signal.Signals(signum).name)
 
     old = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
-        yield
+        yield requested
     finally:
         for s, h in old.items():
             signal.signal(s, h)
@@ -118,6 +120,27 @@ def _exclusive(run_dir: Path):
 
 class RunBusy(RuntimeError):
     pass
+
+
+def _read_state(run_dir: Path) -> str | None:
+    try:
+        return json.loads((run_dir / STATUS).read_text()).get("state")
+    except (OSError, ValueError):
+        return None
+
+
+def writable(path: str | Path) -> Path:
+    """Create the directory if needed and prove it takes a file, or say so in one line."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".write-test-{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        raise ValueError(f"runs directory {path} is not writable ({e.strerror or type(e).__name__}); "
+                         "expected a directory this user can write, see --runs-dir") from None
+    return path
 
 
 def load_checkpoint(run_dir: Path, device) -> dict:
@@ -150,11 +173,12 @@ def resume_settings(run_dir: Path, overrides: dict | None = None) -> tuple[str, 
 def train(variant: str, s: Settings, runs_dir: str | Path = "artifacts/runs", device: str = "auto",
           dataset: Dataset | None = None, label: str | None = None,
           progress: Callable[[dict], None] | None = None,
-          run_dir: str | Path | None = None, resume: bool = False) -> Path:
+          run_dir: str | Path | None = None, resume: bool = False, restart: bool = False) -> Path:
     """Train one run and return its directory.
 
     run_dir: write there (created if needed) instead of a new timestamped folder;
-    resume: continue the run in run_dir from its checkpoint. Errors before the run starts
+    resume: continue the run in run_dir from its checkpoint; restart: begin again in a run_dir
+    whose earlier attempt never reached a checkpoint. Errors before the run starts
     (unknown dataset, bad settings) leave no run directory behind.
     """
     dev = pick_device(device)
@@ -164,10 +188,6 @@ def train(variant: str, s: Settings, runs_dir: str | Path = "artifacts/runs", de
     steps_per_epoch = n_train // B  # drop_last
     if steps_per_epoch == 0:
         raise ValueError(f"batch_size {B} exceeds the {n_train} training images")
-    state = load_checkpoint(Path(run_dir), dev) if resume else None
-    if state is not None and state.get("settings") != s.to_dict():
-        raise ValueError(f"cannot resume {run_dir}: its checkpoint was made with other settings")
-
     torch.manual_seed(s.seed)  # initialisation, dropout, MixStyle's coin
     model = create_model(s, ds.num_classes).to(dev)
     if cuda:
@@ -180,13 +200,24 @@ def train(variant: str, s: Settings, runs_dir: str | Path = "artifacts/runs", de
     gen = torch.Generator(dev).manual_seed(s.seed)  # data order and augmentation
 
     if run_dir is None:
-        run_dir = new_run_dir(Path(runs_dir), ds.name, variant, f"{time.strftime('%Y%m%d-%H%M%S')}-s{s.seed}")
+        run_dir = new_run_dir(writable(runs_dir), ds.name, variant, f"{time.strftime('%Y%m%d-%H%M%S')}-s{s.seed}")
     run_dir = Path(run_dir)
-    if not resume:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        if (run_dir / CONFIG).exists():
-            raise ValueError(f"{run_dir} already holds a run; use --resume to continue it")
-    with _exclusive(run_dir):
+    if resume and not (run_dir / CONFIG).exists():
+        raise ValueError(f"cannot resume {run_dir}: it holds no run ({CONFIG} is missing)")
+    writable(run_dir)
+    with _exclusive(run_dir):  # from here on this process alone writes the run
+        state = None
+        if _read_state(run_dir) == "done":  # e.g. finished by a concurrent sweep meanwhile
+            raise RunBusy(f"{run_dir} already holds a finished run; nothing to do")
+        if resume:
+            state = load_checkpoint(run_dir, dev)
+            if state.get("settings") != s.to_dict():
+                raise ValueError(f"cannot resume {run_dir}: its checkpoint was made with other settings")
+        elif (run_dir / CONFIG).exists():
+            if not restart or (run_dir / CHECKPOINT).exists():
+                raise ValueError(f"{run_dir} already holds a run; use --resume to continue it")
+            for name in (CONFIG, METRICS, STATUS):  # an attempt that never reached a checkpoint
+                (run_dir / name).unlink(missing_ok=True)
         return _loop(variant, s, run_dir, model, forward, opt, params, data, gen, dev, label, progress,
                      steps_per_epoch, state)
 
@@ -260,8 +291,10 @@ def _loop(variant, s, run_dir, model, forward, opt, params, data, gen, dev, labe
 
     model.train()
     try:
-        with _stop_on_signals():
+        with _stop_on_signals() as stop_requested:
             while step < s.max_iter:
+                if stop_requested:
+                    raise RunStopped(stop_requested[0])
                 i = step % steps_per_epoch
                 if i == 0:
                     perm = torch.randperm(n_train, device=dev, generator=gen)

@@ -14,6 +14,7 @@ import polars as pl
 
 from . import charts, tables
 from .comparisons import COMPARISONS, Comparison
+from .escape import md_code
 from .runlog import read_runs
 from .sweep import launch
 
@@ -80,9 +81,9 @@ def build_view(metrics: pl.DataFrame, runs: pl.DataFrame, dataset: str, variants
 
 def guidance(comparison: Comparison, runs_dir: str) -> str:
     """What to do when there are no runs yet (markdown)."""
-    return (f"**No runs yet in `{runs_dir}`.** Get some in one of three ways:\n\n"
+    return (f"**No runs yet in {md_code(runs_dir)}.** Get some in one of three ways:\n\n"
             f"1. Use the launch form below (it starts `nbkit sweep` in the background).\n"
-            f"2. From a terminal: `python -m nbkit sweep {comparison.name} --seeds 2 --runs-dir {runs_dir}` "
+            f"2. From a terminal: {md_code(f'python -m nbkit sweep {comparison.name} --seeds 2 --runs-dir {runs_dir}')} "
             f"(add `--dataset cifar10` or `--dataset PATH/TO/IMAGES.tar.xz`, `--max-steps 500` for a quick look).\n"
             f"3. Point *runs directory* above at a folder that already holds runs.")
 

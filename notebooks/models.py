@@ -10,10 +10,11 @@ def _():
 
     from nbkit import workbench as wb
     from nbkit.comparisons import COMPARISONS
+    from nbkit.escape import md_code
     from nbkit.tables import display
 
     comparison = COMPARISONS["models"]
-    return comparison, display, mo, wb
+    return comparison, display, md_code, mo, wb
 
 
 @app.cell
@@ -113,12 +114,12 @@ def _(comparison, dataset, mo, runs, wb):
 
 
 @app.cell
-def _(launch_button, launch_form, mo, runs_dir, wb):
+def _(launch_button, launch_form, md_code, mo, runs_dir, wb):
     mo.stop(not launch_button.value)
     _f = launch_form.value
     _info = wb.launch_sweep(runs_dir.value, _f["variants"], _f["dataset"], _f["steps"], _f["seeds"],
                             _f["device"], _f["jobs"])
-    mo.md(f"Launched sweep (pid {_info['pid']}); its log: `{_info['log']}`")
+    mo.md(f"Launched sweep (pid {_info['pid']}); its log: {md_code(_info['log'])}")
     return
 
 

@@ -18,7 +18,7 @@ def test_plan_names_runs_by_settings_and_seed(tmp_path):
     assert [j.run_dir for j in jobs] == [j.run_dir for j in again]
     longer = plan(["learning"], 2, {**SMALL, "max_iter": 13}, tmp_path)
     assert jobs[0].run_dir != longer[0].run_dir
-    with pytest.raises(ValueError, match="unknown variant 'resnet81'"):
+    with pytest.raises(ValueError, match="unknown comparison or variant 'resnet81'; did you mean 'resnet18'"):
         plan(["resnet81"], 1, SMALL, tmp_path)
 
 

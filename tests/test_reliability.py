@@ -1,0 +1,311 @@
+"""Faults injected on purpose: kills, signals, cut logs, bad input, hostile files, races."""
+
+import errno
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tarfile
+import threading
+import time
+import warnings
+
+import pytest
+import torch
+
+from nbkit import resolve
+from nbkit.cli import main
+from nbkit.runlog import RunWriter, read_metrics, read_runs
+from nbkit.train import train
+
+from .conftest import REPO
+from .helpers import add_tar_member, tar_folder, write_image_folder, write_run
+
+SETS = ["batch_size=16", "tailor_num_classes=true", "eval_batch_size=256", "constant_lr=3e-3", "log_every=4"]
+
+
+def base(*flags, sets=()):
+    """A small synthetic toy-dilated run; later flags and settings override earlier ones."""
+    return ["toy-dilated", "--dataset", "synthetic", "--device", "cpu", *map(str, flags), "--set", *SETS, *sets]
+
+
+def cli(*args, **kw):
+    return subprocess.Popen([sys.executable, "-m", "nbkit", *args], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, cwd=REPO, **kw)
+
+
+def strip_time(run_dir):
+    return [{k: v for k, v in r.items() if k != "time"} for r in read_metrics(run_dir / "metrics.jsonl")]
+
+
+def status(run_dir):
+    return json.loads((run_dir / "status.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    run = tmp_path_factory.mktemp("ref") / "run"
+    p = cli("train", *base("--max-steps", 80, "--eval-every", 16, "--run-dir", run, sets=["save_every=5"]))
+    assert p.wait(timeout=300) == 0, p.stderr.read()
+    return run
+
+
+def wait_for(path, timeout=120):
+    deadline = time.time() + timeout
+    while not path.exists():
+        assert time.time() < deadline, f"{path} never appeared"
+        time.sleep(0.01)
+
+
+def test_sigkill_at_a_random_step_then_resume_gives_the_uninterrupted_metrics(reference, tmp_path):
+    run = tmp_path / "run"
+    p = cli("train", *base("--max-steps", 80, "--eval-every", 16, "--run-dir", run, sets=["save_every=5"]))
+    wait_for(run / "checkpoint.pt")
+    time.sleep(random.uniform(0.0, 1.5))
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    killed_at = torch.load(run / "checkpoint.pt", weights_only=True)["step"]
+    assert killed_at < 80 and status(run)["state"] == "running", "the run finished before the kill"
+    r = cli("train", "--resume", str(run), "--device", "cpu")
+    assert r.wait(timeout=300) == 0, r.stderr.read()
+    assert status(run)["state"] == "done"
+    steps = [(row["step"], row["split"]) for row in read_metrics(run / "metrics.jsonl")]
+    assert len(steps) == len(set(steps)), f"duplicated rows after a kill at step {killed_at}"
+    assert strip_time(run) == strip_time(reference), f"killed after checkpoint {killed_at}"
+
+
+def test_sigterm_checkpoints_marks_stopped_and_resumes_exactly(reference, tmp_path):
+    run = tmp_path / "run"
+    # save_every far away: the only mid-run checkpoint is the one SIGTERM writes
+    p = cli("train", *base("--max-steps", 80, "--eval-every", 16, "--run-dir", run, sets=["save_every=1000"]))
+    wait_for(run / "status.json")
+    time.sleep(random.uniform(0.5, 1.5))
+    p.send_signal(signal.SIGTERM)
+    assert p.wait(timeout=120) != 0
+    st = status(run)
+    if st["state"] == "done":
+        pytest.skip("the run finished before SIGTERM arrived")
+    assert st["state"] == "stopped" and "SIGTERM" in st["reason"]
+    assert torch.load(run / "checkpoint.pt", weights_only=True)["step"] == st["step"]
+    r = cli("train", "--resume", str(run), "--device", "cpu")
+    assert r.wait(timeout=300) == 0, r.stderr.read()
+    assert strip_time(run) == strip_time(reference)
+
+
+def test_non_finite_loss_fails_the_run_with_step_and_reason(tmp_path):
+    name, s = resolve("toy-dilated", dataset="synthetic", batch_size=16, max_iter=40, eval_every=20, log_every=2,
+                      tailor_num_classes=True, constant_lr=1e30, eval_batch_size=256)
+    with pytest.raises(Exception, match="non-finite loss"):
+        train(name, s, runs_dir=tmp_path, device="cpu")
+    (run,) = tmp_path.glob("synthetic/toy-dilated/*")
+    st = status(run)
+    assert st["state"] == "failed" and "non-finite loss" in st["reason"] and 0 < st["step"] < 40
+
+
+def test_reader_never_fails_while_a_run_is_being_written(tmp_path):
+    run = write_run(tmp_path, "resnet18", 0, {"test": [(10, 0.1)]}, state="running")
+    stop = threading.Event()
+
+    def writer():
+        with open(run / "metrics.jsonl", "a") as f:
+            step = 20
+            while not stop.is_set() and step < 20_000:
+                line = json.dumps({"step": step, "split": "test", "time": 1.0, "acc_top1": 0.2, "loss": 1.0}) + "\n"
+                f.write(line[:15])  # half a line visible to readers
+                f.flush()
+                f.write(line[15:])
+                f.flush()
+                step += 10
+                time.sleep(0.0005)
+        (run / "status.json.tmp").write_text("{")  # debris of an interrupted status write
+
+    t = threading.Thread(target=writer)
+    t.start()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            for _ in range(40):
+                metrics, runs = read_runs(tmp_path)
+                assert runs.height == 1 and metrics["step"].is_sorted()
+    finally:
+        stop.set()
+        t.join()
+
+
+def test_checkpoint_loading_never_runs_code(tmp_path):
+    run = write_run(tmp_path, "toy-dilated", 0, {"test": [(10, 0.1)]}, state="stopped")
+    config = json.loads((run / "config.json").read_text())
+    _, s = resolve("toy-dilated", dataset="synthetic")
+    config["settings"] = s.to_dict()
+    (run / "config.json").write_text(json.dumps(config))
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    torch.save({"model": Evil()}, run / "checkpoint.pt")
+    assert main(["train", "--resume", str(run), "--device", "cpu"]) == 2
+    assert not marker.exists()
+
+
+def test_hostile_names_are_escaped_in_markdown_and_html(tmp_path):
+    import markdown
+
+    from nbkit.summary import summary_markdown
+    from nbkit.tables import findings, per_run, per_variant
+    from nbkit.workbench import guidance
+    from nbkit.comparisons import COMPARISONS
+
+    evil = "<img src=x onerror=alert(1)>"
+    write_run(tmp_path, evil, 0, {"train_200": [(10, 1.0)], "test": [(10, 0.4)]}, dataset="d")
+    write_run(tmp_path, "resnet18", 0, {"train_200": [(10, 0.5)], "test": [(10, 0.3)]}, dataset="d")
+    metrics, runs = read_runs(tmp_path)
+    texts = [*findings(per_variant(metrics, runs), per_run(metrics, runs)), summary_markdown(tmp_path),
+             guidance(COMPARISONS["models"], f"/runs/{evil}`<script>alert(2)</script>")]
+    for text in texts:
+        rendered = markdown.markdown(text, extensions=["tables"])
+        assert "<img" not in rendered and "<script" not in rendered, rendered
+    assert "&lt;img" in markdown.markdown(texts[0])
+
+
+def test_two_sweeps_on_one_runs_directory_never_share_a_run(tmp_path):
+    args = ["sweep", "toy-dilated", "--seeds", "3", "--dataset", "synthetic", "--max-steps", "24",
+            "--eval-every", "8", "--batch-size", "16", "--device", "cpu", "--runs-dir", str(tmp_path),
+            "--set", "tailor_num_classes=true", "eval_batch_size=256", "log_every=4"]
+    a, b = cli(*args), cli(*args)
+    assert a.wait(timeout=300) == 0 and b.wait(timeout=300) == 0, (a.stderr.read(), b.stderr.read())
+    _, runs = read_runs(tmp_path)
+    assert runs.height == 3 and set(runs["state"]) == {"done"}
+    for run in runs["path"]:
+        rows = [(r["step"], r["split"]) for r in read_metrics(f"{run}/metrics.jsonl")]
+        assert len(rows) == len(set(rows)) == 6 + 3 * 2  # 6 train rows, 3 evaluations x (train_200, test)
+        config = json.loads(open(f"{run}/config.json").read())
+        assert config["run_id"] == os.path.basename(run)
+
+
+# --- bad input: each a one-line error, a non-zero exit, and no run marked done ----------------
+
+def _folder(tmp_path, mutate=None):
+    folder = write_image_folder(tmp_path / "imgs")
+    if mutate:
+        mutate(folder)
+    return str(folder)
+
+
+def _archive(tmp_path, content: bytes, name="data.tar.gz"):
+    (tmp_path / name).write_bytes(content)
+    return str(tmp_path / name)
+
+
+def _tar_with(tmp_path, member, kind=tarfile.REGTYPE):
+    add_tar_member(tmp_path / "evil.tar", member, kind=kind, linkname="/etc/passwd")
+    return str(tmp_path / "evil.tar")
+
+
+def _resumable(tmp_path):
+    run = tmp_path / "runs" / "r"
+    assert main(["train", *base("--max-steps", 2, "--eval-every", 2, "--run-dir", run)]) == 0
+    return run
+
+
+def _yaml(tmp_path, text):
+    (tmp_path / "c.yml").write_text(text)
+    return str(tmp_path / "c.yml")
+
+
+def _corrupt_checkpoint(tmp_path):
+    run = _resumable(tmp_path)
+    (run / "checkpoint.pt").write_bytes(b"\x80\x04garbage")
+    (run / "status.json").write_text('{"state": "stopped", "step": 1}')
+    return ["train", "--resume", str(run), "--device", "cpu"]
+
+
+def _resume_other_config(tmp_path):
+    run = _resumable(tmp_path)
+    (run / "status.json").write_text('{"state": "stopped", "step": 1}')
+    return ["train", "--resume", str(run), "--device", "cpu", "--set", "max_iter=99"]
+
+
+def _mixed_sizes(folder):
+    from PIL import Image
+    Image.new("RGB", (9, 9)).save(folder / "train" / "cat" / "big.png")
+
+
+BAD_INPUT = {
+    "unknown variant": (lambda t: ["train", "resnet81"], "unknown variant 'resnet81'; did you mean 'resnet18'"),
+    "unknown setting": (lambda t: ["train", *base(sets=["lr=1"])], "unknown setting 'lr'"),
+    "mistyped bool": (lambda t: ["train", *base(sets=["normalizer=perhaps"])], "normalizer expects a bool"),
+    "mistyped int": (lambda t: ["train", *base(sets=["max_iter=ten"])], "max_iter expects a int, got 'ten'"),
+    "out of range": (lambda t: ["train", "resnet18", "--set", "mixstyle_level=7"], "mixstyle_level expects 0..4"),
+    "resnet option on a vit": (lambda t: ["train", "vit-12x256-8x8", "--set", "resnet_norm_type=gn"],
+                               "apply to resnet models only"),
+    "set without =": (lambda t: ["train", *base(sets=["seed"])], "--set expects key=value"),
+    "malformed yaml": (lambda t: ["train", _yaml(t, "model: [resnet18\n")], "is not valid YAML"),
+    "yaml unknown key": (lambda t: ["train", _yaml(t, "model: resnet18\nlearning_rate: 1\n")], "unknown setting 'learning_rate'"),
+    "yaml not a mapping": (lambda t: ["train", _yaml(t, "- resnet18\n")], "expects a mapping"),
+    "missing yaml": (lambda t: ["train", str(t / "nope.yml")], "config file not found"),
+    "dataset missing offline": (lambda t: ["train", "resnet18", "--dataset", "cifar100"], "put cifar-100-python.tar.gz"),
+    "unknown dataset": (lambda t: ["train", "resnet18", "--dataset", "imagenet"], "unknown dataset 'imagenet'"),
+    "corrupt archive": (lambda t: ["train", "resnet18", "--dataset", _archive(t, b"\x1f\x8bnot gzip")], "not a readable archive"),
+    "empty archive": (lambda t: ["train", "resnet18", "--dataset", _archive(t, b"", "e.tar.xz")], "not a readable archive"),
+    "archive without images": (lambda t: ["train", "resnet18", "--dataset", _tar_with(t, "readme.txt")], "holds no images"),
+    "archive member with ..": (lambda t: ["train", "resnet18", "--dataset", _tar_with(t, "../x.png")], "refusing archive member"),
+    "archive member link": (lambda t: ["train", "resnet18", "--dataset", _tar_with(t, "train/a/l.png", tarfile.SYMTYPE)],
+                            "(a link or device)"),
+    "folder without test/": (lambda t: ["train", "resnet18", "--dataset", _folder(t, lambda f: shutil.rmtree(f / "test"))],
+                             "has no test/ folder"),
+    "classes differ": (lambda t: ["train", "resnet18", "--dataset", _folder(t, lambda f: (f / "test" / "emu").rename(f / "test" / "owl"))],
+                       "classes differ between train/ and test/"),
+    "image will not decode": (lambda t: ["train", "resnet18", "--dataset", _folder(t, lambda f: (f / "train" / "cat" / "0000.png").write_bytes(b"no"))],
+                              "train/cat/0000.png will not decode"),
+    "images of mixed sizes": (lambda t: ["train", "resnet18", "--dataset", _folder(t, _mixed_sizes)], "expected 8x8 like the others"),
+    "runs dir not writable": (lambda t: ["train", *base("--runs-dir", (t / "file").write_text("") or t / "file")],
+                              "is not writable"),
+    "batch larger than the data": (lambda t: ["train", *base(sets=["batch_size=100000"])], "exceeds the"),
+    "val split too large": (lambda t: ["train", *base("--val-size", 5000)], "val_size 5000 leaves none"),
+    "cuda without a gpu": (lambda t: ["train", *base("--device", "cuda")], "no CUDA GPU is available"),
+    "corrupt checkpoint on resume": (_corrupt_checkpoint, "is corrupt or not a checkpoint"),
+    "resume with a different config": (_resume_other_config, "cannot resume"),
+    "resume a folder without a run": (lambda t: ["train", "--resume", str(t), "--device", "cpu"], "no readable config.json"),
+    "sweep of an unknown comparison": (lambda t: ["sweep", "modles"], "unknown comparison or variant 'modles'; did you mean 'models'"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUT))
+def test_bad_input_is_one_clear_line_and_no_run_is_marked_done(case, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("NBKIT_OFFLINE", "1")
+    monkeypatch.chdir(tmp_path)  # default runs and data directories land in the test's folder
+    make, message = BAD_INPUT[case]
+    args = make(tmp_path)
+    capsys.readouterr()
+    code = main(args + (["--runs-dir", str(tmp_path / "runs")] if "--runs-dir" not in args and args[0] == "train"
+                        and "--resume" not in args else []))
+    err = capsys.readouterr().err.strip()
+    assert code != 0
+    assert message in err, err
+    assert len(err.splitlines()) == 1, err
+    for st in tmp_path.rglob("status.json"):
+        assert json.loads(st.read_text())["state"] != "done" or "r" == st.parent.name and case.startswith(("corrupt", "resume"))
+
+
+def test_disk_full_while_writing_fails_the_run_cleanly(tmp_path, capsys, monkeypatch):
+    calls = {"n": 0}
+    real = RunWriter.metrics
+
+    def full(self, rows):
+        calls["n"] += 1
+        if calls["n"] > 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(self, rows)
+
+    monkeypatch.setattr(RunWriter, "metrics", full)
+    code = main(["train", *base("--max-steps", 40, "--eval-every", 8, "--runs-dir", tmp_path)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and err[-1] == "nbkit train: error: [Errno 28] No space left on device"
+    (run,) = tmp_path.glob("synthetic/toy-dilated/*")
+    assert status(run)["state"] == "failed" and "No space left" in status(run)["reason"]
+    assert not list(run.glob(".*tmp*"))  # no half-written files left
