@@ -172,8 +172,8 @@ def run_sweep(jobs: list[Job], device: str = "auto", jobs_per_device: int = 1, p
                 free.append(slot)
                 state = read_status(job.run_dir).get("state")
                 if state == "running" and p.returncode < 0:  # killed before it could say so itself
-                    _mark_killed(job.run_dir, -p.returncode)
-                    state = "failed"
+                    state = "stopped" if stopping else "failed"
+                    _mark_killed(job.run_dir, -p.returncode, state)
                 if p.returncode == 0 and state == "done":
                     outcome["done"].append(job)
                     display.event(f"done {job.label}")
@@ -203,11 +203,11 @@ def run_sweep(jobs: list[Job], device: str = "auto", jobs_per_device: int = 1, p
     return outcome
 
 
-def _mark_killed(run_dir: Path, signum: int) -> None:
+def _mark_killed(run_dir: Path, signum: int, state: str) -> None:
     from .runlog import write_json_atomic
 
     status = read_status(run_dir)
-    status.update(state="failed", reason=f"the process was killed by {signal.Signals(signum).name}; "
+    status.update(state=state, reason=f"the process was killed by {signal.Signals(signum).name}; "
                                          "running the sweep again resumes it from its last checkpoint")
     write_json_atomic(run_dir / STATUS, status)
 

@@ -33,9 +33,10 @@ def export(name, runs_dir, out):
     return out.read_text()
 
 
-def test_empty_runs_directory_shows_how_to_get_runs(tmp_path):
-    html = export("models", tmp_path / "no-runs", tmp_path / "models.html")
-    assert "No runs yet" in html and "nbkit sweep models" in html
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_empty_runs_directory_shows_how_to_get_runs(name, tmp_path):
+    html = export(name, tmp_path / "no-runs", tmp_path / f"{name}.html")
+    assert "No runs yet" in html and f"nbkit sweep {name}" in html
 
 
 def test_report_command_writes_html_and_chart_images(runs_dir, tmp_path, capsys):
@@ -83,3 +84,35 @@ def test_jupyter_panel_refuses_an_unknown_comparison():
 
     with pytest.raises(ValueError, match="unknown comparison 'modles'; expected one of resnets, learning, models"):
         Panel("modles")
+
+
+def test_the_three_notebooks_differ_only_in_their_comparison():
+    """marimo reads a notebook's cells from its own file, so the three are copies: keep them in step."""
+    texts = {name: (REPO / "notebooks" / f"{name}.py").read_text() for name in NOTEBOOKS}
+    normalised = {t.replace(f'COMPARISONS["{n}"]', "C").replace(f'"nbkit: {n}"', "T") for n, t in texts.items()}
+    assert len(normalised) == 1
+
+
+def test_launch_and_stop_from_the_notebook_helpers(tmp_path):
+    """What the launch and stop buttons call: a background sweep, stopped cleanly."""
+    import json
+    import time
+
+    from nbkit import workbench as wb
+
+    info = wb.launch_sweep(tmp_path, ["toy-dilated"], "synthetic", steps=100000, seeds=1, device="cpu", jobs=1)
+    assert [s["pid"] for s in wb.active_sweeps(tmp_path)] == [info["pid"]]
+    deadline = time.time() + 180
+    status = None
+    while status is None and time.time() < deadline:  # until the run has logged its first evaluation
+        found = list(tmp_path.glob("synthetic/toy-dilated/*/status.json"))
+        if found and json.loads(found[0].read_text()).get("step", 0) > 0:
+            status = found[0]
+        time.sleep(0.2)
+    assert status is not None, "the run never reached its first evaluation"
+    assert wb.stop_sweeps(tmp_path) == 1
+    while wb.active_sweeps(tmp_path) and time.time() < deadline:
+        time.sleep(0.2)
+    assert not wb.active_sweeps(tmp_path)
+    final = json.loads(status.read_text())
+    assert final["state"] == "stopped" and (status.parent / "checkpoint.pt").exists()
