@@ -68,7 +68,8 @@ def loss_chart(metrics, runs, variants=None, x="step", smoothing=0.0, seeds="eac
     max_step = int(df["step"].max()) if not df.is_empty() else 0
     marks = curves.epoch_marks(runs, variants, x, max_step)
     note = f", EMA {smoothing:g}" if smoothing else ""
-    return curve_chart(df, title=f"Training loss{note} (dashed: epoch ends)", y_title="loss", x=x, seeds=seeds,
+    title = f"Training loss{note}" + (" (dashed: epoch ends)" if not marks.is_empty() else "")
+    return curve_chart(df, title=title, y_title="loss", x=x, seeds=seeds,
                        log_scale=log_scale, marks=marks, variants=variants)
 
 

@@ -84,9 +84,9 @@ def cmd_sweep(args) -> None:
 
 
 def cmd_summary(args) -> None:
-    from .summary import summary_markdown
+    from .summary import summary_markdown, variant_markdown
 
-    print(summary_markdown(args.runs_dir, args.dataset))
+    print(variant_markdown(args.runs_dir, args.dataset) if args.by_variant else summary_markdown(args.runs_dir, args.dataset))
 
 
 def cmd_report(args) -> None:
@@ -137,6 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("summary", help="the original's two tables (best train_200 and test top-1 per run)")
     p.add_argument("--runs-dir", default="artifacts/runs")
     p.add_argument("--dataset", help="only runs on this dataset")
+    p.add_argument("--by-variant", action="store_true", help="one row per variant: mean and std across seeds")
     p.set_defaults(func=cmd_summary)
 
     p = sub.add_parser("report", help="export the three notebooks to HTML and their main charts to PNG and SVG")

@@ -51,3 +51,24 @@ def summary_markdown(runs_dir: str | Path, dataset: str | None = None) -> str:
             pl.col("acc_top1").alias("top1_acc"))
         parts.append(f"#### {title}\n\n" + markdown_table(table, ["path", "split", "step", "top1_acc"], "llrr"))
     return "\n\n".join(parts)
+
+
+def variant_markdown(runs_dir: str | Path, dataset: str | None = None) -> str:
+    """Per variant across seeds: best and final test top-1 (mean +- std), train_200 - test gap."""
+    from .tables import per_variant
+
+    metrics, runs = read_runs(runs_dir, dataset)
+    table = per_variant(metrics, runs)
+    if table.is_empty():
+        return f"No runs with metrics under {runs_dir}."
+    pm = lambda m, s: f"{m:.4f}" + (f" ± {s:.4f}" if s is not None else "")
+    table = table.with_columns(
+        pl.struct("best_test_mean", "best_test_std").map_elements(
+            lambda r: pm(r["best_test_mean"], r["best_test_std"]), return_dtype=pl.String).alias("best test top-1"),
+        pl.struct("final_test_mean", "final_test_std").map_elements(
+            lambda r: pm(r["final_test_mean"], r["final_test_std"]), return_dtype=pl.String).alias("final test top-1"),
+        pl.col("gap_mean").round(4).cast(pl.String).alias("train_200 - test"),
+        pl.col("seeds").cast(pl.String), pl.col("parameters").cast(pl.String),
+        pl.col("images_per_second_mean").round(0).cast(pl.String).alias("img/s"))
+    return markdown_table(table, ["variant", "seeds", "best test top-1", "final test top-1", "train_200 - test",
+                                  "parameters", "img/s"], "lrrrrrr")
