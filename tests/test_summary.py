@@ -67,3 +67,12 @@ def test_reader_ignores_unknown_keys_and_runs_without_metrics(fixture_runs):
     metrics, runs = read_runs(fixture_runs)
     assert runs.height == 4 and "brand_new" in metrics.columns
     assert best_per_run(metrics, "test").height == 3
+
+
+def test_summary_by_variant_gives_mean_and_std_across_seeds(tmp_path, capsys):
+    write_run(tmp_path, "resnet18", 0, {"train_200": [(100, 0.9)], "test": [(100, 0.30)]})
+    write_run(tmp_path, "resnet18", 1, {"train_200": [(100, 0.8)], "test": [(100, 0.40)]})
+    assert main(["summary", "--runs-dir", str(tmp_path), "--by-variant"]) == 0
+    row = next(l for l in capsys.readouterr().out.splitlines() if l.startswith("| resnet18"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[:5] == ["resnet18", "2", "0.3500 ± 0.0707", "0.3500 ± 0.0707", "0.5"]
