@@ -6,7 +6,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import polars as pl
 
 from .comparisons import COMPARISONS
 from .workbench import REPO, build_view, datasets, load, variant_options

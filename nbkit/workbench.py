@@ -13,7 +13,7 @@ from pathlib import Path
 import polars as pl
 
 from . import charts, tables
-from .comparisons import COMPARISONS, Comparison
+from .comparisons import Comparison
 from .escape import md_code
 from .runlog import read_runs
 from .sweep import launch

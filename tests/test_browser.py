@@ -2,7 +2,6 @@
 (Debian's, driven by Playwright; no browser is ever downloaded)."""
 
 import mimetypes
-import os
 import re
 import shutil
 import socket

@@ -1,4 +1,3 @@
-import numpy as np
 import pytest
 import torch
 
@@ -6,7 +5,7 @@ from nbkit import data as nbdata
 from nbkit.augment import augment
 from nbkit.data import TRAIN_200, DatasetError, load_dataset
 
-from .conftest import SHARED
+
 from .helpers import add_tar_member, tar_folder, write_cifar100, write_image_folder
 
 
@@ -178,11 +177,9 @@ def test_augmentation_disabled_parts_are_identity():
     assert torch.equal(flipped, x.flip(-1))
 
 
-def test_shared_cifar10_archive_loads(tmp_path):
-    archive = SHARED / "data" / "cifar10-images.tar.xz"
-    if not archive.exists():
-        pytest.skip(f"{archive} is absent (a user's clone without ../shared)")
-    ds = load_dataset(str(archive), tmp_path)
+def test_shared_cifar10_archive_loads(cifar10_archive):
+    archive, data_dir = cifar10_archive
+    ds = load_dataset(str(archive), data_dir)
     assert ds.name == "cifar10-images"
     assert ds.classes[:3] == ["airplane", "automobile", "bird"]
     assert ds.size("train") == 50000 and ds.size("test") == 10000

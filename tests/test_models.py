@@ -11,7 +11,6 @@ from nbkit.models.layers import MixStyle, Normalizer, sinusoid
 from nbkit.models.vitn import Attention
 from nbkit.settings import Settings
 
-from .conftest import REPO, SHARED
 
 
 def tv_count(builder, **kw):

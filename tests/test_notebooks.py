@@ -100,7 +100,8 @@ def test_launch_and_stop_from_the_notebook_helpers(tmp_path):
 
     from nbkit import workbench as wb
 
-    info = wb.launch_sweep(tmp_path, ["toy-dilated"], "synthetic", steps=100000, seeds=1, device="cpu", jobs=1)
+    info = wb.launch_sweep(tmp_path, ["toy-dilated"], "synthetic", steps=100000, seeds=1, device="cpu", jobs=1,
+                           eval_every=5)
     assert [s["pid"] for s in wb.active_sweeps(tmp_path)] == [info["pid"]]
     deadline = time.time() + 180
     status = None

@@ -22,7 +22,7 @@ from nbkit.runlog import RunWriter, read_metrics, read_runs
 from nbkit.train import train
 
 from .conftest import REPO
-from .helpers import add_tar_member, tar_folder, write_image_folder, write_run
+from .helpers import add_tar_member, write_image_folder, write_run
 
 SETS = ["batch_size=16", "tailor_num_classes=true", "eval_batch_size=256", "constant_lr=3e-3", "log_every=4"]
 

@@ -46,7 +46,7 @@ def test_sweep_runs_in_parallel_isolates_a_failure_and_skips_finished_runs(tmp_p
 
 
 def test_sweep_resumes_a_killed_run_to_the_same_metrics(tmp_path):
-    import os, signal, subprocess, time
+    import signal, subprocess, time
     from nbkit.sweep import _command
 
     settings = {**SMALL, "max_iter": 60, "eval_every": 12, "save_every": 6}

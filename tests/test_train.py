@@ -9,7 +9,7 @@ from nbkit.runlog import read_metrics, read_runs
 from nbkit.settings import Settings
 from nbkit.train import warmup_decay_lr, train
 
-from .conftest import SHARED
+
 
 FAST = dict(dataset="synthetic", tailor_num_classes=True, constant_lr=3e-3, batch_size=32,
             max_iter=120, eval_every=40, log_every=10)
@@ -106,12 +106,10 @@ def test_augmented_run_trains(tmp_path):
     assert json.loads((run / "status.json").read_text())["state"] == "done"
 
 
-def test_real_cifar10_archive_learns(tmp_path):
+def test_real_cifar10_archive_learns(tmp_path, cifar10_archive):
     """toy-dilated for 200 steps on the real CIFAR-10 image folder: well above 10% chance."""
-    archive = SHARED / "data" / "cifar10-images.tar.xz"
-    if not archive.exists():
-        pytest.skip(f"{archive} is absent (a user's clone without ../shared); CI has it")
-    name, s = resolve("toy-dilated", dataset=str(archive), data_dir=str(tmp_path / "data"), max_iter=200,
+    archive, data_dir = cifar10_archive
+    name, s = resolve("toy-dilated", dataset=str(archive), data_dir=str(data_dir), max_iter=200,
                       eval_every=200, batch_size=64, tailor_num_classes=True, constant_lr=3e-3)
     run = train(name, s, runs_dir=tmp_path / "runs", device="cpu")
     test = [r for r in read_metrics(run / "metrics.jsonl") if r["split"] == "test"]
