@@ -108,11 +108,12 @@ def temperature_chart(metrics, runs, variants=None, x="step"):
                                             width=WIDTH, height=HEIGHT)
 
 
-def main_charts(metrics, runs, variants=None, **options) -> dict[str, alt.TopLevelMixin]:
-    """The charts a report exports: loss, accuracy, and temperature where runs learned one."""
-    charts = {"loss": loss_chart(metrics, runs, variants, **options),
-              "accuracy": accuracy_chart(metrics, runs, variants, seeds=options.get("seeds", "each run"))}
-    tau = temperature_chart(metrics, runs, variants)
+def main_charts(metrics, runs, variants=None, splits=("train_200", "test"), x="step", smoothing=0.0,
+                seeds="each run", log_scale=False) -> dict[str, alt.TopLevelMixin]:
+    """The charts a comparison shows: loss, accuracy, and temperature where runs learned one."""
+    charts = {"loss": loss_chart(metrics, runs, variants, x, smoothing, seeds, log_scale),
+              "accuracy": accuracy_chart(metrics, runs, variants, splits, x, seeds)}
+    tau = temperature_chart(metrics, runs, variants, x)
     if tau is not None:
         charts["temperature"] = tau
     return charts

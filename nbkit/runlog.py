@@ -90,6 +90,11 @@ def _read_json(path: Path) -> dict | None:
         return None
 
 
+def read_status(run_dir: Path) -> dict:
+    """A run's status.json, or {} when there is none yet (or it cannot be read)."""
+    return _read_json(Path(run_dir) / STATUS) or {}
+
+
 def read_metrics(path: Path) -> list[dict]:
     """Rows of one metrics.jsonl; a truncated or garbage line is skipped with a warning."""
     rows = []
@@ -128,7 +133,7 @@ def run_info(run_dir: Path) -> dict | None:
     config = _read_json(run_dir / CONFIG)
     if config is None:
         return None
-    status = _read_json(run_dir / STATUS) or {"state": "running", "step": 0}
+    status = read_status(run_dir) or {"state": "running", "step": 0}
     return {
         "run_id": run_dir.name, "path": str(run_dir),
         "dataset": config.get("dataset", {}).get("name", run_dir.parent.parent.name),

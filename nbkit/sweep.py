@@ -19,7 +19,7 @@ from pathlib import Path
 
 from .comparisons import expand
 from .data import dataset_name
-from .runlog import CHECKPOINT, CONFIG, STATUS
+from .runlog import CHECKPOINT, CONFIG, STATUS, read_status
 from .settings import Settings
 from .variants import get_variant
 
@@ -55,13 +55,6 @@ def plan(names: list[str], seeds: int, overrides: dict, runs_dir: str | Path) ->
             run_dir = Path(runs_dir) / dataset_name(s.dataset) / variant / f"{settings_key(s)}-s{seed}"
             jobs.append(Job(variant, s, run_dir, {**overrides, "seed": seed}))
     return jobs
-
-
-def read_status(run_dir: Path) -> dict:
-    try:
-        return json.loads((run_dir / STATUS).read_text())
-    except (OSError, ValueError):
-        return {}
 
 
 def job_state(job: Job) -> str:

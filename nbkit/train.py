@@ -26,7 +26,7 @@ from . import __version__
 from .augment import augment
 from .data import Dataset, load_dataset
 from .models import create_model, parameter_count
-from .runlog import CHECKPOINT, CONFIG, METRICS, STATUS, RunWriter, new_run_dir, truncate_metrics
+from .runlog import CHECKPOINT, CONFIG, METRICS, STATUS, RunWriter, new_run_dir, read_status, truncate_metrics
 from .settings import Settings
 
 
@@ -122,13 +122,6 @@ class RunBusy(RuntimeError):
     pass
 
 
-def _read_state(run_dir: Path) -> str | None:
-    try:
-        return json.loads((run_dir / STATUS).read_text()).get("state")
-    except (OSError, ValueError):
-        return None
-
-
 def writable(path: str | Path) -> Path:
     """Create the directory if needed and prove it takes a file, or say so in one line."""
     path = Path(path)
@@ -207,7 +200,7 @@ def train(variant: str, s: Settings, runs_dir: str | Path = "artifacts/runs", de
     writable(run_dir)
     with _exclusive(run_dir):  # from here on this process alone writes the run
         state = None
-        if _read_state(run_dir) == "done":  # e.g. finished by a concurrent sweep meanwhile
+        if read_status(run_dir).get("state") == "done":  # e.g. finished by a concurrent sweep meanwhile
             raise RunBusy(f"{run_dir} already holds a finished run; nothing to do")
         if resume:
             state = load_checkpoint(run_dir, dev)
@@ -278,8 +271,8 @@ def _loop(variant, s, run_dir, model, forward, opt, params, data, gen, dev, labe
         if not window:
             return
         stacked = torch.stack(window)
-        stats = stacked.mean(0).tolist()  # the one host sync per window
-        finite = bool(stacked[:, 0].isfinite().all())
+        # means and the loss's finiteness in one transfer: the one host sync per window
+        *stats, finite = torch.cat([stacked.mean(0), stacked[:, :1].isfinite().all().float().view(1)]).tolist()
         window = []
         row = {"step": step, "split": "train", "time": round(time.perf_counter() - start, 3),
                "loss": stats[0], "acc_top1": stats[1], "lr": warmup_decay_lr(step - 1, s)}

@@ -69,8 +69,7 @@ def build_view(metrics: pl.DataFrame, runs: pl.DataFrame, dataset: str, variants
     """Everything a comparison shows, for one dataset and a set of variants."""
     runs = runs.filter((pl.col("dataset") == dataset) & pl.col("variant").is_in(variants))
     metrics = metrics.filter(pl.col("path").is_in(runs["path"].to_list())) if not metrics.is_empty() else metrics
-    shown = charts.main_charts(metrics, runs, variants, x=x, smoothing=smoothing, seeds=seeds, log_scale=log_scale)
-    shown["accuracy"] = charts.accuracy_chart(metrics, runs, variants, splits=splits, x=x, seeds=seeds)
+    shown = charts.main_charts(metrics, runs, variants, splits, x, smoothing, seeds, log_scale)
     per_run = tables.per_run(metrics, runs)
     per_variant = tables.per_variant(metrics, runs, variants)
     train_200, test = tables.original_tables(metrics)
