@@ -11,11 +11,17 @@ from torch import Tensor
 
 
 def augment(x: Tensor, generator: torch.Generator, padding: int = 4, degrees: float = 15.0,
-            flip_p: float = 0.5) -> Tensor:
-    """x: (B, C, H, W) floats; every sample draws its own crop, flip and angle."""
+            flip_p: float = 0.5, part: slice | None = None, total: int | None = None) -> Tensor:
+    """x: (B, C, H, W) floats; every sample draws its own crop, flip and angle.
+
+    part, total: x is samples `part` of a batch of `total` (one rank's slice in a multi-process
+    run); the draws are made for the whole batch and sliced, so each sample is augmented as it
+    would be in a single process.
+    """
     B, C, H, W = x.shape
     dev = x.device
-    draw = lambda *shape: torch.rand(*shape, device=dev, generator=generator)
+    part = part or slice(0, B)
+    draw = lambda n: torch.rand(total or n, device=dev, generator=generator)[part]
     # crop + flip as one exact gather from the zero-padded batch
     padded = F.pad(x, (padding,) * 4)
     dy = (draw(B) * (2 * padding + 1)).long()

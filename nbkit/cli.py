@@ -48,6 +48,7 @@ def setting_overrides(args) -> dict:
 
 
 def cmd_train(args) -> None:
+    from . import distributed
     from .train import resume_settings, train
     from .variants import resolve
 
@@ -60,11 +61,14 @@ def cmd_train(args) -> None:
         raise ValueError("train expects a VARIANT or CONFIG.yml (see `nbkit variants`), or --resume RUN_DIR")
     else:
         name, settings = resolve(args.spec, **overrides)
-    run_dir = train(name, settings, runs_dir=args.runs_dir, device=args.device, progress=_progress_printer(), label=args.label,
+    main_process = distributed.from_env().main  # under torchrun, rank 0 alone reports
+    run_dir = train(name, settings, runs_dir=args.runs_dir, device=args.device, label=args.label,
+                    progress=_progress_printer() if main_process else None,
                     run_dir=args.resume or args.run_dir, resume=bool(args.resume), restart=args.restart)
-    if sys.stderr.isatty():
-        print(file=sys.stderr)
-    print(run_dir)
+    if main_process:
+        if sys.stderr.isatty():
+            print(file=sys.stderr)
+        print(run_dir)
 
 
 def cmd_sweep(args) -> None:
@@ -103,7 +107,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-classes", type=int, default=100, help="class count of the dataset (default 100)")
     p.set_defaults(func=cmd_variants)
 
-    p = sub.add_parser("train", help="train one run of a variant or an original-format YAML config")
+    p = sub.add_parser("train", help="train one run of a variant or an original-format YAML config",
+                       description="Train one run. Over several GPUs, one run data-parallel: "
+                                   "torchrun --nproc_per_node N -m nbkit train VARIANT ... (the global batch "
+                                   "stays --batch-size; rank 0 writes the run).")
     p.add_argument("spec", metavar="VARIANT|CONFIG.yml", nargs="?")
     p.add_argument("--dataset", help="cifar100 (default), cifar10, synthetic, or an image folder/archive path")
     p.add_argument("--max-steps", type=int, help="training steps (default 5000)")

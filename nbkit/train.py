@@ -22,9 +22,10 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from . import __version__
+from . import __version__, distributed
 from .augment import augment
 from .data import Dataset, load_dataset
+from .distributed import World
 from .models import create_model, parameter_count
 from .runlog import CHECKPOINT, CONFIG, METRICS, STATUS, RunWriter, new_run_dir, read_status, truncate_metrics
 from .settings import Settings
@@ -49,14 +50,23 @@ class NonFiniteLoss(Exception):
     pass
 
 
-def pick_device(device: str = "auto") -> torch.device:
+def pick_device(device: str = "auto", world: World = distributed.SINGLE) -> torch.device:
+    """auto, cpu, cuda or cuda:N; under torchrun, cuda means this process's LOCAL_RANK GPU."""
     if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        device = "cuda" if torch.cuda.is_available() else "cpu"
     if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
         raise ValueError(f"device expects auto, cpu or cuda[:N], got {device!r}")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError("device cuda was asked for but no CUDA GPU is available; use --device cpu")
-    return torch.device(device)
+    if device == "cuda" and world.launched:
+        if world.local_rank >= torch.cuda.device_count():
+            raise ValueError(f"LOCAL_RANK {world.local_rank} has no GPU ({torch.cuda.device_count()} visible); "
+                             "start at most one process per GPU")
+        device = f"cuda:{world.local_rank}"
+    dev = torch.device(device)
+    if dev.type == "cuda" and dev.index is not None:
+        torch.cuda.set_device(dev)
+    return dev
 
 
 def git_commit() -> str | None:
@@ -70,7 +80,8 @@ def git_commit() -> str | None:
 
 @torch.inference_mode()
 def evaluate(model, images: torch.Tensor, labels: torch.Tensor, batch_size: int, prepare) -> torch.Tensor:
-    """(correct, summed loss) over a split, left on the device: the caller syncs once."""
+    """(correct, summed loss) over the images given, left on the device: the caller syncs once
+    (and, in a multi-process run, sums them over the ranks first)."""
     was_training = model.training
     model.eval()
     totals = torch.zeros(2, device=images.device)
@@ -80,7 +91,7 @@ def evaluate(model, images: torch.Tensor, labels: torch.Tensor, batch_size: int,
         totals[0] += (logits.argmax(-1) == y).sum()
         totals[1] += F.cross_entropy(logits.float(), y, reduction="sum")
     model.train(was_training)
-    return totals / len(labels)
+    return totals
 
 
 @contextlib.contextmanager
@@ -163,6 +174,50 @@ def resume_settings(run_dir: Path, overrides: dict | None = None) -> tuple[str, 
     return config["variant"], settings
 
 
+class TrainBatches:
+    """The training batches in the run's data order: batch i of an epoch is perm[i*B:(i+1)*B].
+
+    In one process the whole training split lives on the device. Under torchrun, rank r trains
+    on the r-th slice of every batch; the split stays in host memory and at each epoch's start
+    this rank's images for the epoch (its shard) are gathered and moved to its device.
+    """
+
+    def __init__(self, ds: Dataset, batch_size: int, world: World, dev: torch.device):
+        self.B, self.world, self.dev = batch_size, world, dev
+        self.b = batch_size // world.size  # this rank's part of a batch
+        self.steps = ds.size("train") // batch_size  # per epoch, drop_last
+        x, y = ds.images["train"], ds.labels["train"]
+        if world.launched:
+            self.host = (x.pin_memory() if dev.type == "cuda" else x, y)
+            self.x = self.y = None
+        else:
+            self.x, self.y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
+        self.perm = None
+
+    def epoch(self, perm: torch.Tensor) -> None:
+        self.perm = perm
+        if self.world.launched:
+            order = perm[:self.steps * self.B].view(self.steps, self.world.size, self.b)[:, self.world.rank]
+            idx = order.reshape(-1).cpu()
+            self.x = self.host[0][idx].to(self.dev, non_blocking=True)
+            self.y = self.host[1][idx].to(self.dev, non_blocking=True)
+
+    def batch(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.world.launched:
+            return self.x[i * self.b:(i + 1) * self.b], self.y[i * self.b:(i + 1) * self.b]
+        idx = self.perm[i * self.B:(i + 1) * self.B]
+        return self.x[idx], self.y[idx]
+
+
+class _NoLog:
+    """What ranks other than 0 write: nothing."""
+
+    def config(self, config): pass
+    def status(self, state, step, **fields): pass
+    def metrics(self, rows): pass
+    def close(self): pass
+
+
 def train(variant: str, s: Settings, runs_dir: str | Path = "artifacts/runs", device: str = "auto",
           dataset: Dataset | None = None, label: str | None = None,
           progress: Callable[[dict], None] | None = None,
@@ -173,25 +228,54 @@ def train(variant: str, s: Settings, runs_dir: str | Path = "artifacts/runs", de
     resume: continue the run in run_dir from its checkpoint; restart: begin again in a run_dir
     whose earlier attempt never reached a checkpoint. Errors before the run starts
     (unknown dataset, bad settings) leave no run directory behind.
+
+    Started by torchrun (RANK and WORLD_SIZE set), the processes train the run together with
+    DistributedDataParallel: the global batch stays batch_size, rank 0 alone writes the run.
     """
-    dev = pick_device(device)
+    world = distributed.from_env()
+    dev = pick_device(device, world)
+    if s.batch_size % world.size:
+        raise ValueError(f"batch_size {s.batch_size} does not split evenly over {world.size} processes; "
+                         "expected a global batch divisible by --nproc_per_node x nodes")
+    distributed.start(world, dev)
+    try:
+        return _train(variant, s, runs_dir, dev, world, dataset, label, progress, run_dir, resume, restart)
+    finally:
+        distributed.stop(world)
+
+
+def _train(variant, s, runs_dir, dev, world, dataset, label, progress, run_dir, resume, restart) -> Path:
     cuda = dev.type == "cuda"
     ds = dataset if dataset is not None else load_dataset(s.dataset, s.data_dir, s.val_size)
     n_train, B = ds.size("train"), s.batch_size
-    steps_per_epoch = n_train // B  # drop_last
-    if steps_per_epoch == 0:
+    if n_train // B == 0:
         raise ValueError(f"batch_size {B} exceeds the {n_train} training images")
     torch.manual_seed(s.seed)  # initialisation, dropout, MixStyle's coin
     model = create_model(s, ds.num_classes).to(dev)
     if cuda:
         model = model.to(memory_format=torch.channels_last)
+    forward = model
+    if world.launched:
+        if cuda:  # batch statistics over the global batch, as in one process
+            model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        elif world.size > 1 and world.main and any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+            print("nbkit: BatchNorm statistics are per process on the CPU (SyncBatchNorm needs GPUs); "
+                  "results differ slightly from a single-process run", flush=True)
+        forward = torch.nn.parallel.DistributedDataParallel(model, device_ids=[dev.index] if cuda else None)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=warmup_decay_lr(0, s), betas=(0.9, 0.999), eps=1e-8,
                            weight_decay=0.0, **({"fused": True} if cuda else {}))
-    forward = torch.compile(model) if s.compile else model
-    data = ds.to(dev)
-    gen = torch.Generator(dev).manual_seed(s.seed)  # data order and augmentation
+    forward = torch.compile(forward) if s.compile else forward
+    batches = TrainBatches(ds, B, world, dev)
+    # evaluation: each rank holds every world.size-th image of a split; the sums are gathered
+    evals = {split: (ds.images[split][world.rank::world.size].to(dev), ds.labels[split][world.rank::world.size].to(dev),
+                     ds.size(split)) for split in ds.splits_eval}
+    gen = torch.Generator(dev).manual_seed(s.seed)  # data order and augmentation, the same on every rank
 
+    if not world.main:  # rank 0 owns the run directory; the others only read a checkpoint
+        state = load_checkpoint(Path(run_dir), dev) if resume else None
+        return _loop(variant, s, run_dir, model, forward, opt, params, batches, evals, ds, gen, dev, world,
+                     label, None, state)
     if run_dir is None:
         run_dir = new_run_dir(writable(runs_dir), ds.name, variant, f"{time.strftime('%Y%m%d-%H%M%S')}-s{s.seed}")
     run_dir = Path(run_dir)
@@ -211,24 +295,25 @@ def train(variant: str, s: Settings, runs_dir: str | Path = "artifacts/runs", de
                 raise ValueError(f"{run_dir} already holds a run; use --resume to continue it")
             for name in (CONFIG, METRICS, STATUS):  # an attempt that never reached a checkpoint
                 (run_dir / name).unlink(missing_ok=True)
-        return _loop(variant, s, run_dir, model, forward, opt, params, data, gen, dev, label, progress,
-                     steps_per_epoch, state)
+        return _loop(variant, s, run_dir, model, forward, opt, params, batches, evals, ds, gen, dev, world,
+                     label, progress, state)
 
 
-def _loop(variant, s, run_dir, model, forward, opt, params, data, gen, dev, label, progress,
-          steps_per_epoch, state) -> Path:
+def _loop(variant, s, run_dir, model, forward, opt, params, batches, evals, ds, gen, dev, world, label,
+          progress, state) -> Path:
     cuda = dev.type == "cuda"
-    if state is not None:
+    if state is not None and world.main:
         truncate_metrics(run_dir / METRICS, state["step"])  # rows past the checkpoint are redone
-    log = RunWriter(run_dir)
-    n_train, B = data.size("train"), s.batch_size
+    log = RunWriter(run_dir) if world.main else _NoLog()
+    B, steps_per_epoch = s.batch_size, batches.steps
     step, elapsed, perm = 0, 0.0, None
     window: list[torch.Tensor] = []  # per-step stats kept on the device until the next write
     extra_keys: list[str] = []
     if state is None:
         log.config({
-            "variant": variant, "label": label, "run_id": run_dir.name, "seed": s.seed, "settings": s.to_dict(),
-            "dataset": data.describe(), "parameters": parameter_count(model), "steps_per_epoch": steps_per_epoch,
+            "variant": variant, "label": label, "run_id": run_dir.name if world.main else None, "seed": s.seed,
+            "settings": s.to_dict(), "dataset": ds.describe(), "parameters": parameter_count(model),
+            "steps_per_epoch": steps_per_epoch, "world_size": world.size,
             "nbkit_version": __version__, "git_commit": git_commit(), "torch_version": torch.__version__,
             "device": torch.cuda.get_device_name(dev) if cuda else "cpu",
             "start_time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -243,6 +328,8 @@ def _loop(variant, s, run_dir, model, forward, opt, params, data, gen, dev, labe
             torch.cuda.set_rng_state(state["cuda_rng"].cpu(), dev)
         window = list(state["window"]) if state["window"] is not None else []
         extra_keys = list(state["extra_keys"])
+        if perm is not None:
+            batches.epoch(perm)
     log.status("running", step)
 
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else contextlib.nullcontext()
@@ -257,6 +344,8 @@ def _loop(variant, s, run_dir, model, forward, opt, params, data, gen, dev, labe
     last_test = last_loss = None
 
     def checkpoint(step):
+        if not world.main:
+            return
         ckpt = {"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
                 "settings": s.to_dict(), "variant": variant, "generator": gen.get_state(),
                 "cpu_rng": torch.get_rng_state(), "cuda_rng": torch.cuda.get_rng_state(dev) if cuda else None,
@@ -266,35 +355,44 @@ def _loop(variant, s, run_dir, model, forward, opt, params, data, gen, dev, labe
         torch.save(ckpt, tmp)
         os.replace(tmp, run_dir / CHECKPOINT)
 
-    def flush(step):
+    def flush(step, stop_requested):
         nonlocal window, last_loss
         if not window:
             return
         stacked = torch.stack(window)
-        # means and the loss's finiteness in one transfer: the one host sync per window
-        *stats, finite = torch.cat([stacked.mean(0), stacked[:, :1].isfinite().all().float().view(1)]).tolist()
+        # means, the count of non-finite losses and (under torchrun) stop requests, summed over the
+        # ranks in one transfer: the one host sync per window, and where all ranks agree to stop
+        local = [stacked.mean(0), (~stacked[:, :1].isfinite()).sum().float().view(1)]
+        if world.launched:
+            local.append(torch.full((1,), float(bool(stop_requested)), device=dev))
+        summed = distributed.total(torch.cat(local)).tolist()
+        k = stacked.shape[1]
+        stats, nonfinite, stops = [v / world.size for v in summed[:k]], summed[k], summed[k + 1:]
         window = []
         row = {"step": step, "split": "train", "time": round(time.perf_counter() - start, 3),
                "loss": stats[0], "acc_top1": stats[1], "lr": warmup_decay_lr(step - 1, s)}
         row.update(zip(extra_keys, stats[2:]))
         last_loss = stats[0]
         log.metrics([row])
-        if not finite:
+        if nonfinite:
             raise NonFiniteLoss(f"non-finite loss (NaN or Inf) in steps {step - len(stacked) + 1}..{step}")
+        if stops and stops[0]:
+            raise RunStopped(stop_requested[0] if stop_requested else "a signal to another process")
 
     model.train()
     try:
         with _stop_on_signals() as stop_requested:
             while step < s.max_iter:
-                if stop_requested:
+                if stop_requested and not world.launched:
                     raise RunStopped(stop_requested[0])
                 i = step % steps_per_epoch
                 if i == 0:
-                    perm = torch.randperm(n_train, device=dev, generator=gen)
-                idx = perm[i * B:(i + 1) * B]
-                x, y = data.images["train"][idx].float().div_(255), data.labels["train"][idx]
+                    perm = torch.randperm(ds.size("train"), device=dev, generator=gen)
+                    batches.epoch(perm)
+                x, y = batches.batch(i)
+                x = x.float().div_(255)
                 if s.use_augmentation:
-                    x = augment(x, gen)
+                    x = augment(x, gen, part=world.part(B), total=B)
                 x = x.contiguous(memory_format=fmt)
                 for g in opt.param_groups:
                     g["lr"] = warmup_decay_lr(step, s)
@@ -314,15 +412,16 @@ def _loop(variant, s, run_dir, model, forward, opt, params, data, gen, dev, labe
 
                 evaluating = step % s.eval_every == 0 or step == s.max_iter
                 if len(window) >= s.log_every or evaluating:
-                    flush(step)
+                    flush(step, stop_requested)
                 if evaluating:
                     if cuda:
                         torch.cuda.synchronize(dev)
                     train_seconds += time.perf_counter() - segment_start
                     images_seen = (step - first_step) * B
                     rows = []
-                    for split in data.splits_eval:
-                        acc_, loss_ = evaluate(model, data.images[split], data.labels[split], s.eval_batch_size, prepare).tolist()
+                    for split, (images, labels, n) in evals.items():
+                        sums = distributed.total(evaluate(model, images, labels, s.eval_batch_size, prepare))
+                        acc_, loss_ = (sums / n).tolist()
                         rows.append({"step": step, "split": split, "time": round(time.perf_counter() - start, 3),
                                      "acc_top1": acc_, "loss": loss_})
                         if split == "test":
@@ -341,6 +440,7 @@ def _loop(variant, s, run_dir, model, forward, opt, params, data, gen, dev, labe
     except RunStopped as e:
         checkpoint(step)
         log.status("stopped", step, reason=f"stopped by {e}")
+        distributed.barrier()  # no rank leaves (and makes torchrun end the others) before the checkpoint
         raise
     except NonFiniteLoss as e:
         log.status("failed", step, reason=str(e))

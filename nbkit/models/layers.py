@@ -7,12 +7,15 @@ import math
 import torch
 from torch import Tensor, nn
 
+from .. import distributed
+
 
 class Normalizer(nn.Module):
     """Standardises inputs by running statistics, so no dataset statistics are precomputed.
 
     Mean and (population) variance are an EMA with `momentum` over training batches; the first
-    batch initialises them. One statistic for all channels, or one per channel (dim 1).
+    batch initialises them. In a multi-process run the batch statistics are those of the global
+    batch (averaged over the ranks), so every rank keeps the same statistics. One statistic for all channels, or one per channel (dim 1).
     Reference: the original study's src/normalizer.py.
     """
 
@@ -31,6 +34,10 @@ class Normalizer(nn.Module):
             with torch.no_grad():
                 mean = x.mean(dims).reshape(-1)
                 var = x.var(dims, unbiased=False).reshape(-1)
+                if distributed.active():  # the whole global batch's statistics, as in one process
+                    moments = distributed.mean(torch.cat([mean, var + mean * mean]))
+                    mean, var = moments.chunk(2)
+                    var = var - mean * mean
                 # torch.where, not an `if`, so the first-batch test needs no host sync
                 m = self.momentum
                 self.running_mean.copy_(torch.where(self.running_mean.isnan(), mean, (1 - m) * self.running_mean + m * mean))

@@ -1,0 +1,94 @@
+"""One run over several processes (torchrun): who this process is, and the few collectives the
+trainer needs.
+
+The data order stays global: every rank draws the same per-epoch permutation from the run's
+seed, batch i of an epoch is perm[i*B:(i+1)*B] as in a single process, and rank r trains on the
+r-th of its world_size equal slices. Gradients are averaged by DistributedDataParallel, so a
+step equals the single-process step on the same global batch up to floating-point order.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from torch import Tensor
+
+
+@dataclass(frozen=True)
+class World:
+    rank: int = 0
+    size: int = 1
+    local_rank: int = 0
+    launched: bool = False  # started by torchrun (RANK and WORLD_SIZE set), even with one process
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def part(self, n: int) -> slice:
+        """This rank's slice of n items split into `size` equal parts (n divisible by size)."""
+        per = n // self.size
+        return slice(self.rank * per, (self.rank + 1) * per)
+
+
+SINGLE = World()
+
+
+def from_env(env=os.environ) -> World:
+    """The world torchrun describes in RANK, WORLD_SIZE and LOCAL_RANK; a single process otherwise."""
+    if "RANK" not in env or "WORLD_SIZE" not in env:
+        return SINGLE
+    try:
+        rank, size = int(env["RANK"]), int(env["WORLD_SIZE"])
+        local = int(env.get("LOCAL_RANK", rank))
+    except ValueError:
+        raise ValueError("RANK, WORLD_SIZE and LOCAL_RANK must be integers (as torchrun sets them)") from None
+    if not 0 <= rank < size:
+        raise ValueError(f"RANK {rank} is outside WORLD_SIZE {size}")
+    return World(rank, size, local, launched=True)
+
+
+def start(world: World, device: torch.device) -> None:
+    """Join the process group: NCCL between GPUs, gloo between CPU processes."""
+    if not world.launched or dist.is_initialized():
+        return
+    backend = "nccl" if device.type == "cuda" else "gloo"
+    dist.init_process_group(backend, rank=world.rank, world_size=world.size,
+                            timeout=datetime.timedelta(minutes=30),
+                            **({"device_id": device} if device.type == "cuda" else {}))
+
+
+def stop(world: World) -> None:
+    if world.launched and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def active() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def mean(t: Tensor) -> Tensor:
+    """The mean of t over the ranks (t itself in a single process)."""
+    if not active():
+        return t
+    t = t.clone()
+    dist.all_reduce(t)
+    return t / dist.get_world_size()
+
+
+def total(t: Tensor) -> Tensor:
+    """The sum of t over the ranks (t itself in a single process)."""
+    if not active():
+        return t
+    t = t.clone()
+    dist.all_reduce(t)
+    return t
+
+
+def barrier() -> None:
+    if active():
+        dist.barrier()

@@ -1,0 +1,91 @@
+"""One run over two processes (torchrun, gloo on the CPU) against the same run in one process."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from nbkit import distributed
+from nbkit.runlog import read_metrics
+from nbkit.models import create_model
+from nbkit.train import resume_settings, train
+from nbkit.variants import resolve
+
+# resnet18-gn: no BatchNorm (SyncBatchNorm needs GPUs) and no dropout, so two processes must
+# reproduce one; augmentation on, so each rank must augment its slice as one process would
+ARGS = ["resnet18-gn", "--dataset", "synthetic", "--max-steps", "8", "--batch-size", "16", "--eval-every", "4",
+        "--device", "cpu", "--set", "use_augmentation=true", "log_every=2", "constant_lr=0.0003",
+        "tailor_num_classes=true", "save_every=4"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def nbkit(args, nproc=None, **kw):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc),
+                "--master_addr", "127.0.0.1", "--master_port", str(free_port())] if nproc else [sys.executable]
+    return subprocess.run([*launcher, "-m", "nbkit", *args], capture_output=True, text=True, env=env, timeout=300, **kw)
+
+
+def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path):
+    one, two = tmp_path / "one", tmp_path / "two"
+    single = nbkit(["train", *ARGS, "--run-dir", str(one)])
+    assert single.returncode == 0, single.stderr
+    double = nbkit(["train", *ARGS, "--run-dir", str(two)], nproc=2)
+    assert double.returncode == 0, double.stderr
+    assert double.stdout.strip() == str(two)  # rank 0 alone reports, and writes
+
+    rows1, rows2 = read_metrics(one / "metrics.jsonl"), read_metrics(two / "metrics.jsonl")
+    assert [(r["step"], r["split"]) for r in rows1] == [(r["step"], r["split"]) for r in rows2]
+    assert [r["step"] for r in rows2 if r["split"] == "test"] == [4, 8]
+    for a, b in zip(rows1, rows2):
+        assert b["loss"] == pytest.approx(a["loss"], rel=1e-4, abs=1e-5), (a, b)
+        assert b["acc_top1"] == pytest.approx(a["acc_top1"], abs=1e-6), (a, b)
+    test_losses = [r["loss"] for r in rows1 if r["split"] == "test"]
+    assert test_losses[-1] < test_losses[0] - 0.05  # it learned, so this is no comparison of two idle runs
+
+    # weights: both runs moved them the same way from the same start. Elementwise equality would
+    # be too strict: Adam turns a rounding difference in a near-zero gradient into a full step.
+    w1 = torch.load(one / "checkpoint.pt", weights_only=True)["model"]
+    w2 = torch.load(two / "checkpoint.pt", weights_only=True)["model"]
+    torch.manual_seed(0)
+    model = create_model(resume_settings(one)[1], 10)
+    w0 = dict(model.named_parameters())
+    assert w1.keys() == w2.keys() and set(w0) <= set(w1)
+    flat = lambda w: torch.cat([w[k].detach().flatten() for k in sorted(w0)])
+    update, gap = flat(w1) - flat(w0), flat(w2) - flat(w1)
+    assert update.norm() > 0.1
+    assert gap.norm() < 0.01 * update.norm(), (gap.norm(), update.norm())
+    for k in [k for k in w1 if k.startswith("normalizer.")]:  # the global batch's input statistics
+        torch.testing.assert_close(w2[k], w1[k], rtol=1e-5, atol=1e-6, msg=k)
+    assert json.loads((two / "config.json").read_text())["world_size"] == 2
+    assert json.loads((one / "config.json").read_text())["world_size"] == 1
+    assert json.loads((two / "status.json").read_text())["state"] == "done"
+    assert sorted(p.name for p in two.iterdir() if not p.name.startswith(".")) == \
+        ["checkpoint.pt", "config.json", "metrics.jsonl", "status.json"]
+
+
+def test_world_comes_from_torchrun_variables():
+    assert distributed.from_env({}) == distributed.SINGLE
+    w = distributed.from_env({"RANK": "1", "WORLD_SIZE": "2", "LOCAL_RANK": "1"})
+    assert (w.rank, w.size, w.local_rank, w.launched, w.main) == (1, 2, 1, True, False)
+    assert w.part(16) == slice(8, 16)
+    with pytest.raises(ValueError, match="outside WORLD_SIZE"):
+        distributed.from_env({"RANK": "2", "WORLD_SIZE": "2"})
+
+
+def test_a_batch_that_does_not_split_over_the_processes_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("WORLD_SIZE", "3")
+    name, s = resolve("toy-dilated", dataset="synthetic", batch_size=16)
+    with pytest.raises(ValueError, match="batch_size 16 does not split evenly over 3 processes"):
+        train(name, s, runs_dir=tmp_path, device="cpu")
+    assert not any(tmp_path.iterdir())
