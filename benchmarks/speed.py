@@ -30,7 +30,7 @@ from nbkit import resolve
 from nbkit.comparisons import expand
 from nbkit.data import load_dataset
 from nbkit.models import create_model
-from nbkit.runlog import read_runs
+from nbkit.runlog import find_runs, run_info
 from nbkit.train import pick_device, train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -110,14 +110,14 @@ def sweep(names, seeds, jobs, steps, eval_every, dataset, device, runs_dir: Path
     rc = subprocess.run(cmd, cwd=ROOT).returncode
     wall = time.perf_counter() - start
     sampler.running = False
-    _, runs = read_runs(runs_dir)
-    per_variant = {}
-    if not runs.is_empty():
-        for row in runs.group_by("variant").agg(
-                torch_ips=__import__("polars").col("images_per_second").mean()).iter_rows(named=True):
-            per_variant[row["variant"]] = round(row["torch_ips"] or 0, 1)
+    infos = [info for info in map(run_info, find_runs(runs_dir)) if info]
+    speeds: dict[str, list[float]] = {}
+    for info in infos:
+        if info["images_per_second"]:
+            speeds.setdefault(info["variant"], []).append(info["images_per_second"])
+    per_variant = {v: round(sum(x) / len(x), 1) for v, x in speeds.items()}
     util = sampler.samples
-    return {"names": names, "runs": runs.height, "seeds": seeds, "jobs": jobs, "steps": steps, "rc": rc,
+    return {"names": names, "runs": len(infos), "seeds": seeds, "jobs": jobs, "steps": steps, "rc": rc,
             "wall_seconds": round(wall, 1), "images_per_second_by_variant": per_variant,
             "gpu_utilisation_mean": round(sum(util) / len(util), 1) if util else None}
 

@@ -13,8 +13,10 @@ import json
 import os
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import polars as pl
+if TYPE_CHECKING:  # polars is imported where frames are built: training and its workers need no polars
+    import polars as pl
 
 STATES = ("running", "done", "failed", "stopped")
 CONFIG, METRICS, STATUS, CHECKPOINT = "config.json", "metrics.jsonl", "status.json", "checkpoint.pt"
@@ -150,6 +152,8 @@ ID_COLUMNS = ["run_id", "dataset", "variant", "seed"]
 
 def read_runs(runs_dir: str | Path, dataset: str | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(metrics, runs): every logged point of every run as one frame, and one row per run."""
+    import polars as pl
+
     infos, frames = [], []
     for run_dir in find_runs(runs_dir, dataset):
         info = run_info(run_dir)
@@ -171,6 +175,8 @@ def read_runs(runs_dir: str | Path, dataset: str | None = None) -> tuple[pl.Data
 
 def best_per_run(metrics: pl.DataFrame, split: str, by: str = "acc_top1") -> pl.DataFrame:
     """Each run's best `by` on `split` and its step; ties go to the earlier step."""
+    import polars as pl
+
     if metrics.is_empty() or "split" not in metrics.columns:
         return pl.DataFrame()
     return (metrics.filter(pl.col("split") == split)
