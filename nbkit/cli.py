@@ -80,7 +80,14 @@ def cmd_sweep(args) -> None:
     first = jobs[0].settings
     if first.dataset != "synthetic":
         load_dataset(first.dataset, first.data_dir)  # fail once, here, and fill the cache for the runs
-    outcome = run_sweep(jobs, device=args.device, jobs_per_device=args.jobs, label=args.label)
+    if args.backend == "ray":
+        from .ray_backend import run_sweep_ray
+
+        outcome = run_sweep_ray(jobs, args.runs_dir, address=args.address, device=args.device, jobs_per_gpu=args.jobs,
+                                cpus_per_run=args.cpus_per_run, max_retries=args.max_retries,
+                                shared_fs=args.shared_fs, label=args.label)
+    else:
+        outcome = run_sweep(jobs, device=args.device, jobs_per_device=args.jobs, label=args.label)
     if outcome["stopped"]:
         raise SystemExit(130)
     if outcome["failed"]:
@@ -132,13 +139,25 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("sweep", help="run a comparison or several variants, K runs at a time per GPU")
     p.add_argument("names", nargs="+", metavar="COMPARISON|VARIANT", help="resnets, learning, models, or variant names")
     p.add_argument("--seeds", type=int, default=1, help="seeds per variant, counting up from --seed (default 1)")
-    p.add_argument("--jobs", type=int, default=1, help="runs at once per GPU, or on the CPU (default 1)")
+    p.add_argument("--jobs", type=int, default=1, help="runs at once per GPU, or on the CPU (default 1); with "
+                                                       "--backend ray, runs sharing one GPU")
     for flag, _ in TRAIN_FLAGS:
         p.add_argument("--" + flag.replace("_", "-"), type=str if flag in ("dataset", "data_dir") else int)
     p.add_argument("--device", default="auto", help="auto (default), cpu or cuda (all visible GPUs)")
     p.add_argument("--runs-dir", default="artifacts/runs")
     p.add_argument("--set", nargs="*", metavar="KEY=VALUE", help="any other setting for every run")
     p.add_argument("--label", help="a note stored in every run's config.json")
+    p.add_argument("--backend", choices=["local", "ray"], default="local",
+                   help="local (default): processes on this machine; ray: Ray tasks on a cluster (pip install '.[ray]')")
+    ray = p.add_argument_group("ray backend")
+    ray.add_argument("--address", help="the Ray cluster: auto (a running one), HOST:PORT, or ray://HOST:10001; "
+                                       "default RAY_ADDRESS, else a new local instance")
+    ray.add_argument("--cpus-per-run", type=int, default=1, help="CPUs each CPU run asks for (default 1)")
+    ray.add_argument("--max-retries", type=int, default=2,
+                     help="times a run whose worker died starts again from its checkpoint (default 2)")
+    ray.add_argument("--shared-fs", choices=["auto", "yes", "no"], default="auto",
+                     help="whether workers write into the runs directory; auto (default) checks per worker, "
+                          "no copies each run back to this machine")
     p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("summary", help="the original's two tables (best train_200 and test top-1 per run)")

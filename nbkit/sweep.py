@@ -67,6 +67,7 @@ def job_state(job: Job) -> str:
 
 
 def _command(job: Job, device: str, label: str | None = None) -> list[str]:
+    """The child's command line: resume from the checkpoint, begin again, or start."""
     cmd = [sys.executable, "-m", "nbkit", "train"]
     if job_state(job) == "resume":
         return cmd + ["--resume", str(job.run_dir), "--device", device]
@@ -131,7 +132,7 @@ class Display:
 def run_sweep(jobs: list[Job], device: str = "auto", jobs_per_device: int = 1, poll: float = 0.5,
               stream=None, label: str | None = None) -> dict[str, list[Job]]:
     """Run every job not yet done; returns the jobs by outcome (done, skipped, failed, stopped)."""
-    outcome = {"done": [], "skipped": [], "failed": [], "stopped": [], "busy": []}
+    outcome = new_outcome()
     queue = []
     for job in jobs:
         (outcome["skipped"] if job_state(job) == "done" else queue).append(job)
@@ -163,45 +164,67 @@ def run_sweep(jobs: list[Job], device: str = "auto", jobs_per_device: int = 1, p
             for p in [p for p in running if p.poll() is not None]:
                 job, slot = running.pop(p)
                 free.append(slot)
-                state = read_status(job.run_dir).get("state")
-                if state == "running" and p.returncode < 0:  # killed before it could say so itself
-                    state = "stopped" if stopping else "failed"
-                    _mark_killed(job.run_dir, -p.returncode, state)
-                if p.returncode == 0 and state == "done":
-                    outcome["done"].append(job)
-                    display.event(f"done {job.label}")
-                elif p.returncode == BUSY_EXIT:
-                    outcome["busy"].append(job)
-                    display.event(f"skipped {job.label}: another process is writing it")
-                elif state == "stopped" or stopping:
-                    outcome["stopped"].append(job)
-                    display.event(f"stopped {job.label} (resume by running the sweep again)")
-                else:
-                    outcome["failed"].append(job)
-                    why = read_status(job.run_dir).get("reason") or _last_line(job.run_dir / "train.log")
-                    display.event(f"FAILED {job.label}: {why}")
+                settle(job, p.returncode, stopping, outcome, display)
             if stopping:
                 outcome["stopped"] += queue
                 queue = []
-            counts = {k: len(v) for k, v in outcome.items()} | {"queued": len(queue)}
-            counts["done"] += counts.pop("skipped") + counts.pop("busy")
-            display.draw({id(p): j for p, (j, _) in running.items()}, counts)
+            display.draw({id(p): j for p, (j, _) in running.items()}, counts(outcome, queue))
             time.sleep(poll if running else 0)
     finally:
         for s, h in old.items():
             signal.signal(s, h)
-    display.event(f"sweep: {len(outcome['done'])} done, {len(outcome['skipped'])} skipped, "
-                  f"{len(outcome['failed'])} failed, {len(outcome['stopped'])} stopped"
-                  + (f", {len(outcome['busy'])} left to another process" if outcome["busy"] else ""))
+    display.event(final_line(outcome))
     return outcome
 
 
+def new_outcome() -> dict[str, list[Job]]:
+    return {"done": [], "skipped": [], "failed": [], "stopped": [], "busy": []}
+
+
+def settle(job: Job, returncode: int, stopping: bool, outcome: dict, display: Display) -> None:
+    """File a finished child's run under its outcome (from its exit code and status.json)."""
+    state = read_status(job.run_dir).get("state")
+    if state == "running" and returncode < 0:  # killed before it could say so itself
+        state = "stopped" if stopping else "failed"
+        _mark_killed(job.run_dir, -returncode, state)
+    if returncode == 0 and state == "done":
+        outcome["done"].append(job)
+        display.event(f"done {job.label}")
+    elif returncode == BUSY_EXIT:
+        outcome["busy"].append(job)
+        display.event(f"skipped {job.label}: another process is writing it")
+    elif state == "stopped" or stopping:
+        outcome["stopped"].append(job)
+        display.event(f"stopped {job.label} (resume by running the sweep again)")
+    else:
+        outcome["failed"].append(job)
+        why = read_status(job.run_dir).get("reason") or _last_line(job.run_dir / "train.log")
+        display.event(f"FAILED {job.label}: {why}")
+
+
+def counts(outcome: dict, queue: list) -> dict:
+    c = {k: len(v) for k, v in outcome.items()} | {"queued": len(queue)}
+    c["done"] += c.pop("skipped") + c.pop("busy")
+    return c
+
+
+def final_line(outcome: dict) -> str:
+    return (f"sweep: {len(outcome['done'])} done, {len(outcome['skipped'])} skipped, "
+            f"{len(outcome['failed'])} failed, {len(outcome['stopped'])} stopped"
+            + (f", {len(outcome['busy'])} left to another process" if outcome["busy"] else ""))
+
+
 def _mark_killed(run_dir: Path, signum: int, state: str) -> None:
+    mark(run_dir, state, f"the process was killed by {signal.Signals(signum).name}; "
+                         "running the sweep again resumes it from its last checkpoint")
+
+
+def mark(run_dir: Path, state: str, reason: str) -> None:
+    """Set a run's state on its behalf (it could not say so itself)."""
     from .runlog import write_json_atomic
 
-    status = read_status(run_dir)
-    status.update(state=state, reason=f"the process was killed by {signal.Signals(signum).name}; "
-                                         "running the sweep again resumes it from its last checkpoint")
+    status = read_status(run_dir) or {"step": 0}
+    status.update(state=state, reason=reason)
     write_json_atomic(run_dir / STATUS, status)
 
 

@@ -90,15 +90,22 @@ def guidance(comparison: Comparison, runs_dir: str) -> str:
 # --- background sweeps ---------------------------------------------------------------------
 
 def launch_sweep(runs_dir: str | Path, variants: list[str], dataset: str, steps: int, seeds: int,
-                 device: str = "auto", jobs: int = 1, eval_every: int | None = None) -> dict:
-    """Start `nbkit sweep` in its own process; the notebook stays responsive."""
+                 device: str = "auto", jobs: int = 1, eval_every: int | None = None, backend: str = "local",
+                 address: str = "") -> dict:
+    """Start `nbkit sweep` in its own process; the notebook stays responsive. backend "ray"
+    sends the runs to a Ray cluster (address: auto, HOST:PORT, or empty for RAY_ADDRESS or a
+    new local instance); their logs land in runs_dir as local ones do."""
     if not variants:
         raise ValueError("pick at least one variant to launch")
+    if backend not in ("local", "ray"):
+        raise ValueError(f"backend expects local or ray, got {backend!r}")
     runs_dir = Path(runs_dir)
     args = [*variants, "--dataset", dataset, "--max-steps", str(int(steps)), "--seeds", str(int(seeds)),
-            "--jobs", str(int(jobs)), "--device", device, "--runs-dir", str(runs_dir)]
+            "--jobs", str(int(jobs)), "--device", device, "--runs-dir", str(runs_dir), "--backend", backend]
     if eval_every:
         args += ["--eval-every", str(int(eval_every))]
+    if backend == "ray" and address.strip():
+        args += ["--address", address.strip()]
     registry = runs_dir / SWEEPS
     registry.mkdir(parents=True, exist_ok=True)
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -193,7 +200,8 @@ def view_controls(metrics: pl.DataFrame, runs: pl.DataFrame, comparison: Compari
 
 
 def launch_controls(comparison: Comparison, runs: pl.DataFrame, dataset: str | None):
-    """The launch form: variants, dataset, steps, seeds, device, runs at once."""
+    """The launch form: variants, dataset, steps, seeds, device, runs at once, backend; its
+    value is launch_sweep's keyword arguments."""
     import marimo as mo
 
     source = "cifar100"
@@ -209,5 +217,7 @@ def launch_controls(comparison: Comparison, runs: pl.DataFrame, dataset: str | N
         "steps": mo.ui.number(start=1, stop=100000, value=5000, label="steps"),
         "seeds": mo.ui.number(start=1, stop=20, value=2, label="seeds"),
         "device": mo.ui.dropdown(["auto", "cpu", "cuda"], value="auto", label="device"),
-        "jobs": mo.ui.number(start=1, stop=16, value=2, label="runs at once"),
+        "jobs": mo.ui.number(start=1, stop=16, value=2, label="runs at once (per GPU)"),
+        "backend": mo.ui.dropdown(["local", "ray"], value="local", label="backend"),
+        "address": mo.ui.text(value="", placeholder="auto or HOST:PORT", label="Ray address"),
     })

@@ -105,10 +105,11 @@ def _(comparison, dataset, mo, runs, wb):
     launch_form = wb.launch_controls(comparison, runs, dataset.value)
     launch_button = mo.ui.run_button(label="Launch runs", kind="success")
     stop_button = mo.ui.run_button(label="Stop running sweeps", kind="danger")
-    mo.vstack([mo.md("## Launch runs\nStarts `nbkit sweep` in the background; turn on auto-refresh above to watch "
-                     "the charts fill. Finished runs are skipped, interrupted ones resume."),
+    mo.vstack([mo.md("## Launch runs\nStarts `nbkit sweep` in the background, here or on a Ray cluster; turn on "
+                     "auto-refresh above to watch the charts fill. Finished runs are skipped, interrupted ones resume."),
                launch_form["variants"], launch_form["dataset"],
-               mo.hstack([launch_form[k] for k in ("steps", "seeds", "device", "jobs")], justify="start"),
+               mo.hstack([launch_form[k] for k in ("steps", "seeds", "device", "jobs", "backend", "address")],
+                         justify="start"),
                mo.hstack([launch_button, stop_button], justify="start")])
     return launch_button, launch_form, stop_button
 
@@ -116,9 +117,7 @@ def _(comparison, dataset, mo, runs, wb):
 @app.cell
 def _(launch_button, launch_form, md_code, mo, runs_dir, wb):
     mo.stop(not launch_button.value)
-    _f = launch_form.value
-    _info = wb.launch_sweep(runs_dir.value, _f["variants"], _f["dataset"], _f["steps"], _f["seeds"],
-                            _f["device"], _f["jobs"])
+    _info = wb.launch_sweep(runs_dir.value, **launch_form.value)
     mo.md(f"Launched sweep (pid {_info['pid']}); its log: {md_code(_info['log'])}")
     return
 

@@ -89,3 +89,40 @@ def test_a_batch_that_does_not_split_over_the_processes_is_refused(tmp_path, mon
     with pytest.raises(ValueError, match="batch_size 16 does not split evenly over 3 processes"):
         train(name, s, runs_dir=tmp_path, device="cpu")
     assert not any(tmp_path.iterdir())
+
+
+def test_sigterm_stops_every_process_at_one_step_and_torchrun_resumes(tmp_path):
+    """torchrun forwards SIGTERM to each process; they agree on the step at the next log window,
+    rank 0 checkpoints and marks the run stopped, and a resume under torchrun finishes it."""
+    import signal
+    import time
+
+    run = tmp_path / "run"
+    args = ["train", "toy-dilated", "--dataset", "synthetic", "--max-steps", "60", "--batch-size", "16",
+            "--eval-every", "10", "--device", "cpu", "--run-dir", str(run), "--set", "log_every=5",
+            "save_every=1000", "tailor_num_classes=true"]
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                "--master_addr", "127.0.0.1", "--master_port", str(free_port())]
+    proc = subprocess.Popen([*launcher, "-m", "nbkit", *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"}, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        status = json.loads((run / "status.json").read_text()) if (run / "status.json").exists() else {}
+        if status.get("step", 0) >= 10:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    output = proc.communicate(timeout=120)[0]
+    assert "BatchNorm statistics are per process on the CPU" in output
+    status = json.loads((run / "status.json").read_text())
+    assert status["state"] == "stopped" and status["reason"] == "stopped by SIGTERM", output
+    saved = torch.load(run / "checkpoint.pt", weights_only=True)["step"]
+    assert saved == status["step"] < 60
+    assert max(r["step"] for r in read_metrics(run / "metrics.jsonl")) == saved
+
+    resumed = nbkit(["train", "--resume", str(run), "--device", "cpu"], nproc=2)
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads((run / "status.json").read_text())["state"] == "done"
+    rows = read_metrics(run / "metrics.jsonl")
+    assert [r["step"] for r in rows if r["split"] == "train"] == list(range(5, 61, 5))  # none lost or repeated
+    assert [r["step"] for r in rows if r["split"] == "test"] == [10, 20, 30, 40, 50, 60]

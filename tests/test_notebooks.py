@@ -1,6 +1,7 @@
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -117,3 +118,23 @@ def test_launch_and_stop_from_the_notebook_helpers(tmp_path):
     assert not wb.active_sweeps(tmp_path)
     final = json.loads(status.read_text())
     assert final["state"] == "stopped" and (status.parent / "checkpoint.pt").exists()
+
+
+def test_launch_sends_a_sweep_to_ray_and_reports_an_unreachable_cluster(tmp_path):
+    """The launch form's backend and address reach `nbkit sweep`; with no cluster running at
+    `auto`, the sweep's log says so in one line and no run is written."""
+    import time
+
+    from nbkit import workbench as wb
+
+    with pytest.raises(ValueError, match="backend expects local or ray, got 'slurm'"):
+        wb.launch_sweep(tmp_path, ["toy-dilated"], "synthetic", steps=4, seeds=1, backend="slurm")
+    info = wb.launch_sweep(tmp_path, ["toy-dilated"], "synthetic", steps=4, seeds=1, device="cpu",
+                           backend="ray", address=" auto ")
+    assert info["args"][-4:] == ["--backend", "ray", "--address", "auto"]
+    deadline = time.time() + 120
+    while wb.active_sweeps(tmp_path) and time.time() < deadline:
+        time.sleep(0.2)
+    log = Path(info["log"]).read_text()
+    assert "nbkit sweep: error: cannot reach the Ray cluster at auto" in log, log
+    assert not list(tmp_path.glob("synthetic/*/*/config.json"))

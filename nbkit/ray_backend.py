@@ -1,0 +1,314 @@
+"""Sweeps on a Ray cluster: `nbkit sweep ... --backend ray [--address auto|HOST:PORT]`.
+
+Ray places the runs; nbkit keeps its own run logic. Each run is a Ray actor that holds the
+resources the run asks for (1/--jobs of a GPU, or --cpus-per-run CPUs) and starts the same
+child as the local backend, `python -m nbkit train ...`, which dies with the actor's worker.
+The driver (this process) polls every actor:
+
+- when the worker sees the driver's runs directory (a shared filesystem), the child writes its
+  run there directly;
+- when it does not, the child writes into a temporary folder on its node and each poll brings
+  the files that changed (metrics, status, checkpoint) back into the local runs directory, so
+  notebooks follow cluster runs exactly like local ones.
+
+A run whose worker dies (killed, node lost) starts again on a new actor from its last
+checkpoint, up to --max-retries times, then is marked failed; the other runs go on. Finished
+runs are skipped, as by the local backend.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .runlog import CHECKPOINT, CONFIG, METRICS, STATUS
+from .settings import Settings
+from .sweep import Display, Job, _command, counts, final_line, job_state, mark, new_outcome, settle
+
+RUN_FILES = (CONFIG, METRICS, STATUS, CHECKPOINT, "train.log")
+SHARED_FS = ("auto", "yes", "no")
+
+# exec'd in front of the child: it is SIGKILLed when its parent (the actor's worker) dies
+_DIE_WITH_PARENT = """import os, sys
+try:
+    import ctypes
+    ctypes.CDLL(None, use_errno=True).prctl(1, 9)  # PR_SET_PDEATHSIG, SIGKILL (Linux)
+except (AttributeError, OSError):
+    pass
+if os.getppid() != int(sys.argv[1]):
+    sys.exit("nbkit: the Ray worker that started this run is gone")
+os.execv(sys.argv[2], sys.argv[2:])
+"""
+
+
+def import_ray():
+    try:
+        import ray
+    except ImportError:
+        raise ValueError("the ray backend needs Ray, which is not installed; install it with "
+                         "pip install '.[ray]' (or pip install ray), or use --backend local") from None
+    return ray
+
+
+class RunActor:
+    """One run on a Ray worker (decorated with ray.remote by the driver)."""
+
+    def __init__(self, spec: dict, marker: str, shared_fs: str):
+        self.spec = spec
+        sees = Path(marker).exists()
+        self.shared = sees if shared_fs == "auto" else shared_fs == "yes"
+        self.problem = None
+        if self.shared and not sees:
+            self.problem = (f"--shared-fs yes, but the worker on {socket.gethostname()} does not see the runs "
+                            f"directory {spec['runs_dir']}; mount it there or use --shared-fs auto")
+        self.tmp = None if self.shared else tempfile.mkdtemp(prefix="nbkit-ray-")
+        self.run_dir = Path(spec["runs_dir"] if self.shared else self.tmp) / spec["rel"]
+        self.proc, self.sent = None, {}
+
+    def sees_runs_dir(self) -> bool:
+        """Whether the child writes into the driver's runs directory (else files are copied back)."""
+        if self.problem:
+            raise RuntimeError(self.problem)
+        return self.shared
+
+    def start(self, files: dict[str, bytes]) -> dict:
+        import nbkit
+
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        for name, data in files.items():  # the driver's copy: a resumed run's checkpoint and logs
+            (self.run_dir / name).write_bytes(data)
+            self.sent[name] = self._stamp(name)
+        spec = self.spec
+        job = Job(spec["variant"], Settings(**spec["settings"]), self.run_dir, spec["overrides"])
+        resumed = job_state(job) == "resume"
+        cmd = _command(job, spec["device"], spec["label"])
+        env = {**os.environ, "PYTHONUNBUFFERED": "1",
+               "PYTHONPATH": os.pathsep.join([str(Path(nbkit.__file__).parent.parent),
+                                              *filter(None, [os.environ.get("PYTHONPATH")])])}
+        if spec["device"] == "cpu":
+            env.update(OMP_NUM_THREADS=str(spec["threads"]), CUDA_VISIBLE_DEVICES="")
+        cwd = spec["cwd"] if Path(spec["cwd"]).is_dir() else None  # relative dataset paths resolve there
+        with open(self.run_dir / "train.log", "a") as log:
+            self.proc = subprocess.Popen([sys.executable, "-c", _DIE_WITH_PARENT, str(os.getpid()), *cmd], cwd=cwd,
+                                         stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
+        return {"host": socket.gethostname(), "pid": os.getpid(), "child": self.proc.pid,
+                "shared": self.shared, "resumed": resumed}
+
+    def _stamp(self, name: str):
+        try:
+            st = (self.run_dir / name).stat()
+            return st.st_mtime_ns, st.st_size
+        except FileNotFoundError:
+            return None
+
+    def poll(self, wait: float) -> dict:
+        """Wait up to `wait` seconds for the child; then its exit code (None while it runs) and,
+        without a shared filesystem, the run files that changed since the last poll."""
+        try:
+            self.proc.wait(timeout=wait)
+        except subprocess.TimeoutExpired:
+            pass
+        returncode = self.proc.poll()  # read before the files: after an exit they are final
+        files = {}
+        if not self.shared:
+            for name in RUN_FILES:
+                stamp = self._stamp(name)
+                if stamp is not None and stamp != self.sent.get(name):
+                    try:
+                        files[name] = (self.run_dir / name).read_bytes()
+                    except FileNotFoundError:
+                        continue
+                    self.sent[name] = stamp
+        return {"returncode": returncode, "files": files}
+
+    def stop(self, grace: float = 120.0) -> dict:
+        """SIGTERM the child (it checkpoints and marks itself stopped) and wait for it."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        return self.poll(0)
+
+    def close(self) -> None:
+        if self.tmp:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+@dataclass
+class _Run:
+    job: Job
+    actor: object = None
+    ref: object = None
+    phase: str = "placing"  # placing -> running -> (stopping)
+    attempts: int = 0
+    info: dict = field(default_factory=dict)
+
+
+def _write_back(run_dir: Path, files: dict[str, bytes]) -> None:
+    """Land files from a worker in the local run directory, each replaced atomically."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    for name, data in files.items():
+        tmp = run_dir / f".{name}.ray-tmp"
+        tmp.write_bytes(data)
+        os.replace(tmp, run_dir / name)
+
+
+def _local_files(run_dir: Path) -> dict[str, bytes]:
+    return {name: (run_dir / name).read_bytes() for name in RUN_FILES
+            if name != "train.log" and (run_dir / name).is_file()}
+
+
+def run_sweep_ray(jobs: list[Job], runs_dir: str | Path, address: str | None = None, device: str = "auto",
+                  jobs_per_gpu: int = 1, cpus_per_run: int = 1, max_retries: int = 2, shared_fs: str = "auto",
+                  poll: float = 1.0, stream=None, label: str | None = None) -> dict[str, list[Job]]:
+    """Run every job not yet done on a Ray cluster; returns the jobs by outcome, as run_sweep."""
+    if jobs_per_gpu < 1 or cpus_per_run < 1 or max_retries < 0:
+        raise ValueError("--jobs and --cpus-per-run expect at least 1, --max-retries at least 0")
+    if shared_fs not in SHARED_FS:
+        raise ValueError(f"--shared-fs expects one of {', '.join(SHARED_FS)}, got {shared_fs!r}")
+    if device not in ("auto", "cpu", "cuda"):
+        raise ValueError(f"device expects auto, cpu or cuda with the ray backend, got {device!r}")
+    runs_dir = Path(runs_dir).resolve()
+    outcome, queue = new_outcome(), []
+    for job in jobs:
+        (outcome["skipped"] if job_state(job) == "done" else queue).append(job)
+    display = Display(len(jobs), stream)
+    if outcome["skipped"]:
+        display.event(f"sweep: skipping {len(outcome['skipped'])} finished run(s)")
+    if not queue:
+        display.event(final_line(outcome))
+        return outcome
+
+    ray = import_ray()
+    import nbkit
+
+    try:
+        ray.init(address=address, log_to_driver=False, logging_level="WARNING",
+                 runtime_env={"py_modules": [str(Path(nbkit.__file__).parent)]})  # the driver's nbkit on every worker
+    except (ConnectionError, RuntimeError, ValueError) as e:
+        raise ValueError(f"cannot reach the Ray cluster at {address or 'RAY_ADDRESS or a new local instance'}: "
+                         f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+    marker = runs_dir / ".sweeps" / f"ray-{uuid.uuid4().hex}.marker"
+    runs: dict = {}
+    try:
+        resources = ray.cluster_resources()
+        if device == "auto":
+            device = "cuda" if resources.get("GPU", 0) > 0 else "cpu"
+        if device == "cuda" and not resources.get("GPU"):
+            raise ValueError("device cuda was asked for but the Ray cluster has no GPUs; use --device cpu")
+        if cpus_per_run > resources.get("CPU", 0):
+            raise ValueError(f"--cpus-per-run {cpus_per_run} exceeds the cluster's {resources.get('CPU', 0):g} CPUs")
+        display.event(f"ray: {resources.get('CPU', 0):g} CPUs, {resources.get('GPU', 0):g} GPUs; each run asks for "
+                      + (f"1/{jobs_per_gpu} GPU" if device == "cuda" else f"{cpus_per_run} CPU(s)"))
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text(str(os.getpid()))
+        Actor = ray.remote(RunActor).options(
+            num_cpus=cpus_per_run if device == "cpu" else 1, num_gpus=1 / jobs_per_gpu if device == "cuda" else 0,
+            max_restarts=0, max_task_retries=0)
+
+        def submit(run: _Run) -> None:
+            job = run.job
+            spec = {"variant": job.variant, "settings": job.settings.to_dict(), "overrides": job.overrides,
+                    "rel": str(job.run_dir.resolve().relative_to(runs_dir)), "runs_dir": str(runs_dir),
+                    "device": device, "threads": cpus_per_run, "label": label, "cwd": os.getcwd()}
+            run.actor = Actor.remote(spec, str(marker), shared_fs)
+            run.ref, run.phase = run.actor.sees_runs_dir.remote(), "placing"
+            runs[run.ref] = run
+
+        stopping = False
+
+        def stop(signum, frame):
+            nonlocal stopping
+            stopping = True
+
+        old = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            for job in queue:
+                submit(_Run(job))
+            queue = []
+            while runs:
+                if stopping:  # runs still waiting for resources have nothing to save
+                    for ref, run in [(ref, run) for ref, run in runs.items() if run.phase == "placing"]:
+                        ray.kill(run.actor)
+                        runs.pop(ref)
+                        outcome["stopped"].append(run.job)
+                ready, _ = ray.wait(list(runs), num_returns=len(runs), timeout=poll)
+                for ref in ready:
+                    run = runs.pop(ref)
+                    _advance(ray, run, ref, runs, outcome, display, submit, max_retries, poll, stopping)
+                active = {id(r): r.job for r in runs.values() if r.phase != "placing"}
+                display.draw(active, counts(outcome, [r for r in runs.values() if r.phase == "placing"]))
+        finally:
+            for s, h in old.items():
+                signal.signal(s, h)
+    finally:
+        marker.unlink(missing_ok=True)
+        ray.shutdown()
+    display.event(final_line(outcome))
+    return outcome
+
+
+def _advance(ray, run: _Run, ref, runs: dict, outcome: dict, display: Display, submit, max_retries: int,
+             poll: float, stopping: bool) -> None:
+    """One reply from a run's actor: placed, polled, or its worker gone."""
+    job = run.job
+    try:
+        reply = ray.get(ref)
+    except ray.exceptions.RayActorError as e:  # the worker died: the run goes on elsewhere, or fails
+        run.attempts += 1
+        why = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        if run.attempts <= max_retries and not stopping:
+            display.event(f"retrying {job.label} (its Ray worker died; retry {run.attempts} of {max_retries}, "
+                          "from its last checkpoint)")
+            submit(run)
+            return
+        reason = (f"its Ray worker died {run.attempts} time(s), the last: {why}; running the sweep again "
+                  "resumes it from its last checkpoint")
+        mark(job.run_dir, "stopped" if stopping else "failed", reason)
+        outcome["stopped" if stopping else "failed"].append(job)
+        display.event(f"{'stopped' if stopping else 'FAILED'} {job.label}: {reason}")
+        return
+    except ray.exceptions.RayTaskError as e:  # nbkit's own error on the worker: no retry would help
+        reason = f"on the Ray worker: {str(e.cause if e.cause else e).splitlines()[0][:300]}"
+        mark(job.run_dir, "failed", reason)
+        outcome["failed"].append(job)
+        display.event(f"FAILED {job.label}: {reason}")
+        ray.kill(run.actor)
+        return
+
+    if run.phase == "placing":  # the actor exists: start the child with what it cannot see itself
+        if stopping:
+            ray.kill(run.actor)
+            outcome["stopped"].append(job)
+            return
+        files = {} if reply else _local_files(job.run_dir)
+        run.ref, run.phase = run.actor.start.remote(files), "starting"
+        runs[run.ref] = run
+        return
+    if run.phase == "starting":
+        run.info = reply
+        action = "resuming" if reply["resumed"] else "starting"
+        where = "shared runs directory" if reply["shared"] else "copied back"
+        display.event(f"{action} {job.label} on {reply['host']} ({where}) -> {job.run_dir}")
+        run.phase = "running"
+    else:
+        _write_back(job.run_dir, reply["files"])
+        if reply["returncode"] is not None:
+            settle(job, reply["returncode"], stopping or run.phase == "stopping", outcome, display)
+            run.actor.close.remote()  # the actor ends once this handle goes
+            return
+    if stopping and run.phase != "stopping":  # the child checkpoints and says it stopped
+        run.ref, run.phase = run.actor.stop.remote(), "stopping"
+    else:
+        run.ref = run.actor.poll.remote(poll)
+    runs[run.ref] = run

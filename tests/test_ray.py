@@ -1,0 +1,123 @@
+"""Sweeps through a local Ray instance on the CPU, with a worker killed mid-run."""
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from nbkit.runlog import read_metrics, read_runs
+from nbkit.sweep import plan
+
+SETS = ["tailor_num_classes=true", "eval_batch_size=256", "save_every=6", "log_every=3", "constant_lr=0.003"]
+SWEEP = ["toy-dilated", "--seeds", "2", "--dataset", "synthetic", "--max-steps", "36", "--eval-every", "12",
+         "--batch-size", "16", "--device", "cpu"]
+OVERRIDES = {"dataset": "synthetic", "max_iter": 36, "eval_every": 12, "batch_size": 16, "tailor_num_classes": True,
+             "eval_batch_size": 256, "save_every": 6, "log_every": 3, "constant_lr": 0.003}
+
+
+def start_sweep(runs_dir: Path, log: Path, *extra) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "nbkit", "sweep", *SWEEP, "--runs-dir", str(runs_dir),
+                             "--backend", "ray", *extra, "--set", *SETS],
+                            stdout=log.open("w"), stderr=subprocess.STDOUT)
+
+
+def training_process(run_name: str) -> tuple[int, int] | None:
+    """(pid, parent pid) of the `nbkit train` child writing a run folder called run_name."""
+    for proc in Path("/proc").iterdir():
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+            status = (proc / "status").read_text()
+        except (OSError, ValueError):
+            continue
+        if b"train" in argv and any(a.decode(errors="replace").endswith(run_name) for a in argv):
+            ppid = int(next(l for l in status.splitlines() if l.startswith("PPid:")).split()[1])
+            return int(proc.name), ppid
+    return None
+
+
+def kill_worker_after_checkpoint(run_dir: Path, deadline: float) -> int:
+    """SIGKILL the Ray worker (the actor process) whose child trains run_dir, once the run's
+    first checkpoint has reached the local runs directory; returns the worker's pid."""
+    while time.time() < deadline:
+        found = training_process(run_dir.name)
+        if (run_dir / "checkpoint.pt").exists() and found:
+            os.kill(found[1], signal.SIGKILL)
+            return found[1]
+        time.sleep(0.05)
+    raise AssertionError(f"{run_dir} never reached a checkpoint")
+
+
+def strip(run_dir: Path) -> list[dict]:
+    return [{k: v for k, v in r.items() if k != "time"} for r in read_metrics(run_dir / "metrics.jsonl")]
+
+
+def skip_if_ray_cannot_start(sweep: subprocess.Popen, log: Path) -> None:
+    if sweep.poll() not in (None, 0) and "cannot reach the Ray cluster" in log.read_text():
+        pytest.skip(f"a local Ray instance cannot start here: {log.read_text().strip().splitlines()[-1]}")
+
+
+def test_ray_sweep_copies_runs_back_retries_killed_workers_then_marks_failed(tmp_path):
+    runs, log = tmp_path / "runs", tmp_path / "sweep.log"
+    jobs = plan(["toy-dilated"], 2, OVERRIDES, runs)
+    sweep = start_sweep(runs, log, "--shared-fs", "no", "--max-retries", "1")
+    # the same run, uninterrupted, in one process with the thread count a Ray CPU run gets
+    reference = subprocess.run([sys.executable, "-m", "nbkit", "train", *SWEEP[:1], *SWEEP[3:], "--seed", "0",
+                                "--run-dir", str(tmp_path / "reference"), "--set", *SETS],
+                               env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True)
+    assert reference.returncode == 0, reference.stderr
+    skip_if_ray_cannot_start(sweep, log)
+    deadline = time.time() + 180
+    first = kill_worker_after_checkpoint(jobs[0].run_dir, deadline)  # seed 0: dies once, retried
+    killed = kill_worker_after_checkpoint(jobs[1].run_dir, deadline)  # seed 1: dies twice, then fails
+    while (found := training_process(jobs[1].run_dir.name)) is None or found[1] == killed:
+        assert time.time() < deadline, log.read_text()
+        time.sleep(0.05)
+    os.kill(found[1], signal.SIGKILL)
+    assert sweep.wait(timeout=300) == 1, log.read_text()  # exit 1: a run failed
+    text = log.read_text()
+    assert "copied back" in text and "shared runs directory" not in text
+    assert "retrying toy-dilated seed 0 (its Ray worker died; retry 1 of 1, from its last checkpoint)" in text
+    assert "resuming toy-dilated seed 0" in text
+    assert "FAILED toy-dilated seed 1: its Ray worker died 2 time(s)" in text
+    assert "sweep: 1 done, 0 skipped, 1 failed, 0 stopped" in text
+    with pytest.raises(ProcessLookupError):
+        os.kill(first, 0)
+    # seed 0 came back whole: the metrics of the uninterrupted run, no step lost or repeated
+    assert strip(jobs[0].run_dir) == strip(tmp_path / "reference")
+    status = json.loads((jobs[1].run_dir / "status.json").read_text())
+    assert status["state"] == "failed" and "resumes it from its last checkpoint" in status["reason"]
+    assert not list(runs.rglob("*.ray-tmp"))
+
+    # again, on the shared filesystem this time (auto): seed 0 is skipped, seed 1 resumes
+    import torch
+    from nbkit.ray_backend import run_sweep_ray
+
+    saved = torch.load(jobs[1].run_dir / "checkpoint.pt", weights_only=True)["step"]
+    before = [r for r in read_metrics(jobs[1].run_dir / "metrics.jsonl") if r["step"] <= saved]
+    out = io.StringIO()
+    outcome = run_sweep_ray(plan(["toy-dilated"], 2, OVERRIDES, runs), runs, device="cpu", stream=out)
+    assert len(outcome["skipped"]) == 1 and len(outcome["done"]) == 1, out.getvalue()
+    assert "resuming toy-dilated seed 1" in out.getvalue() and "shared runs directory" in out.getvalue()
+    after = read_metrics(jobs[1].run_dir / "metrics.jsonl")
+    assert after[:len(before)] == before  # kept as written (times too), not redone
+    assert [r["step"] for r in after if r["split"] == "train"] == list(range(3, 37, 3))
+    metrics, table = read_runs(runs)  # what the notebooks read
+    assert sorted(table["state"]) == ["done", "done"] and sorted(table["seed"]) == [0, 1]
+    assert metrics.filter(metrics["split"] == "test")["step"].to_list() == [12, 24, 36] * 2
+
+    outcome = run_sweep_ray(plan(["toy-dilated"], 2, OVERRIDES, runs), runs, device="cpu", stream=out)
+    assert len(outcome["skipped"]) == 2 and not outcome["done"]  # finished runs: Ray is not even started
+
+
+def test_the_ray_backend_says_how_to_install_ray(monkeypatch):
+    from nbkit import ray_backend
+
+    monkeypatch.setitem(sys.modules, "ray", None)
+    with pytest.raises(ValueError, match=r"needs Ray, which is not installed; install it with pip install '.\[ray\]'"):
+        ray_backend.import_ray()
