@@ -164,8 +164,8 @@ def _write_back(run_dir: Path, files: dict[str, bytes]) -> None:
 
 
 def _local_files(run_dir: Path) -> dict[str, bytes]:
-    return {name: (run_dir / name).read_bytes() for name in RUN_FILES
-            if name != "train.log" and (run_dir / name).is_file()}
+    """The driver's copy of a run, sent to a worker that does not see the runs directory."""
+    return {name: (run_dir / name).read_bytes() for name in RUN_FILES if (run_dir / name).is_file()}
 
 
 def run_sweep_ray(jobs: list[Job], runs_dir: str | Path, address: str | None = None, device: str = "auto",

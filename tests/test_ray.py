@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from nbkit.runlog import read_metrics, read_runs
-from nbkit.sweep import plan
+from nbkit.sweep import plan, run_sweep
 
 SETS = ["tailor_num_classes=true", "eval_batch_size=256", "save_every=6", "log_every=3", "constant_lr=0.003"]
 SWEEP = ["toy-dilated", "--seeds", "2", "--dataset", "synthetic", "--max-steps", "36", "--eval-every", "12",
@@ -41,10 +41,14 @@ def training_process(run_name: str) -> tuple[int, int] | None:
     return None
 
 
-def kill_worker_after_checkpoint(run_dir: Path, deadline: float) -> int:
+def kill_worker_after_checkpoint(run_dir: Path, deadline: float, sweep: subprocess.Popen, log: Path) -> int:
     """SIGKILL the Ray worker (the actor process) whose child trains run_dir, once the run's
     first checkpoint has reached the local runs directory; returns the worker's pid."""
     while time.time() < deadline:
+        if sweep.poll() is not None:
+            if "cannot reach the Ray cluster" in log.read_text():
+                pytest.skip(f"a local Ray instance cannot start here: {log.read_text().strip().splitlines()[-1]}")
+            raise AssertionError(f"the sweep ended before its run was killed:\n{log.read_text()}")
         found = training_process(run_dir.name)
         if (run_dir / "checkpoint.pt").exists() and found:
             os.kill(found[1], signal.SIGKILL)
@@ -57,29 +61,23 @@ def strip(run_dir: Path) -> list[dict]:
     return [{k: v for k, v in r.items() if k != "time"} for r in read_metrics(run_dir / "metrics.jsonl")]
 
 
-def skip_if_ray_cannot_start(sweep: subprocess.Popen, log: Path) -> None:
-    if sweep.poll() not in (None, 0) and "cannot reach the Ray cluster" in log.read_text():
-        pytest.skip(f"a local Ray instance cannot start here: {log.read_text().strip().splitlines()[-1]}")
-
-
 def test_ray_sweep_copies_runs_back_retries_killed_workers_then_marks_failed(tmp_path):
     runs, log = tmp_path / "runs", tmp_path / "sweep.log"
     jobs = plan(["toy-dilated"], 2, OVERRIDES, runs)
     sweep = start_sweep(runs, log, "--shared-fs", "no", "--max-retries", "1")
     # the same run, uninterrupted, in one process with the thread count a Ray CPU run gets
-    reference = subprocess.run([sys.executable, "-m", "nbkit", "train", *SWEEP[:1], *SWEEP[3:], "--seed", "0",
-                                "--run-dir", str(tmp_path / "reference"), "--set", *SETS],
-                               env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True)
-    assert reference.returncode == 0, reference.stderr
-    skip_if_ray_cannot_start(sweep, log)
+    reference = subprocess.Popen([sys.executable, "-m", "nbkit", "train", *SWEEP[:1], *SWEEP[3:], "--seed", "0",
+                                  "--run-dir", str(tmp_path / "reference"), "--set", *SETS],
+                                 env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.DEVNULL)
     deadline = time.time() + 180
-    first = kill_worker_after_checkpoint(jobs[0].run_dir, deadline)  # seed 0: dies once, retried
-    killed = kill_worker_after_checkpoint(jobs[1].run_dir, deadline)  # seed 1: dies twice, then fails
+    first = kill_worker_after_checkpoint(jobs[0].run_dir, deadline, sweep, log)  # seed 0: dies once, retried
+    killed = kill_worker_after_checkpoint(jobs[1].run_dir, deadline, sweep, log)  # seed 1: dies twice, then fails
     while (found := training_process(jobs[1].run_dir.name)) is None or found[1] == killed:
         assert time.time() < deadline, log.read_text()
         time.sleep(0.05)
     os.kill(found[1], signal.SIGKILL)
     assert sweep.wait(timeout=300) == 1, log.read_text()  # exit 1: a run failed
+    assert reference.wait(timeout=300) == 0
     text = log.read_text()
     assert "copied back" in text and "shared runs directory" not in text
     assert "retrying toy-dilated seed 0 (its Ray worker died; retry 1 of 1, from its last checkpoint)" in text
@@ -94,16 +92,14 @@ def test_ray_sweep_copies_runs_back_retries_killed_workers_then_marks_failed(tmp
     assert status["state"] == "failed" and "resumes it from its last checkpoint" in status["reason"]
     assert not list(runs.rglob("*.ray-tmp"))
 
-    # again, on the shared filesystem this time (auto): seed 0 is skipped, seed 1 resumes
+    # the same run folders with the local backend: seed 0 is skipped, seed 1 resumes
     import torch
     from nbkit.ray_backend import run_sweep_ray
 
     saved = torch.load(jobs[1].run_dir / "checkpoint.pt", weights_only=True)["step"]
     before = [r for r in read_metrics(jobs[1].run_dir / "metrics.jsonl") if r["step"] <= saved]
-    out = io.StringIO()
-    outcome = run_sweep_ray(plan(["toy-dilated"], 2, OVERRIDES, runs), runs, device="cpu", stream=out)
-    assert len(outcome["skipped"]) == 1 and len(outcome["done"]) == 1, out.getvalue()
-    assert "resuming toy-dilated seed 1" in out.getvalue() and "shared runs directory" in out.getvalue()
+    outcome = run_sweep(plan(["toy-dilated"], 2, OVERRIDES, runs), device="cpu", poll=0.1)
+    assert len(outcome["skipped"]) == 1 and len(outcome["done"]) == 1
     after = read_metrics(jobs[1].run_dir / "metrics.jsonl")
     assert after[:len(before)] == before  # kept as written (times too), not redone
     assert [r["step"] for r in after if r["split"] == "train"] == list(range(3, 37, 3))
@@ -111,8 +107,33 @@ def test_ray_sweep_copies_runs_back_retries_killed_workers_then_marks_failed(tmp
     assert sorted(table["state"]) == ["done", "done"] and sorted(table["seed"]) == [0, 1]
     assert metrics.filter(metrics["split"] == "test")["step"].to_list() == [12, 24, 36] * 2
 
+    out = io.StringIO()
     outcome = run_sweep_ray(plan(["toy-dilated"], 2, OVERRIDES, runs), runs, device="cpu", stream=out)
     assert len(outcome["skipped"]) == 2 and not outcome["done"]  # finished runs: Ray is not even started
+
+
+def test_a_run_actor_writes_into_the_runs_directory_only_where_it_sees_it(tmp_path):
+    """The actor class itself, without Ray: the driver's marker file decides (auto), or the
+    user does; `yes` on a worker that cannot see the runs directory is refused in one line."""
+    from nbkit.ray_backend import RunActor
+
+    (job,) = plan(["toy-dilated"], 1, OVERRIDES, tmp_path / "runs")
+    spec = {"variant": job.variant, "settings": job.settings.to_dict(), "overrides": job.overrides,
+            "rel": str(job.run_dir.relative_to(tmp_path / "runs")), "runs_dir": str(tmp_path / "runs"),
+            "device": "cpu", "threads": 1, "label": None, "cwd": str(tmp_path)}
+    marker = tmp_path / "marker"
+    marker.write_text("")
+    seen = RunActor(spec, str(marker), "auto")
+    assert seen.sees_runs_dir() and seen.run_dir == job.run_dir
+    unseen = RunActor(spec, str(tmp_path / "absent"), "auto")
+    assert not unseen.sees_runs_dir() and unseen.run_dir.is_relative_to(unseen.tmp)
+    unseen.close()
+    assert not Path(unseen.tmp).exists()
+    copied = RunActor(spec, str(marker), "no")
+    assert not copied.sees_runs_dir()
+    copied.close()
+    with pytest.raises(RuntimeError, match="--shared-fs yes, but the worker on .* does not see the runs directory"):
+        RunActor(spec, str(tmp_path / "absent"), "yes").sees_runs_dir()
 
 
 def test_the_ray_backend_says_how_to_install_ray(monkeypatch):

@@ -12,7 +12,6 @@ from torch import Tensor, nn
 from ..settings import Settings
 from ..variants import get_variant
 from .layers import Normalizer
-from .resnet import ResNet
 from .toy import ToyDilated
 from .vit import ViT, ViTAux
 from .vitn import PreNormEncoder
@@ -26,6 +25,14 @@ class Architecture:
     reference: str
 
 
+def _resnet(depth: int):
+    def build(n, s):
+        from .resnet import ResNet  # torchvision (about a second to import) only when a ResNet is built
+
+        return ResNet(depth, n, s.resnet_norm_type, s.mixstyle_level, s.finetune_level)
+    return build
+
+
 def _vitn(**attention):
     return lambda n, s: ViT(n, 256, 4, 12, encoder=PreNormEncoder(256, 4, 12, **attention))
 
@@ -36,9 +43,7 @@ _VITN = "pre-norm ViT (Xiong et al. 2020, On Layer Normalization in the Transfor
 _SPT = "Lee et al. 2021, Vision Transformer for Small-Size Datasets"
 
 ARCHITECTURES: dict[str, Architecture] = {
-    **{f"resnet{d}": Architecture(
-        lambda n, s, d=d: ResNet(d, n, s.resnet_norm_type, s.mixstyle_level, s.finetune_level), _RESNET)
-       for d in (18, 34, 50)},
+    **{f"resnet{d}": Architecture(_resnet(d), _RESNET) for d in (18, 34, 50)},
     "toy-dilated": Architecture(lambda n, s: ToyDilated(n), "Yu & Koltun 2016, Multi-Scale Context Aggregation by Dilated Convolutions"),
     "vit-12x256-8x8": Architecture(lambda n, s: ViT(n, 256, 4, 12), _VIT),
     "vit-24x256-8x8": Architecture(lambda n, s: ViT(n, 256, 4, 24), _VIT),
