@@ -11,7 +11,6 @@ RUNS ?= artifacts/runs
 $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q $(TORCH_PINS)
 	$(PY) -m pip install -q -e '.[dev]' $(TORCH_PINS)
 	touch $@
 

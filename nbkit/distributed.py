@@ -4,7 +4,9 @@ trainer needs.
 The data order stays global: every rank draws the same per-epoch permutation from the run's
 seed, batch i of an epoch is perm[i*B:(i+1)*B] as in a single process, and rank r trains on the
 r-th of its world_size equal slices. Gradients are averaged by DistributedDataParallel, so a
-step equals the single-process step on the same global batch up to floating-point order.
+step equals the single-process step on the same global batch up to floating-point order, for
+variants without per-process randomness: dropout masks and MixStyle's mixing (within a rank's
+slice) differ from one process, and on the CPU BatchNorm statistics stay per process.
 """
 
 from __future__ import annotations

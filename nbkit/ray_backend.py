@@ -18,6 +18,7 @@ runs are skipped, as by the local backend.
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import signal
@@ -29,7 +30,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .runlog import CHECKPOINT, CONFIG, METRICS, STATUS
+from .runlog import CHECKPOINT, CONFIG, METRICS, STATUS, read_status
 from .settings import Settings
 from .sweep import Display, Job, _command, counts, final_line, job_state, mark, new_outcome, settle
 
@@ -69,7 +70,8 @@ class RunActor:
         if self.shared and not sees:
             self.problem = (f"--shared-fs yes, but the worker on {socket.gethostname()} does not see the runs "
                             f"directory {spec['runs_dir']}; mount it there or use --shared-fs auto")
-        self.tmp = None if self.shared else tempfile.mkdtemp(prefix="nbkit-ray-")
+        _remove_orphans()
+        self.tmp = None if self.shared else tempfile.mkdtemp(prefix=f"nbkit-ray-{os.getpid()}-")
         self.run_dir = Path(spec["runs_dir"] if self.shared else self.tmp) / spec["rel"]
         self.proc, self.sent = None, {}
 
@@ -144,6 +146,17 @@ class RunActor:
             shutil.rmtree(self.tmp, ignore_errors=True)
 
 
+def _remove_orphans() -> None:
+    """Temporary run folders left on this node by workers that died (killed, out of memory)."""
+    for path in Path(tempfile.gettempdir()).glob("nbkit-ray-*-*"):
+        try:
+            os.kill(int(path.name.split("-")[2]), 0)
+        except ProcessLookupError:
+            shutil.rmtree(path, ignore_errors=True)
+        except (ValueError, IndexError, PermissionError):
+            continue
+
+
 @dataclass
 class _Run:
     job: Job
@@ -206,14 +219,16 @@ def run_sweep_ray(jobs: list[Job], runs_dir: str | Path, address: str | None = N
             device = "cuda" if resources.get("GPU", 0) > 0 else "cpu"
         if device == "cuda" and not resources.get("GPU"):
             raise ValueError("device cuda was asked for but the Ray cluster has no GPUs; use --device cpu")
-        if cpus_per_run > resources.get("CPU", 0):
-            raise ValueError(f"--cpus-per-run {cpus_per_run} exceeds the cluster's {resources.get('CPU', 0):g} CPUs")
+        largest = max((n["Resources"].get("CPU", 0) for n in ray.nodes() if n.get("Alive")), default=0)
+        if cpus_per_run > largest:
+            raise ValueError(f"--cpus-per-run {cpus_per_run} exceeds the {largest:g} CPUs of the cluster's largest node")
         display.event(f"ray: {resources.get('CPU', 0):g} CPUs, {resources.get('GPU', 0):g} GPUs; each run asks for "
                       + (f"1/{jobs_per_gpu} GPU" if device == "cuda" else f"{cpus_per_run} CPU(s)"))
         marker.parent.mkdir(parents=True, exist_ok=True)
         marker.write_text(str(os.getpid()))
+        gpu_share = math.floor(10_000 / jobs_per_gpu) / 10_000  # rounded down, so --jobs shares fill a GPU exactly
         Actor = ray.remote(RunActor).options(
-            num_cpus=cpus_per_run if device == "cpu" else 1, num_gpus=1 / jobs_per_gpu if device == "cuda" else 0,
+            num_cpus=cpus_per_run if device == "cpu" else 1, num_gpus=gpu_share if device == "cuda" else 0,
             max_restarts=0, max_task_retries=0)
 
         def submit(run: _Run) -> None:
@@ -232,6 +247,7 @@ def run_sweep_ray(jobs: list[Job], runs_dir: str | Path, address: str | None = N
             stopping = True
 
         old = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
+        closing: list = []
         try:
             for job in queue:
                 submit(_Run(job))
@@ -239,15 +255,20 @@ def run_sweep_ray(jobs: list[Job], runs_dir: str | Path, address: str | None = N
             while runs:
                 if stopping:  # runs still waiting for resources have nothing to save
                     for ref, run in [(ref, run) for ref, run in runs.items() if run.phase == "placing"]:
-                        ray.kill(run.actor)
                         runs.pop(ref)
-                        outcome["stopped"].append(run.job)
+                        _drop(ray, run, outcome, "stopped", "the sweep was stopped before this run started again")
                 ready, _ = ray.wait(list(runs), num_returns=len(runs), timeout=poll)
                 for ref in ready:
                     run = runs.pop(ref)
-                    _advance(ray, run, ref, runs, outcome, display, submit, max_retries, poll, stopping)
+                    _advance(ray, run, ref, runs, outcome, display, submit, max_retries, poll, stopping, closing)
                 active = {id(r): r.job for r in runs.values() if r.phase != "placing"}
                 display.draw(active, counts(outcome, [r for r in runs.values() if r.phase == "placing"]))
+            ray.wait(closing, num_returns=len(closing), timeout=30)  # temporary folders removed before shutdown
+        except BaseException as e:  # the driver itself failed: end the runs; each resumes on the next sweep
+            for run in runs.values():
+                _drop(ray, run, outcome, "stopped", f"the sweep's driver ended ({type(e).__name__}: {e}); "
+                                                    "running the sweep again resumes it")
+            raise
         finally:
             for s, h in old.items():
                 signal.signal(s, h)
@@ -258,38 +279,55 @@ def run_sweep_ray(jobs: list[Job], runs_dir: str | Path, address: str | None = N
     return outcome
 
 
+def _drop(ray, run: _Run, outcome: dict, state: str, reason: str, display: Display | None = None) -> None:
+    """End a run's actor and file the run as stopped or failed (its status says why)."""
+    try:
+        ray.kill(run.actor)
+    except Exception:  # already gone
+        pass
+    if state == "failed" or read_status(run.job.run_dir).get("state") in (None, "running"):
+        mark(run.job.run_dir, state, reason)
+    outcome[state].append(run.job)
+    if display:
+        display.event(f"{'FAILED' if state == 'failed' else 'stopped'} {run.job.label}: {reason}")
+
+
 def _advance(ray, run: _Run, ref, runs: dict, outcome: dict, display: Display, submit, max_retries: int,
-             poll: float, stopping: bool) -> None:
-    """One reply from a run's actor: placed, polled, or its worker gone."""
+             poll: float, stopping: bool, closing: list) -> None:
+    """One reply from a run's actor: placed, started, polled, or its worker gone."""
     job = run.job
+    errors = ray.exceptions
     try:
         reply = ray.get(ref)
-    except ray.exceptions.RayActorError as e:  # the worker died: the run goes on elsewhere, or fails
-        run.attempts += 1
+    except errors.ActorUnavailableError:  # a passing network fault: the actor may be fine, ask again
+        run.ref = run.actor.poll.remote(poll) if run.phase != "placing" else run.actor.sees_runs_dir.remote()
+        runs[run.ref] = run
+        return
+    except errors.RayActorError as e:
         why = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        if getattr(e, "actor_init_failed", False):  # nbkit could not even set up on the worker
+            _drop(ray, run, outcome, "failed", f"its Ray actor could not start: {why}", display)
+            return
+        run.attempts += 1  # the worker died: the run goes on elsewhere, or fails
         if run.attempts <= max_retries and not stopping:
+            ray.kill(run.actor)  # should it linger, it is ended before another takes the run
             display.event(f"retrying {job.label} (its Ray worker died; retry {run.attempts} of {max_retries}, "
                           "from its last checkpoint)")
             submit(run)
             return
         reason = (f"its Ray worker died {run.attempts} time(s), the last: {why}; running the sweep again "
                   "resumes it from its last checkpoint")
-        mark(job.run_dir, "stopped" if stopping else "failed", reason)
-        outcome["stopped" if stopping else "failed"].append(job)
-        display.event(f"{'stopped' if stopping else 'FAILED'} {job.label}: {reason}")
+        _drop(ray, run, outcome, "stopped" if stopping else "failed", reason, display)
         return
-    except ray.exceptions.RayTaskError as e:  # nbkit's own error on the worker: no retry would help
-        reason = f"on the Ray worker: {str(e.cause if e.cause else e).splitlines()[0][:300]}"
-        mark(job.run_dir, "failed", reason)
-        outcome["failed"].append(job)
-        display.event(f"FAILED {job.label}: {reason}")
-        ray.kill(run.actor)
+    except errors.RayError as e:  # nbkit's own error on the worker, or a run Ray cannot place: no retry helps
+        cause = e.cause if isinstance(e, errors.RayTaskError) and e.cause else e
+        _drop(ray, run, outcome, "failed", f"on Ray: {(str(cause).strip().splitlines() or [type(cause).__name__])[0][:300]}",
+              display)
         return
 
     if run.phase == "placing":  # the actor exists: start the child with what it cannot see itself
         if stopping:
-            ray.kill(run.actor)
-            outcome["stopped"].append(job)
+            _drop(ray, run, outcome, "stopped", "the sweep was stopped before this run started again")
             return
         files = {} if reply else _local_files(job.run_dir)
         run.ref, run.phase = run.actor.start.remote(files), "starting"
@@ -305,7 +343,7 @@ def _advance(ray, run: _Run, ref, runs: dict, outcome: dict, display: Display, s
         _write_back(job.run_dir, reply["files"])
         if reply["returncode"] is not None:
             settle(job, reply["returncode"], stopping or run.phase == "stopping", outcome, display)
-            run.actor.close.remote()  # the actor ends once this handle goes
+            closing.append(run.actor.close.remote())  # the actor ends once this handle goes
             return
     if stopping and run.phase != "stopping":  # the child checkpoints and says it stopped
         run.ref, run.phase = run.actor.stop.remote(), "stopping"

@@ -225,6 +225,7 @@ def mark(run_dir: Path, state: str, reason: str) -> None:
 
     status = read_status(run_dir) or {"step": 0}
     status.update(state=state, reason=reason)
+    run_dir.mkdir(parents=True, exist_ok=True)  # a run that never reached this machine has no folder yet
     write_json_atomic(run_dir / STATUS, status)
 
 

@@ -58,6 +58,9 @@ def pick_device(device: str = "auto", world: World = distributed.SINGLE) -> torc
         raise ValueError(f"device expects auto, cpu or cuda[:N], got {device!r}")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError("device cuda was asked for but no CUDA GPU is available; use --device cpu")
+    if world.launched and device.startswith("cuda:"):
+        raise ValueError(f"--device {device} under torchrun would put every process on one GPU; "
+                         "use --device cuda (each process takes its LOCAL_RANK GPU)")
     if device == "cuda" and world.launched:
         if world.local_rank >= torch.cuda.device_count():
             raise ValueError(f"LOCAL_RANK {world.local_rank} has no GPU ({torch.cuda.device_count()} visible); "
@@ -355,10 +358,11 @@ def _loop(variant, s, run_dir, model, forward, opt, params, batches, evals, ds, 
         torch.save(ckpt, tmp)
         os.replace(tmp, run_dir / CHECKPOINT)
 
-    def flush(step, stop_requested):
+    def flush(step, stop_requested) -> bool:
+        """Write the window's means; under torchrun, also whether any rank was asked to stop."""
         nonlocal window, last_loss
         if not window:
-            return
+            return False
         stacked = torch.stack(window)
         # means, the count of non-finite losses and (under torchrun) stop requests, summed over the
         # ranks in one transfer: the one host sync per window, and where all ranks agree to stop
@@ -376,15 +380,15 @@ def _loop(variant, s, run_dir, model, forward, opt, params, batches, evals, ds, 
         log.metrics([row])
         if nonfinite:
             raise NonFiniteLoss(f"non-finite loss (NaN or Inf) in steps {step - len(stacked) + 1}..{step}")
-        if stops and stops[0]:
-            raise RunStopped(stop_requested[0] if stop_requested else "a signal to another process")
+        return bool(stops and stops[0])
 
     model.train()
     try:
         with _stop_on_signals() as stop_requested:
+            agreed_stop = False  # under torchrun: all ranks stop after the same step
             while step < s.max_iter:
-                if stop_requested and not world.launched:
-                    raise RunStopped(stop_requested[0])
+                if agreed_stop or (stop_requested and not world.launched):
+                    raise RunStopped(stop_requested[0] if stop_requested else "a signal to another process")
                 i = step % steps_per_epoch
                 if i == 0:
                     perm = torch.randperm(ds.size("train"), device=dev, generator=gen)
@@ -412,7 +416,7 @@ def _loop(variant, s, run_dir, model, forward, opt, params, batches, evals, ds, 
 
                 evaluating = step % s.eval_every == 0 or step == s.max_iter
                 if len(window) >= s.log_every or evaluating:
-                    flush(step, stop_requested)
+                    agreed_stop = flush(step, stop_requested)
                 if evaluating:
                     if cuda:
                         torch.cuda.synchronize(dev)
