@@ -205,19 +205,23 @@ def launch_controls(comparison: Comparison, runs: pl.DataFrame, dataset: str | N
     import marimo as mo
 
     source = "cifar100"
-    if dataset and not runs.is_empty():
-        chosen = runs.filter(pl.col("dataset") == dataset)
-        if not chosen.is_empty():
-            config = json.loads((Path(chosen["path"][0]) / "config.json").read_text())
-            source = config.get("dataset", {}).get("source") if dataset not in ("cifar10", "cifar100", "synthetic") \
-                else dataset
+    if dataset in ("cifar10", "cifar100", "synthetic"):
+        source = dataset
+    elif dataset and not runs.is_empty():  # an image folder: where its runs read it, preferring a path that exists here
+        sources = []
+        for path in runs.filter(pl.col("dataset") == dataset)["path"]:
+            config = json.loads((Path(path) / "config.json").read_text())
+            sources.append(config.get("dataset", {}).get("source"))
+        sources = [x for x in dict.fromkeys(sources) if x]
+        source = next((x for x in sources if Path(x).exists()), sources[0] if sources else source)
     return mo.ui.dictionary({
         "variants": mo.ui.multiselect(list(comparison.variants), value=list(comparison.variants[:2]), label="variants"),
         "dataset": mo.ui.text(value=source or "cifar100", label="dataset (name or path)", full_width=True),
         "steps": mo.ui.number(start=1, stop=100000, value=5000, label="steps"),
         "seeds": mo.ui.number(start=1, stop=20, value=2, label="seeds"),
         "device": mo.ui.dropdown(["auto", "cpu", "cuda"], value="auto", label="device"),
-        "jobs": mo.ui.number(start=1, stop=16, value=2, label="runs at once (per GPU)"),
+        "jobs": mo.ui.number(start=1, stop=16, value=2, label="runs per GPU"),
         "backend": mo.ui.dropdown(["local", "ray"], value="local", label="backend"),
-        "address": mo.ui.text(value="", placeholder="auto or HOST:PORT", label="Ray address"),
+        "address": mo.ui.text(value="", placeholder="auto or HOST:PORT (empty: a local instance)",
+                              label="Ray address", full_width=True),
     })

@@ -108,8 +108,8 @@ def _(comparison, dataset, mo, runs, wb):
     mo.vstack([mo.md("## Launch runs\nStarts `nbkit sweep` in the background, here or on a Ray cluster; turn on "
                      "auto-refresh above to watch the charts fill. Finished runs are skipped, interrupted ones resume."),
                launch_form["variants"], launch_form["dataset"],
-               mo.hstack([launch_form[k] for k in ("steps", "seeds", "device", "jobs", "backend", "address")],
-                         justify="start"),
+               mo.hstack([launch_form[k] for k in ("steps", "seeds", "device", "jobs")], justify="start"),
+               mo.hstack([launch_form["backend"], launch_form["address"]], justify="start", widths=[1, 4]),
                mo.hstack([launch_button, stop_button], justify="start")])
     return launch_button, launch_form, stop_button
 
