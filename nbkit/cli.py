@@ -150,7 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", choices=["local", "ray"], default="local",
                    help="local (default): processes on this machine; ray: Ray tasks on a cluster (pip install '.[ray]')")
     ray = p.add_argument_group("ray backend")
-    ray.add_argument("--address", help="the Ray cluster: auto (a running one), HOST:PORT, or ray://HOST:10001; "
+    ray.add_argument("--address", help="the Ray cluster: auto (one started with ray start) or HOST:PORT; "
                                        "default RAY_ADDRESS, else a new local instance")
     ray.add_argument("--cpus-per-run", type=int, default=1, help="CPUs each CPU run asks for (default 1)")
     ray.add_argument("--max-retries", type=int, default=2,

@@ -276,30 +276,52 @@ def _train(variant, s, runs_dir, dev, world, dataset, label, progress, run_dir, 
     gen = torch.Generator(dev).manual_seed(s.seed)  # data order and augmentation, the same on every rank
 
     if not world.main:  # rank 0 owns the run directory; the others only read a checkpoint
-        state = load_checkpoint(Path(run_dir), dev) if resume else None
+        with _agreed(world, dev):
+            state = load_checkpoint(Path(run_dir), dev) if resume else None
         return _loop(variant, s, run_dir, model, forward, opt, params, batches, evals, ds, gen, dev, world,
                      label, None, state)
-    if run_dir is None:
-        run_dir = new_run_dir(writable(runs_dir), ds.name, variant, f"{time.strftime('%Y%m%d-%H%M%S')}-s{s.seed}")
-    run_dir = Path(run_dir)
-    if resume and not (run_dir / CONFIG).exists():
-        raise ValueError(f"cannot resume {run_dir}: it holds no run ({CONFIG} is missing)")
-    writable(run_dir)
-    with _exclusive(run_dir):  # from here on this process alone writes the run
-        state = None
-        if read_status(run_dir).get("state") == "done":  # e.g. finished by a concurrent sweep meanwhile
-            raise RunBusy(f"{run_dir} already holds a finished run; nothing to do")
-        if resume:
-            state = load_checkpoint(run_dir, dev)
-            if state.get("settings") != s.to_dict():
-                raise ValueError(f"cannot resume {run_dir}: its checkpoint was made with other settings")
-        elif (run_dir / CONFIG).exists():
-            if not restart or (run_dir / CHECKPOINT).exists():
-                raise ValueError(f"{run_dir} already holds a run; use --resume to continue it")
-            for name in (CONFIG, METRICS, STATUS):  # an attempt that never reached a checkpoint
-                (run_dir / name).unlink(missing_ok=True)
+    with contextlib.ExitStack() as held:
+        with _agreed(world, dev):
+            if run_dir is None:
+                run_dir = new_run_dir(writable(runs_dir), ds.name, variant, f"{time.strftime('%Y%m%d-%H%M%S')}-s{s.seed}")
+            run_dir = Path(run_dir)
+            if resume and not (run_dir / CONFIG).exists():
+                raise ValueError(f"cannot resume {run_dir}: it holds no run ({CONFIG} is missing)")
+            writable(run_dir)
+            held.enter_context(_exclusive(run_dir))  # from here on this process alone writes the run
+            state = None
+            if read_status(run_dir).get("state") == "done":  # e.g. finished by a concurrent sweep meanwhile
+                raise RunBusy(f"{run_dir} already holds a finished run; nothing to do")
+            if resume:
+                state = load_checkpoint(run_dir, dev)
+                if state.get("settings") != s.to_dict():
+                    raise ValueError(f"cannot resume {run_dir}: its checkpoint was made with other settings")
+            elif (run_dir / CONFIG).exists():
+                if not restart or (run_dir / CHECKPOINT).exists():
+                    raise ValueError(f"{run_dir} already holds a run; use --resume to continue it")
+                for name in (CONFIG, METRICS, STATUS):  # an attempt that never reached a checkpoint
+                    (run_dir / name).unlink(missing_ok=True)
         return _loop(variant, s, run_dir, model, forward, opt, params, batches, evals, ds, gen, dev, world,
                      label, progress, state)
+
+
+@contextlib.contextmanager
+def _agreed(world: World, dev: torch.device):
+    """Under torchrun: every process gets through its preparation, or all of them stop (the one
+    that failed says why) instead of the others waiting in their first collective."""
+    try:
+        yield
+    except BaseException:
+        _vote(world, dev, False)
+        raise
+    if not _vote(world, dev, True):
+        raise ValueError("another process of this run could not start it (its error says why)")
+
+
+def _vote(world: World, dev: torch.device, ok: bool) -> bool:
+    if not world.launched:
+        return ok
+    return distributed.total(torch.tensor([float(ok)], device=dev)).item() == world.size
 
 
 def _loop(variant, s, run_dir, model, forward, opt, params, batches, evals, ds, gen, dev, world, label,

@@ -72,6 +72,12 @@ def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path):
     assert sorted(p.name for p in two.iterdir() if not p.name.startswith(".")) == \
         ["checkpoint.pt", "config.json", "metrics.jsonl", "status.json"]
 
+    # the same command again: rank 0 refuses, and the other process stops with it, not in a collective
+    again = nbkit(["train", *ARGS, "--run-dir", str(two)], nproc=2)
+    assert again.returncode != 0
+    assert f"nbkit train: error: {two} already holds a finished run; nothing to do" in again.stderr
+    assert "nbkit train: error: another process of this run could not start it" in again.stderr
+
 
 def test_world_comes_from_torchrun_variables():
     assert distributed.from_env({}) == distributed.SINGLE
