@@ -242,7 +242,9 @@ def train(variant: str, s: Settings, runs_dir: str | Path = "artifacts/runs", de
                          "expected a global batch divisible by --nproc_per_node x nodes")
     distributed.start(world, dev)
     try:
-        return _train(variant, s, runs_dir, dev, world, dataset, label, progress, run_dir, resume, restart)
+        run_dir = _train(variant, s, runs_dir, dev, world, dataset, label, progress, run_dir, resume, restart)
+        distributed.barrier()  # every process is done before any tears the group down
+        return run_dir
     finally:
         distributed.stop(world)
 
