@@ -27,7 +27,7 @@ import subprocess
 import sys
 import tempfile
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from .runlog import CHECKPOINT, CONFIG, METRICS, STATUS, read_status
@@ -101,8 +101,7 @@ class RunActor:
         with open(self.run_dir / "train.log", "a") as log:
             self.proc = subprocess.Popen([sys.executable, "-c", _DIE_WITH_PARENT, str(os.getpid()), *cmd], cwd=cwd,
                                          stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
-        return {"host": socket.gethostname(), "pid": os.getpid(), "child": self.proc.pid,
-                "shared": self.shared, "resumed": resumed}
+        return {"host": socket.gethostname(), "shared": self.shared, "resumed": resumed}
 
     def _stamp(self, name: str):
         try:
@@ -162,9 +161,8 @@ class _Run:
     job: Job
     actor: object = None
     ref: object = None
-    phase: str = "placing"  # placing -> running -> (stopping)
+    phase: str = "placing"  # placing -> starting -> running (-> stopping)
     attempts: int = 0
-    info: dict = field(default_factory=dict)
 
 
 def _write_back(run_dir: Path, files: dict[str, bytes]) -> None:
@@ -279,6 +277,10 @@ def run_sweep_ray(jobs: list[Job], runs_dir: str | Path, address: str | None = N
     return outcome
 
 
+def _first_line(e: BaseException) -> str:
+    return (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+
+
 def _drop(ray, run: _Run, outcome: dict, state: str, reason: str, display: Display | None = None) -> None:
     """End a run's actor and file the run as stopped or failed (its status says why)."""
     try:
@@ -304,7 +306,7 @@ def _advance(ray, run: _Run, ref, runs: dict, outcome: dict, display: Display, s
         runs[run.ref] = run
         return
     except errors.RayActorError as e:
-        why = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        why = _first_line(e)
         if getattr(e, "actor_init_failed", False):  # nbkit could not even set up on the worker
             _drop(ray, run, outcome, "failed", f"its Ray actor could not start: {why}", display)
             return
@@ -321,8 +323,7 @@ def _advance(ray, run: _Run, ref, runs: dict, outcome: dict, display: Display, s
         return
     except errors.RayError as e:  # nbkit's own error on the worker, or a run Ray cannot place: no retry helps
         cause = e.cause if isinstance(e, errors.RayTaskError) and e.cause else e
-        _drop(ray, run, outcome, "failed", f"on Ray: {(str(cause).strip().splitlines() or [type(cause).__name__])[0][:300]}",
-              display)
+        _drop(ray, run, outcome, "failed", f"on Ray: {_first_line(cause)}", display)
         return
 
     if run.phase == "placing":  # the actor exists: start the child with what it cannot see itself
@@ -334,7 +335,6 @@ def _advance(ray, run: _Run, ref, runs: dict, outcome: dict, display: Display, s
         runs[run.ref] = run
         return
     if run.phase == "starting":
-        run.info = reply
         action = "resuming" if reply["resumed"] else "starting"
         where = "shared runs directory" if reply["shared"] else "copied back"
         display.event(f"{action} {job.label} on {reply['host']} ({where}) -> {job.run_dir}")

@@ -333,7 +333,7 @@ def _loop(variant, s, run_dir, model, forward, opt, params, batches, evals, ds, 
         truncate_metrics(run_dir / METRICS, state["step"])  # rows past the checkpoint are redone
     log = RunWriter(run_dir) if world.main else _NoLog()
     B, steps_per_epoch = s.batch_size, batches.steps
-    step, elapsed, perm = 0, 0.0, None
+    step, elapsed = 0, 0.0
     window: list[torch.Tensor] = []  # per-step stats kept on the device until the next write
     extra_keys: list[str] = []
     if state is None:
@@ -348,15 +348,15 @@ def _loop(variant, s, run_dir, model, forward, opt, params, batches, evals, ds, 
     else:  # restore everything the next step depends on
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
-        step, elapsed, perm = state["step"], state["elapsed"], state["perm"]
+        step, elapsed = state["step"], state["elapsed"]
         gen.set_state(state["generator"].cpu())
         torch.set_rng_state(state["cpu_rng"].cpu())
         if cuda and state.get("cuda_rng") is not None:
             torch.cuda.set_rng_state(state["cuda_rng"].cpu(), dev)
         window = list(state["window"]) if state["window"] is not None else []
         extra_keys = list(state["extra_keys"])
-        if perm is not None:
-            batches.epoch(perm)
+        if state["perm"] is not None:
+            batches.epoch(state["perm"])
     log.status("running", step)
 
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else contextlib.nullcontext()
@@ -376,7 +376,7 @@ def _loop(variant, s, run_dir, model, forward, opt, params, batches, evals, ds, 
         ckpt = {"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
                 "settings": s.to_dict(), "variant": variant, "generator": gen.get_state(),
                 "cpu_rng": torch.get_rng_state(), "cuda_rng": torch.cuda.get_rng_state(dev) if cuda else None,
-                "perm": perm, "window": torch.stack(window) if window else None, "extra_keys": extra_keys,
+                "perm": batches.perm, "window": torch.stack(window) if window else None, "extra_keys": extra_keys,
                 "elapsed": time.perf_counter() - start}
         tmp = run_dir / f".{CHECKPOINT}.tmp"
         torch.save(ckpt, tmp)
@@ -415,8 +415,7 @@ def _loop(variant, s, run_dir, model, forward, opt, params, batches, evals, ds, 
                     raise RunStopped(stop_requested[0] if stop_requested else "a signal to another process")
                 i = step % steps_per_epoch
                 if i == 0:
-                    perm = torch.randperm(ds.size("train"), device=dev, generator=gen)
-                    batches.epoch(perm)
+                    batches.epoch(torch.randperm(ds.size("train"), device=dev, generator=gen))
                 x, y = batches.batch(i)
                 x = x.float().div_(255)
                 if s.use_augmentation:

@@ -60,12 +60,18 @@ def wait_for(path, timeout=120):
         time.sleep(0.01)
 
 
+def interrupt(run, save_every: int, first_file: str, delay: tuple, sig) -> subprocess.Popen:
+    """Start an 80-step run, wait for first_file in it and a random delay, send sig; the process."""
+    p = cli("train", *base("--max-steps", 80, "--eval-every", 16, "--run-dir", run, sets=[f"save_every={save_every}"]))
+    wait_for(run / first_file)
+    time.sleep(random.uniform(*delay))
+    p.send_signal(sig)
+    return p
+
+
 def test_sigkill_at_a_random_step_then_resume_gives_the_uninterrupted_metrics(reference, tmp_path):
     run = tmp_path / "run"
-    p = cli("train", *base("--max-steps", 80, "--eval-every", 16, "--run-dir", run, sets=["save_every=5"]))
-    wait_for(run / "checkpoint.pt")
-    time.sleep(random.uniform(0.0, 1.5))
-    p.send_signal(signal.SIGKILL)
+    p = interrupt(run, 5, "checkpoint.pt", (0.0, 1.5), signal.SIGKILL)
     p.wait()
     killed_at = torch.load(run / "checkpoint.pt", weights_only=True)["step"]
     assert killed_at < 80 and status(run)["state"] == "running", "the run finished before the kill"
@@ -80,10 +86,7 @@ def test_sigkill_at_a_random_step_then_resume_gives_the_uninterrupted_metrics(re
 def test_sigterm_checkpoints_marks_stopped_and_resumes_exactly(reference, tmp_path):
     run = tmp_path / "run"
     # save_every far away: the only mid-run checkpoint is the one SIGTERM writes
-    p = cli("train", *base("--max-steps", 80, "--eval-every", 16, "--run-dir", run, sets=["save_every=1000"]))
-    wait_for(run / "status.json")
-    time.sleep(random.uniform(0.5, 1.5))
-    p.send_signal(signal.SIGTERM)
+    p = interrupt(run, 1000, "status.json", (0.5, 1.5), signal.SIGTERM)
     assert p.wait(timeout=120) != 0
     st = status(run)
     if st["state"] == "done":
