@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .errors import UnknownVariantError, closest
 from .variants import VARIANTS
 
 
@@ -54,17 +55,19 @@ COMPARISONS: dict[str, Comparison] = {
 
 def expand(names: list[str]) -> list[str]:
     """Comparison names and variant names into a list of variants, order kept, no repeats."""
-    import difflib
-
-    from .variants import UnknownVariantError
-
     out: list[str] = []
     for name in names:
         if name not in COMPARISONS and name not in VARIANTS:
-            close = difflib.get_close_matches(name, [*COMPARISONS, *VARIANTS], n=1)
-            hint = f"; did you mean '{close[0]}'?" if close else ""
+            hint = closest(name, [*COMPARISONS, *VARIANTS])
             raise UnknownVariantError(f"unknown comparison or variant '{name}'{hint} Comparisons: "
                                       f"{', '.join(COMPARISONS)}; variants: {', '.join(VARIANTS)}")
         members = COMPARISONS[name].variants if name in COMPARISONS else (name,)
         out += [v for v in members if v not in out]
     return out
+
+
+def get_comparison(name: str) -> Comparison:
+    if name not in COMPARISONS:
+        raise UnknownVariantError(f"unknown comparison '{name}'; expected one of {', '.join(COMPARISONS)}"
+                                  f"{closest(name, COMPARISONS)}")
+    return COMPARISONS[name]

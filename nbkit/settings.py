@@ -7,15 +7,12 @@ A YAML file in the original's format (`dataset: cifar100`, `model: resnet18`,
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import types
 import typing
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-
-class SettingsError(ValueError):
-    """A setting that does not exist or has a value of the wrong kind."""
+from .errors import SettingsError, closest
 
 
 @dataclass(frozen=True)
@@ -67,11 +64,7 @@ _TYPES = typing.get_type_hints(Settings)
 def check_keys(keys) -> None:
     for key in keys:
         if key not in KEYS:
-            close = difflib.get_close_matches(str(key), KEYS, n=1)
-            hint = f"; did you mean '{close[0]}'?" if close else ""
-            raise SettingsError(
-                f"unknown setting '{key}'{hint} Valid settings: {', '.join(KEYS)}"
-            )
+            raise SettingsError(f"unknown setting '{key}'{closest(key, KEYS)} Valid settings: {', '.join(KEYS)}")
 
 
 def _coerce(key: str, value):

@@ -5,11 +5,11 @@ This table is the one place a variant is defined; the CLI, notebooks, sweeps and
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .settings import Settings, SettingsError, load_yaml
+from .errors import SettingsError, UnknownVariantError, closest
+from .settings import Settings, load_yaml
 
 
 @dataclass(frozen=True)
@@ -54,19 +54,12 @@ VARIANTS: dict[str, Variant] = dict([
 ])
 
 
-class UnknownVariantError(ValueError):
-    pass
-
-
 def get_variant(name: str) -> Variant:
     try:
         return VARIANTS[name]
     except KeyError:
-        close = difflib.get_close_matches(name, VARIANTS, n=1)
-        hint = f"; did you mean '{close[0]}'?" if close else ""
-        raise UnknownVariantError(
-            f"unknown variant '{name}'{hint} Valid variants: {', '.join(VARIANTS)}"
-        ) from None
+        raise UnknownVariantError(f"unknown variant '{name}'{closest(name, VARIANTS)} "
+                                  f"Valid variants: {', '.join(VARIANTS)}") from None
 
 
 def variant_of(settings: Settings) -> str | None:

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..errors import UnknownVariantError, closest
 from ..settings import Settings
 from ..variants import get_variant
 from .layers import Normalizer
@@ -85,11 +86,8 @@ def create_model(variant_or_settings: str | Settings, num_classes: int) -> Class
     """The model of a variant (by name) or of resolved settings, for a dataset of num_classes."""
     s = get_variant(variant_or_settings).settings if isinstance(variant_or_settings, str) else variant_or_settings
     if s.model not in ARCHITECTURES:
-        from ..variants import UnknownVariantError
-        import difflib
-        close = difflib.get_close_matches(s.model, ARCHITECTURES, n=1)
-        hint = f"; did you mean '{close[0]}'?" if close else ""
-        raise UnknownVariantError(f"unknown model '{s.model}'{hint} Valid models: {', '.join(ARCHITECTURES)}")
+        raise UnknownVariantError(f"unknown model '{s.model}'{closest(s.model, ARCHITECTURES)} "
+                                  f"Valid models: {', '.join(ARCHITECTURES)}")
     head = num_classes if s.tailor_num_classes else ORIGINAL_HEAD
     if num_classes > head:
         raise ValueError(f"a {head}-way head cannot classify {num_classes} classes; set tailor_num_classes")
@@ -103,8 +101,9 @@ def parameter_count(model: nn.Module) -> int:
 
 def variant_table(num_classes: int = 100) -> list[dict]:
     """Every variant with its description, model reference and parameter count."""
-    rows = []
     from ..variants import VARIANTS
+
+    rows = []
     for name, variant in VARIANTS.items():
         with torch.device("meta"):  # counts without allocating weights
             count = parameter_count(create_model(variant.settings, num_classes))

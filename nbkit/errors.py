@@ -1,0 +1,80 @@
+"""How things go wrong, in one place: nbkit's exception types, the exit codes a process ends
+with, the "did you mean" hint, and the SIGTERM/SIGINT handling that turns a signal into a stop
+at the next safe point.
+
+Every error a user can act on is a ValueError subclass whose message is one line: what was
+wrong, what was expected, the closest valid choice.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import signal
+import threading
+from typing import Callable, Iterable
+
+# exit codes of `nbkit` (and of each run a sweep starts)
+OK, FAILED, ERROR, BUSY, STOPPED = 0, 1, 2, 75, 130  # BUSY: EX_TEMPFAIL, another process holds the run
+
+
+class SettingsError(ValueError):
+    """A setting that does not exist or has a value of the wrong kind."""
+
+
+class UnknownVariantError(ValueError):
+    """A variant, model or comparison name that is not in the registry."""
+
+
+class DatasetError(ValueError):
+    """A dataset that is missing, malformed or unreadable; the message says what to do."""
+
+
+class RunBusy(RuntimeError):
+    """The run directory is held by another process, or already holds a finished run."""
+
+
+class RunStopped(Exception):
+    """Raised in the training loop after SIGTERM/SIGINT, so the run checkpoints and marks itself stopped."""
+
+
+class NonFiniteLoss(Exception):
+    """The training loss became NaN or infinite."""
+
+
+def closest(name: str, choices: Iterable[str]) -> str:
+    """"; did you mean 'x'?" for the nearest valid choice, or "" when none is near."""
+    close = difflib.get_close_matches(str(name), list(choices), n=1)
+    return f"; did you mean '{close[0]}'?" if close else ""
+
+
+def exit_code(e: BaseException) -> int:
+    """The exit status a command ends with after e."""
+    if isinstance(e, RunBusy):
+        return BUSY
+    if isinstance(e, (RunStopped, KeyboardInterrupt)):
+        return STOPPED
+    return ERROR
+
+
+@contextlib.contextmanager
+def stop_signals(on_signal: Callable[[str], None] | None = None):
+    """While inside, SIGTERM and SIGINT do not kill the process: their names are appended to the
+    yielded list (and passed to on_signal), for the caller to stop at its next safe point.
+    Outside the main thread, where Python cannot install handlers, signals keep their defaults."""
+    requested: list[str] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield requested
+        return
+
+    def handler(signum, frame):
+        requested.append(signal.Signals(signum).name)
+        if on_signal:
+            on_signal(requested[-1])
+
+    old = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield requested
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
