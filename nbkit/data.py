@@ -1,33 +1,24 @@
 """Datasets as uint8 image tensors kept on the training device.
 
 Sources: the official CIFAR "python version" files (downloaded when missing and online), any
-image folder (a directory or .tar/.tar.gz/.tar.xz/.zip with train/ and test/ holding one folder
-per class, decoded once and cached), and a small deterministic synthetic set for tests.
+image folder (nbkit.image_folder), and a small deterministic synthetic set for tests.
 """
 
 from __future__ import annotations
 
-import hashlib
-import io
 import os
 import pickle
-import tarfile
-import zipfile
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import numpy as np
 import torch
 
+from .errors import DatasetError
+from .image_folder import ARCHIVE_SUFFIXES, folder_name, load_image_folder
+
 TRAIN_200 = 200  # the original's overfitting probe: 200 training images evaluated like test
 SUBSET_SEED = 0  # fixed seed for train_200 of class-ordered folders and for the val split
-ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.xz", ".zip")
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
-
-
-class DatasetError(ValueError):
-    """A dataset that is missing, malformed or unreadable; the message says what to do."""
 
 
 @dataclass
@@ -46,10 +37,6 @@ class Dataset:
     def size(self, split: str) -> int:
         return len(self.labels[split])
 
-    def to(self, device) -> "Dataset":
-        move = lambda d: {k: v.to(device, non_blocking=True) for k, v in d.items()}
-        return Dataset(self.name, self.classes, self.source, move(self.images), move(self.labels), self.splits_eval)
-
     def describe(self) -> dict:
         return {"name": self.name, "source": self.source, "classes": self.classes,
                 "num_classes": self.num_classes, "sizes": {k: self.size(k) for k in self.labels}}
@@ -61,7 +48,7 @@ def is_builtin(spec: str) -> bool:
 
 def dataset_name(spec: str) -> str:
     """The name a dataset's runs are filed under: cifar100, synthetic, or the folder's name."""
-    return spec if is_builtin(spec) else _folder_name(Path(spec))
+    return spec if is_builtin(spec) else folder_name(Path(spec))
 
 
 def load_dataset(spec: str, data_dir: str | Path = "data", val_size: int = 0) -> Dataset:
@@ -196,147 +183,3 @@ def _download_cifar(cls, data_dir: Path, root: Path) -> None:
         raise
     except Exception as e:  # no network, proxy, checksum: all end the same way for the user
         raise DatasetError(f"{root} is missing and the download failed ({type(e).__name__}): {where}") from None
-
-
-# --- image folders -------------------------------------------------------------------------
-
-def _folder_name(path: Path) -> str:
-    name = path.name
-    for suffix in ARCHIVE_SUFFIXES:
-        if name.endswith(suffix):
-            return name[: -len(suffix)]
-    return name
-
-
-def _content_key(path: Path) -> str:
-    h = hashlib.sha256()
-    if path.is_file():
-        with open(path, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
-    else:
-        for p in sorted(path.rglob("*")):
-            if p.is_file():
-                st = p.stat()
-                h.update(f"{p.relative_to(path)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
-    return h.hexdigest()[:20]
-
-
-def load_image_folder(path: Path, cache_dir: Path):
-    """(train_x, train_y, test_x, test_y, classes) of an image folder, decoded once and cached."""
-    if not path.exists():
-        raise DatasetError(f"dataset path {path} does not exist; expected an image folder or archive")
-    cache = cache_dir / f"{_folder_name(path)}-{_content_key(path)}.npz"
-    if cache.exists():
-        with np.load(cache) as z:
-            return z["train_x"], z["train_y"], z["test_x"], z["test_y"], [str(c) for c in z["classes"]]
-    members = _read_archive(path) if path.is_file() else _read_directory(path)
-    arrays = _decode_splits(members, path)
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_suffix(f".tmp{os.getpid()}.npz")
-    train_x, train_y, test_x, test_y, classes = arrays
-    np.savez(tmp, train_x=train_x, train_y=train_y, test_x=test_x, test_y=test_y, classes=np.array(classes))
-    os.replace(tmp, cache)  # whole or not at all
-    return arrays
-
-
-def _safe_member(name: str, archive: Path) -> PurePosixPath:
-    p = PurePosixPath(name)
-    if p.is_absolute() or ".." in p.parts or (p.parts and ":" in p.parts[0]):
-        raise DatasetError(f"{archive}: refusing archive member {name!r} (absolute path or '..')")
-    return p
-
-
-def _read_archive(path: Path) -> list[tuple[PurePosixPath, bytes]]:
-    out = []
-    try:
-        if path.name.endswith(".zip"):
-            with zipfile.ZipFile(path) as z:
-                for info in z.infolist():
-                    p = _safe_member(info.filename, path)
-                    if (info.external_attr >> 16) & 0o170000 == 0o120000:
-                        raise DatasetError(f"{path}: refusing archive member {info.filename!r} (a link)")
-                    if not info.is_dir() and p.suffix.lower() in IMAGE_SUFFIXES:
-                        out.append((p, z.read(info)))
-        else:
-            with tarfile.open(path) as t:
-                for m in t:
-                    p = _safe_member(m.name, path)
-                    if m.issym() or m.islnk() or m.isdev():
-                        raise DatasetError(f"{path}: refusing archive member {m.name!r} (a link or device)")
-                    if m.isfile() and p.suffix.lower() in IMAGE_SUFFIXES:
-                        out.append((p, t.extractfile(m).read()))
-    except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError) as e:
-        raise DatasetError(f"{path} is not a readable archive ({type(e).__name__}: {e}); "
-                           "expected a .tar, .tar.gz, .tar.xz or .zip of train/<class>/ and test/<class>/") from None
-    return out
-
-
-def _read_directory(path: Path) -> list[tuple[PurePosixPath, bytes]]:
-    return [(PurePosixPath(p.relative_to(path).as_posix()), p.read_bytes())
-            for p in sorted(path.rglob("*")) if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
-
-
-def _decode_splits(members, source: Path):
-    # the folder holding train/ and test/ may sit below a top-level folder (cifar10/train/...)
-    by_split: dict[str, dict[str, list]] = {"train": {}, "test": {}}
-    for p, data in members:
-        parts = p.parts
-        for i in range(len(parts) - 2):
-            if parts[i] in by_split and len(parts) - i == 3:
-                by_split[parts[i]].setdefault(parts[i + 1], []).append((str(p), data))
-                break
-    if not members:
-        raise DatasetError(f"{source} holds no images; expected train/<class>/*.png|jpg and test/<class>/...")
-    missing = [s for s, classes in by_split.items() if not classes]
-    if missing:
-        raise DatasetError(f"{source} has no {' or '.join(m + '/' for m in missing)} folder of class folders; "
-                           "expected train/<class>/<image> and test/<class>/<image>")
-    classes = sorted(by_split["train"])
-    if sorted(by_split["test"]) != classes:
-        only_train = sorted(set(classes) - set(by_split["test"]))
-        only_test = sorted(set(by_split["test"]) - set(classes))
-        raise DatasetError(f"{source}: classes differ between train/ and test/ "
-                           f"(only in train: {only_train}, only in test: {only_test})")
-    out = []
-    for split in ("train", "test"):
-        items, ys = [], []
-        for label, c in enumerate(classes):
-            for name, data in sorted(by_split[split][c]):
-                items.append((name, data))
-                ys.append(label)
-        out += [_decode_all(items, source), np.array(ys, dtype=np.int64)]
-    return out[0], out[1], out[2], out[3], classes
-
-
-def _decode_chunk(items) -> list:
-    from PIL import Image
-
-    arrays = []
-    for name, data in items:
-        try:
-            with Image.open(io.BytesIO(data)) as im:
-                arrays.append((name, np.asarray(im.convert("RGB"))))
-        except Exception as e:
-            return [(name, f"{type(e).__name__}: {e}")]
-    return arrays
-
-
-def _decode_all(items, source: Path) -> np.ndarray:
-    workers = max(1, min(8, os.cpu_count() or 1))
-    chunks = [items[i:i + 2000] for i in range(0, len(items), 2000)]
-    if workers > 1 and len(chunks) > 1:
-        with ProcessPoolExecutor(workers) as pool:
-            results = list(pool.map(_decode_chunk, chunks))
-    else:
-        results = [_decode_chunk(c) for c in chunks]
-    arrays = [a for r in results for a in r]
-    for name, a in arrays:
-        if isinstance(a, str):
-            raise DatasetError(f"{source}: image {name} will not decode ({a})")
-    shape = arrays[0][1].shape
-    for name, a in arrays:
-        if a.shape != shape:
-            raise DatasetError(f"{source}: image {name} is {a.shape[1]}x{a.shape[0]}, expected "
-                               f"{shape[1]}x{shape[0]} like the others")
-    return np.stack([a for _, a in arrays]).transpose(0, 3, 1, 2).copy()  # (N, 3, H, W)

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from nbkit import data as nbdata
+from nbkit import image_folder
 from nbkit.augment import augment
 from nbkit.data import TRAIN_200, DatasetError, load_dataset
 
@@ -90,7 +90,7 @@ def test_image_folder_sources_decode_and_cache(tmp_path, kind, monkeypatch):
     assert ds.images["train"].shape == (18, 3, 8, 8)
     assert ds.labels["train"].tolist() == [0] * 6 + [1] * 6 + [2] * 6
     assert len(list((tmp_path / "data" / "cache").glob("*.npz"))) == 1
-    monkeypatch.setattr(nbdata, "_decode_splits", lambda *a: pytest.fail("decoded twice"))
+    monkeypatch.setattr(image_folder, "decode_splits", lambda *a: pytest.fail("decoded twice"))
     again = load_dataset(str(spec), tmp_path / "data")
     assert torch.equal(again.images["test"], ds.images["test"])
 
