@@ -29,7 +29,7 @@ import time; from nbkit.data import load_dataset
 t = time.time(); ds = load_dataset('$DATA'); print('dataset', ds.name, {k: ds.size(k) for k in ds.labels}, f'{time.time() - t:.1f} s')"
 
 echo "== 1. torchrun, one process, NCCL (resnet18, 300 steps) vs one plain process  [$(left) s left]"
-COMMON=(resnet18 --dataset "$DATA" --max-steps 300 --eval-every 100 --device cuda)
+COMMON=(resnet18 --dataset "$DATA" --max-iter 300 --eval-every 100 --device cuda)
 timeout 120 python3 -m torch.distributed.run --nproc_per_node 1 -m nbkit train "${COMMON[@]}" --run-dir /tmp/ddp/torchrun
 timeout 90 python3 -m nbkit train "${COMMON[@]}" --run-dir /tmp/ddp/single
 python3 - <<'EOF' | tee "$OUT/ddp.txt"

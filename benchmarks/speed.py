@@ -30,8 +30,9 @@ from nbkit import resolve
 from nbkit.comparisons import expand
 from nbkit.data import load_dataset
 from nbkit.models import create_model
-from nbkit.runlog import find_runs, run_info
-from nbkit.train import pick_device, train
+from nbkit.distributed import pick_device
+from nbkit.reader import find_runs, run_info
+from nbkit.train import train
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_CIFAR10 = ROOT.parent / "shared" / "data" / "cifar10-images.tar.xz"
@@ -100,7 +101,7 @@ class GPUSampler(threading.Thread):
 
 def sweep(names, seeds, jobs, steps, eval_every, dataset, device, runs_dir: Path, extra_sets) -> dict:
     cmd = [sys.executable, "-m", "nbkit", "sweep", *names, "--seeds", str(seeds), "--jobs", str(jobs),
-           "--dataset", dataset, "--max-steps", str(steps), "--eval-every", str(eval_every),
+           "--dataset", dataset, "--max-iter", str(steps), "--eval-every", str(eval_every),
            "--device", device, "--runs-dir", str(runs_dir)]
     if extra_sets:
         cmd += ["--set", *extra_sets]

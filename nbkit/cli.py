@@ -23,33 +23,51 @@ def _progress_printer():
 
     def show(p: dict) -> None:
         width = 24
-        done = int(width * p["step"] / p["max_steps"])
+        done = int(width * p["step"] / p["max_iter"])
         test = "-" if p["test_acc"] is None else f"{p['test_acc']:.4f}"
         loss = "-" if p["loss"] is None else f"{p['loss']:.4f}"
-        line = (f"[{'#' * done}{'.' * (width - done)}] step {p['step']}/{p['max_steps']}  loss {loss}  "
+        line = (f"[{'#' * done}{'.' * (width - done)}] step {p['step']}/{p['max_iter']}  loss {loss}  "
                 f"test top-1 {test}  {p['images_per_second']:,.0f} img/s")
         print(("\r" + line) if tty else line, end="" if tty else "\n", file=sys.stderr, flush=True)
 
     return show
 
 
-TRAIN_FLAGS = (("dataset", "dataset"), ("max_steps", "max_iter"), ("eval_every", "eval_every"),
-               ("batch_size", "batch_size"), ("seed", "seed"), ("data_dir", "data_dir"), ("val_size", "val_size"))
+# settings with a flag of their own (--max-iter, ...); every other setting goes through --set
+SETTING_FLAGS = {
+    "dataset": "cifar100 (default), cifar10, synthetic, or an image folder/archive path",
+    "max_iter": "training steps (default 5000); --max-steps is the same flag",
+    "eval_every": "steps between evaluations (default 100)",
+    "batch_size": "training batch (default 128)",
+    "seed": "seed for initialisation, data order and augmentation (default 0)",
+    "val_size": "training images held out as a val split (default 0)",
+    "data_dir": "where datasets and caches live (default data/)",
+}
+
+
+def add_setting_flags(p: argparse.ArgumentParser) -> None:
+    from .settings import Settings
+
+    types = {k: type(v) for k, v in Settings().to_dict().items()}
+    for key, help in SETTING_FLAGS.items():
+        names = ["--" + key.replace("_", "-")] + (["--max-steps"] if key == "max_iter" else [])
+        p.add_argument(*names, dest=key, type=types[key], help=help)
+    p.add_argument("--set", nargs="*", metavar="KEY=VALUE", help="any other setting, e.g. --set use_augmentation=true")
 
 
 def setting_overrides(args) -> dict:
     from .settings import parse_assignments
 
     overrides = parse_assignments(args.set or [])
-    for flag, key in TRAIN_FLAGS:
-        if getattr(args, flag, None) is not None:
-            overrides[key] = getattr(args, flag)
+    overrides.update({key: getattr(args, key) for key in SETTING_FLAGS if getattr(args, key) is not None})
     return overrides
 
 
 def cmd_train(args) -> None:
     from . import distributed
-    from .train import resume_settings, train
+    from .runlog import resume_settings
+    from .settings import Settings
+    from .train import train
     from .variants import resolve
 
     overrides = setting_overrides(args)
@@ -61,6 +79,8 @@ def cmd_train(args) -> None:
         raise ValueError("train expects a VARIANT or CONFIG.yml (see `nbkit variants`), or --resume RUN_DIR")
     else:
         name, settings = resolve(args.spec, **overrides)
+        if args.settings_json:  # a sweep's run: its resolved settings, whole
+            settings = Settings(**_json_object(args.settings_json, "--settings-json")).replace(**overrides)
     main_process = distributed.from_env().main  # under torchrun, rank 0 alone reports
     run_dir = train(name, settings, runs_dir=args.runs_dir, device=args.device, label=args.label,
                     progress=_progress_printer() if main_process else None,
@@ -71,8 +91,21 @@ def cmd_train(args) -> None:
         print(run_dir)
 
 
+def _json_object(text: str, flag: str) -> dict:
+    import json
+
+    try:
+        value = json.loads(text)
+    except ValueError as e:
+        raise ValueError(f"{flag} expects a JSON object of settings ({e})") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"{flag} expects a JSON object of settings, got {type(value).__name__}")
+    return value
+
+
 def cmd_sweep(args) -> None:
     from .data import load_dataset
+    from .errors import FAILED, STOPPED
     from .sweep import plan, run_sweep
 
     overrides = setting_overrides(args)
@@ -89,9 +122,9 @@ def cmd_sweep(args) -> None:
     else:
         outcome = run_sweep(jobs, device=args.device, jobs_per_device=args.jobs, label=args.label)
     if outcome["stopped"]:
-        raise SystemExit(130)
+        raise SystemExit(STOPPED)
     if outcome["failed"]:
-        raise SystemExit(1)
+        raise SystemExit(FAILED)
 
 
 def cmd_summary(args) -> None:
@@ -107,6 +140,18 @@ def cmd_report(args) -> None:
         print(path)
 
 
+def add_runs_dir(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--runs-dir", type=_runs_dir, default=_runs_dir(None),
+                   help="where run logs are (default: $NBKIT_RUNS_DIR, else artifacts/runs of the project "
+                        "holding the working directory)")
+
+
+def _runs_dir(value: str | None):
+    from .runlog import runs_dir
+
+    return runs_dir(value)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nbkit", description="Compare image-classification models.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -119,16 +164,12 @@ def build_parser() -> argparse.ArgumentParser:
                                    "torchrun --nproc_per_node N -m nbkit train VARIANT ... (the global batch "
                                    "stays --batch-size; rank 0 writes the run).")
     p.add_argument("spec", metavar="VARIANT|CONFIG.yml", nargs="?")
-    p.add_argument("--dataset", help="cifar100 (default), cifar10, synthetic, or an image folder/archive path")
-    p.add_argument("--max-steps", type=int, help="training steps (default 5000)")
-    p.add_argument("--eval-every", type=int, help="steps between evaluations (default 100)")
-    p.add_argument("--batch-size", type=int, help="training batch (default 128)")
-    p.add_argument("--seed", type=int, help="seed for initialisation, data order and augmentation (default 0)")
-    p.add_argument("--val-size", type=int, help="training images held out as a val split (default 0)")
-    p.add_argument("--data-dir", help="where datasets and caches live (default data/)")
+    add_setting_flags(p)
+    p.add_argument("--settings-json", metavar="JSON",
+                   help="the run's resolved settings as one JSON object, instead of the variant's (how a sweep "
+                        "passes each run its settings)")
     p.add_argument("--device", default="auto", help="auto (default), cpu or cuda")
-    p.add_argument("--runs-dir", default="artifacts/runs", help="where run logs go (default artifacts/runs)")
-    p.add_argument("--set", nargs="*", metavar="KEY=VALUE", help="any other setting, e.g. --set use_augmentation=true")
+    add_runs_dir(p)
     p.add_argument("--run-dir", help="write the run into this directory instead of a new timestamped one")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue an unfinished run from its last checkpoint")
     p.add_argument("--label", help="a note stored in config.json (e.g. 'reduced CPU comparison')")
@@ -141,11 +182,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=int, default=1, help="seeds per variant, counting up from --seed (default 1)")
     p.add_argument("--jobs", type=int, default=1, help="runs at once per GPU, or on the CPU (default 1); with "
                                                        "--backend ray, runs sharing one GPU")
-    for flag, _ in TRAIN_FLAGS:
-        p.add_argument("--" + flag.replace("_", "-"), type=str if flag in ("dataset", "data_dir") else int)
+    add_setting_flags(p)
     p.add_argument("--device", default="auto", help="auto (default), cpu or cuda (all visible GPUs)")
-    p.add_argument("--runs-dir", default="artifacts/runs")
-    p.add_argument("--set", nargs="*", metavar="KEY=VALUE", help="any other setting for every run")
+    add_runs_dir(p)
     p.add_argument("--label", help="a note stored in every run's config.json")
     p.add_argument("--backend", choices=["local", "ray"], default="local",
                    help="local (default): processes on this machine; ray: Ray tasks on a cluster (pip install '.[ray]')")
@@ -161,13 +200,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("summary", help="the original's two tables (best train_200 and test top-1 per run)")
-    p.add_argument("--runs-dir", default="artifacts/runs")
+    add_runs_dir(p)
     p.add_argument("--dataset", help="only runs on this dataset")
     p.add_argument("--by-variant", action="store_true", help="one row per variant: mean and std across seeds")
     p.set_defaults(func=cmd_summary)
 
     p = sub.add_parser("report", help="export the three notebooks to HTML and their main charts to PNG and SVG")
-    p.add_argument("--runs-dir", default="artifacts/runs")
+    add_runs_dir(p)
     p.add_argument("--out", default="artifacts/reports", help="where the HTML goes (default artifacts/reports)")
     p.add_argument("--figures", help="where the PNG/SVG charts go (default <out>/figures)")
     p.add_argument("--dataset", help="the dataset the figures show (default: the one with most runs)")
@@ -176,26 +215,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .errors import OK, RunBusy, RunStopped, exit_code
+
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
     except SystemExit as e:
         return int(e.code or 0)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
         print(f"\nnbkit {args.command}: interrupted", file=sys.stderr)
-        return 130
+        return exit_code(e)
     except Exception as e:  # one line a user can act on; the run (if any) is marked failed/stopped
-        from .sweep import BUSY_EXIT
-        from .train import RunBusy, RunStopped
-
-        if isinstance(e, RunBusy):
-            print(f"nbkit {args.command}: error: {e}", file=sys.stderr)
-            return BUSY_EXIT
         if isinstance(e, RunStopped):
             print(f"\nnbkit {args.command}: stopped ({e}); the run is marked stopped", file=sys.stderr)
-            return 130
-        message = str(e).splitlines()[0] if str(e) else type(e).__name__
-        kind = "" if isinstance(e, (ValueError, OSError)) else f"{type(e).__name__}: "
-        print(f"nbkit {args.command}: error: {kind}{message}", file=sys.stderr)
-        return 2
-    return 0
+        else:
+            message = str(e).splitlines()[0] if str(e) else type(e).__name__
+            kind = "" if isinstance(e, (ValueError, OSError, RunBusy)) else f"{type(e).__name__}: "
+            print(f"nbkit {args.command}: error: {kind}{message}", file=sys.stderr)
+        return exit_code(e)
+    return OK

@@ -1,5 +1,5 @@
-"""One run over several processes (torchrun): who this process is, and the few collectives the
-trainer needs.
+"""Where a run executes: the device it trains on and, under torchrun, which process this is,
+the few collectives the trainer needs, and the processes' agreement to start.
 
 The data order stays global: every rank draws the same per-epoch permutation from the run's
 seed, batch i of an epoch is perm[i*B:(i+1)*B] as in a single process, and rank r trains on the
@@ -11,6 +11,7 @@ slice) differ from one process, and on the CPU BatchNorm statistics stay per pro
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
 from dataclasses import dataclass
@@ -54,6 +55,28 @@ def from_env(env=os.environ) -> World:
     return World(rank, size, local, launched=True)
 
 
+def pick_device(device: str = "auto", world: World = SINGLE) -> torch.device:
+    """auto, cpu, cuda or cuda:N; under torchrun, cuda means this process's LOCAL_RANK GPU."""
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
+        raise ValueError(f"device expects auto, cpu or cuda[:N], got {device!r}")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError("device cuda was asked for but no CUDA GPU is available; use --device cpu")
+    if world.launched and device.startswith("cuda:"):
+        raise ValueError(f"--device {device} under torchrun would put every process on one GPU; "
+                         "use --device cuda (each process takes its LOCAL_RANK GPU)")
+    if device == "cuda" and world.launched:
+        if world.local_rank >= torch.cuda.device_count():
+            raise ValueError(f"LOCAL_RANK {world.local_rank} has no GPU ({torch.cuda.device_count()} visible); "
+                             "start at most one process per GPU")
+        device = f"cuda:{world.local_rank}"
+    dev = torch.device(device)
+    if dev.type == "cuda" and dev.index is not None:
+        torch.cuda.set_device(dev)
+    return dev
+
+
 def start(world: World, device: torch.device) -> None:
     """Join the process group: NCCL between GPUs, gloo between CPU processes."""
     if not world.launched or dist.is_initialized():
@@ -94,3 +117,22 @@ def total(t: Tensor) -> Tensor:
 def barrier() -> None:
     if active():
         dist.barrier()
+
+
+@contextlib.contextmanager
+def agreed(world: World, dev: torch.device):
+    """Under torchrun: every process gets through the block, or all of them stop (the one that
+    failed says why) instead of the others waiting in their first collective."""
+    try:
+        yield
+    except BaseException:
+        _vote(world, dev, False)
+        raise
+    if not _vote(world, dev, True):
+        raise ValueError("another process of this run could not start it (its error says why)")
+
+
+def _vote(world: World, dev: torch.device, ok: bool) -> bool:
+    if not world.launched:
+        return ok
+    return total(torch.tensor([float(ok)], device=dev)).item() == world.size

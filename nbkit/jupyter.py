@@ -9,19 +9,18 @@ from __future__ import annotations
 import ipywidgets as w
 from IPython.display import Markdown, display
 
-from .comparisons import COMPARISONS
+from .comparisons import get_comparison
 from .curves import SEED_MODES, X_AXES
+from .reader import read_runs
 from .tables import display as rounded
-from .workbench import build_view, datasets, default_runs_dir, guidance, load, variant_options
+from .workbench import build_view, datasets, default_runs_dir, guidance, variant_options
 
 
 class Panel(w.VBox):
     """Pick dataset and variants, press Load, see loss/top-1 charts, tables and findings."""
 
     def __init__(self, comparison: str = "models", runs_dir: str | None = None):
-        if comparison not in COMPARISONS:
-            raise ValueError(f"unknown comparison {comparison!r}; expected one of {', '.join(COMPARISONS)}")
-        self.comparison = COMPARISONS[comparison]
+        self.comparison = get_comparison(comparison)
         self.runs_dir = w.Text(value=runs_dir or default_runs_dir(), description="runs dir", layout=w.Layout(width="60%"))
         self.dataset = w.Dropdown(description="dataset")
         self.variants = w.SelectMultiple(description="variants", rows=8)
@@ -41,7 +40,7 @@ class Panel(w.VBox):
 
     def scan(self) -> None:
         """Read the runs directory and offer its datasets and variants."""
-        self.metrics, self.runs = load(self.runs_dir.value)
+        self.metrics, self.runs = read_runs(self.runs_dir.value)
         names = datasets(self.runs, self.comparison)
         self.dataset.options = names
         self.dataset.value = names[0] if names else None

@@ -30,11 +30,12 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from .runlog import CHECKPOINT, CONFIG, METRICS, STATUS, read_status
+from .errors import stop_signals
+from .runlog import CHECKPOINT, CONFIG, METRICS, STATUS, SWEEPS, TRAIN_LOG, mark, read_status
 from .settings import Settings
-from .sweep import Display, Job, _command, counts, final_line, job_state, mark, new_outcome, settle
+from .sweep import Display, Job, Outcome, begin, command, job_state
 
-RUN_FILES = (CONFIG, METRICS, STATUS, CHECKPOINT, "train.log")
+RUN_FILES = (CONFIG, METRICS, STATUS, CHECKPOINT, TRAIN_LOG)
 SHARED_FS = ("auto", "yes", "no")
 
 # exec'd in front of the child: it is SIGKILLed when its parent (the actor's worker) dies
@@ -57,6 +58,13 @@ def import_ray():
         raise ValueError("the ray backend needs Ray, which is not installed; install it with "
                          "pip install '.[ray]' (or pip install ray), or use --backend local") from None
     return ray
+
+
+def run_spec(job: Job, runs_dir: Path, device: str, threads: int, label: str | None) -> dict:
+    """What an actor needs to start a job's child: plain values, sent to the worker."""
+    return {"variant": job.variant, "settings": job.settings.to_dict(),
+            "rel": str(job.run_dir.resolve().relative_to(runs_dir.resolve())), "runs_dir": str(runs_dir),
+            "device": device, "threads": threads, "label": label, "cwd": os.getcwd()}
 
 
 class RunActor:
@@ -89,16 +97,16 @@ class RunActor:
             (self.run_dir / name).write_bytes(data)
             self.sent[name] = self._stamp(name)
         spec = self.spec
-        job = Job(spec["variant"], Settings(**spec["settings"]), self.run_dir, spec["overrides"])
+        job = Job(spec["variant"], Settings(**spec["settings"]), self.run_dir)
         resumed = job_state(job) == "resume"
-        cmd = _command(job, spec["device"], spec["label"])
+        cmd = command(job, spec["device"], spec["label"])
         env = {**os.environ, "PYTHONUNBUFFERED": "1",
                "PYTHONPATH": os.pathsep.join([str(Path(nbkit.__file__).parent.parent),
                                               *filter(None, [os.environ.get("PYTHONPATH")])])}
         if spec["device"] == "cpu":
             env.update(OMP_NUM_THREADS=str(spec["threads"]), CUDA_VISIBLE_DEVICES="")
         cwd = spec["cwd"] if Path(spec["cwd"]).is_dir() else None  # relative dataset paths resolve there
-        with open(self.run_dir / "train.log", "a") as log:
+        with open(self.run_dir / TRAIN_LOG, "a") as log:
             self.proc = subprocess.Popen([sys.executable, "-c", _DIE_WITH_PARENT, str(os.getpid()), *cmd], cwd=cwd,
                                          stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
         return {"host": socket.gethostname(), "shared": self.shared, "resumed": resumed}
@@ -181,7 +189,7 @@ def _local_files(run_dir: Path) -> dict[str, bytes]:
 
 def run_sweep_ray(jobs: list[Job], runs_dir: str | Path, address: str | None = None, device: str = "auto",
                   jobs_per_gpu: int = 1, cpus_per_run: int = 1, max_retries: int = 2, shared_fs: str = "auto",
-                  poll: float = 1.0, stream=None, label: str | None = None) -> dict[str, list[Job]]:
+                  poll: float = 1.0, stream=None, label: str | None = None) -> Outcome:
     """Run every job not yet done on a Ray cluster; returns the jobs by outcome, as run_sweep."""
     if jobs_per_gpu < 1 or cpus_per_run < 1 or max_retries < 0:
         raise ValueError("--jobs and --cpus-per-run expect at least 1, --max-retries at least 0")
@@ -190,14 +198,9 @@ def run_sweep_ray(jobs: list[Job], runs_dir: str | Path, address: str | None = N
     if device not in ("auto", "cpu", "cuda"):
         raise ValueError(f"device expects auto, cpu or cuda with the ray backend, got {device!r}")
     runs_dir = Path(runs_dir).resolve()
-    outcome, queue = new_outcome(), []
-    for job in jobs:
-        (outcome["skipped"] if job_state(job) == "done" else queue).append(job)
-    display = Display(len(jobs), stream)
-    if outcome["skipped"]:
-        display.event(f"sweep: skipping {len(outcome['skipped'])} finished run(s)")
+    outcome, queue, display = begin(jobs, stream)
     if not queue:
-        display.event(final_line(outcome))
+        display.event(outcome.final_line())
         return outcome
 
     ray = import_ray()
@@ -209,7 +212,7 @@ def run_sweep_ray(jobs: list[Job], runs_dir: str | Path, address: str | None = N
     except (ConnectionError, RuntimeError, ValueError) as e:
         raise ValueError(f"cannot reach the Ray cluster at {address or 'RAY_ADDRESS or a new local instance'}: "
                          f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
-    marker = runs_dir / ".sweeps" / f"ray-{uuid.uuid4().hex}.marker"
+    marker = runs_dir / SWEEPS / f"ray-{uuid.uuid4().hex}.marker"
     runs: dict = {}
     try:
         resources = ray.cluster_resources()
@@ -230,50 +233,37 @@ def run_sweep_ray(jobs: list[Job], runs_dir: str | Path, address: str | None = N
             max_restarts=0, max_task_retries=0)
 
         def submit(run: _Run) -> None:
-            job = run.job
-            spec = {"variant": job.variant, "settings": job.settings.to_dict(), "overrides": job.overrides,
-                    "rel": str(job.run_dir.resolve().relative_to(runs_dir)), "runs_dir": str(runs_dir),
-                    "device": device, "threads": cpus_per_run, "label": label, "cwd": os.getcwd()}
-            run.actor = Actor.remote(spec, str(marker), shared_fs)
+            run.actor = Actor.remote(run_spec(run.job, runs_dir, device, cpus_per_run, label), str(marker), shared_fs)
             run.ref, run.phase = run.actor.sees_runs_dir.remote(), "placing"
             runs[run.ref] = run
 
-        stopping = False
-
-        def stop(signum, frame):
-            nonlocal stopping
-            stopping = True
-
-        old = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
         closing: list = []
-        try:
-            for job in queue:
-                submit(_Run(job))
-            queue = []
-            while runs:
-                if stopping:  # runs still waiting for resources have nothing to save
-                    for ref, run in [(ref, run) for ref, run in runs.items() if run.phase == "placing"]:
-                        runs.pop(ref)
-                        _drop(ray, run, outcome, "stopped", "the sweep was stopped before this run started again")
-                ready, _ = ray.wait(list(runs), num_returns=len(runs), timeout=poll)
-                for ref in ready:
-                    run = runs.pop(ref)
-                    _advance(ray, run, ref, runs, outcome, display, submit, max_retries, poll, stopping, closing)
-                active = {id(r): r.job for r in runs.values() if r.phase != "placing"}
-                display.draw(active, counts(outcome, [r for r in runs.values() if r.phase == "placing"]))
-            ray.wait(closing, num_returns=len(closing), timeout=30)  # temporary folders removed before shutdown
-        except BaseException as e:  # the driver itself failed: end the runs; each resumes on the next sweep
-            for run in runs.values():
-                _drop(ray, run, outcome, "stopped", f"the sweep's driver ended ({type(e).__name__}: {e}); "
-                                                    "running the sweep again resumes it")
-            raise
-        finally:
-            for s, h in old.items():
-                signal.signal(s, h)
+        with stop_signals() as stop_requested:
+            try:
+                for job in queue:
+                    submit(_Run(job))
+                while runs:
+                    stopping = bool(stop_requested)
+                    if stopping:  # runs still waiting for resources have nothing to save
+                        for ref, run in [(ref, run) for ref, run in runs.items() if run.phase == "placing"]:
+                            runs.pop(ref)
+                            _drop(ray, run, outcome, "stopped", "the sweep was stopped before this run started again")
+                    ready, _ = ray.wait(list(runs), num_returns=len(runs), timeout=poll)
+                    for ref in ready:
+                        run = runs.pop(ref)
+                        _advance(ray, run, ref, runs, outcome, display, submit, max_retries, poll, stopping, closing)
+                    display.draw([r.job for r in runs.values() if r.phase != "placing"],
+                                 outcome.counts(sum(r.phase == "placing" for r in runs.values())))
+                ray.wait(closing, num_returns=len(closing), timeout=30)  # temporary folders removed before shutdown
+            except BaseException as e:  # the driver itself failed: end the runs; each resumes on the next sweep
+                for run in runs.values():
+                    _drop(ray, run, outcome, "stopped", f"the sweep's driver ended ({type(e).__name__}: {e}); "
+                                                        "running the sweep again resumes it")
+                raise
     finally:
         marker.unlink(missing_ok=True)
         ray.shutdown()
-    display.event(final_line(outcome))
+    display.event(outcome.final_line())
     return outcome
 
 
@@ -281,7 +271,7 @@ def _first_line(e: BaseException) -> str:
     return (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
 
 
-def _drop(ray, run: _Run, outcome: dict, state: str, reason: str, display: Display | None = None) -> None:
+def _drop(ray, run: _Run, outcome: Outcome, state: str, reason: str, display: Display | None = None) -> None:
     """End a run's actor and file the run as stopped or failed (its status says why)."""
     try:
         ray.kill(run.actor)
@@ -294,7 +284,7 @@ def _drop(ray, run: _Run, outcome: dict, state: str, reason: str, display: Displ
         display.event(f"{'FAILED' if state == 'failed' else 'stopped'} {run.job.label}: {reason}")
 
 
-def _advance(ray, run: _Run, ref, runs: dict, outcome: dict, display: Display, submit, max_retries: int,
+def _advance(ray, run: _Run, ref, runs: dict, outcome: Outcome, display: Display, submit, max_retries: int,
              poll: float, stopping: bool, closing: list) -> None:
     """One reply from a run's actor: placed, started, polled, or its worker gone."""
     job = run.job
@@ -342,7 +332,7 @@ def _advance(ray, run: _Run, ref, runs: dict, outcome: dict, display: Display, s
     else:
         _write_back(job.run_dir, reply["files"])
         if reply["returncode"] is not None:
-            settle(job, reply["returncode"], stopping or run.phase == "stopping", outcome, display)
+            outcome.settle(job, reply["returncode"], stopping or run.phase == "stopping", display)
             closing.append(run.actor.close.remote())  # the actor ends once this handle goes
             return
     if stopping and run.phase != "stopping":  # the child checkpoints and says it stopped

@@ -1,36 +1,42 @@
-"""Reports: the three notebooks exported to HTML, and each main chart as PNG and SVG."""
+"""Reports: the comparison notebook exported to HTML once per comparison, and each main chart
+as PNG and SVG. Works from an installed nbkit: the notebook is part of the package."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
-
 from .comparisons import COMPARISONS
-from .workbench import REPO, build_view, datasets, load, variant_options
+from .reader import read_runs
+from .workbench import build_view, datasets, variant_options
 
-NOTEBOOKS = REPO / "notebooks"
+NOTEBOOK = Path(__file__).with_name("notebook.py")  # the one comparison notebook
 
 
 def export_notebook(name: str, runs_dir: Path, out: Path) -> Path:
-    """Run notebooks/<name>.py on runs_dir and write its HTML; a failing cell is an error."""
+    """Run the comparison notebook for comparison `name` on runs_dir and write its HTML; a
+    failing cell is an error."""
     target = out / f"{name}.html"
     tmp = out / f".{name}.html.tmp"
-    cmd = [sys.executable, "-m", "marimo", "export", "html", str(NOTEBOOKS / f"{name}.py"), "-o", str(tmp),
-           "--force", "--", "--runs-dir", str(runs_dir)]
-    done = subprocess.run(cmd, capture_output=True, text=True)
+    with tempfile.TemporaryDirectory() as scratch:  # marimo leaves a session snapshot beside what it exports
+        source = Path(shutil.copy(NOTEBOOK, scratch))
+        cmd = [sys.executable, "-m", "marimo", "export", "html", str(source), "-o", str(tmp),
+               "--force", "--", "--comparison", name, "--runs-dir", str(runs_dir)]
+        done = subprocess.run(cmd, capture_output=True, text=True)
     text = done.stdout + done.stderr
     if done.returncode != 0 or "failed to execute" in text or not tmp.exists():
         tmp.unlink(missing_ok=True)
-        raise RuntimeError(f"exporting notebooks/{name}.py failed: {text.strip().splitlines()[-1] if text.strip() else done.returncode}")
+        raise RuntimeError(f"exporting the {name} comparison failed: {text.strip().splitlines()[-1] if text.strip() else done.returncode}")
     tmp.replace(target)
     return target
 
 
 def export_figures(runs_dir: Path, out: Path, dataset: str | None = None) -> list[Path]:
     """Each comparison's main charts (mean and min-max band over seeds) as PNG and SVG."""
-    metrics, runs = load(runs_dir)
+    metrics, runs = read_runs(runs_dir)
     written = []
     if runs.is_empty() or metrics.is_empty():
         return written

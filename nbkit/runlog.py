@@ -1,26 +1,56 @@
-"""Run logs: the contract between the trainer and everything that reads runs.
+"""The run directory: the contract between the trainer and everything that reads runs.
 
-<runs-dir>/<dataset>/<variant>/<run-id>/
-    config.json     resolved settings, dataset, seed, versions, device, start time
-    metrics.jsonl   one JSON object per line: step, split, time, metrics
-    status.json     state (running, done, failed, stopped), step, images_per_second, reason
-    checkpoint.pt   model, optimiser, step, RNG states, settings
+<runs-dir>/                     resolved by runs_dir(): the same for the CLI, notebooks and reports
+    <dataset>/<variant>/<run-id>/
+        config.json     variant, label, run id, seed, resolved settings, dataset, parameters,
+                        steps per epoch, world size, versions, device, start time
+        metrics.jsonl   one JSON object per line: step, split, time, then the split's measures
+        status.json     state (running, done, failed, stopped), step, images_per_second, reason
+        checkpoint.pt   model, optimiser, step, RNG states, data order, settings
+        train.log       a sweep's child output
+        .lock           held (flock) by the one process writing the run
+    .sweeps/            sweeps launched from a notebook (nbkit.background) and Ray markers
+
+This module owns the layout, the writer, claiming and locking a run directory, checkpoints,
+resume checks, marking a run on its behalf, and reading a single run's files. Frames over many
+runs are built by nbkit.reader.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
+import time
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Iterator
 
-if TYPE_CHECKING:  # polars is imported where frames are built: training and its workers need no polars
-    import polars as pl
+from .errors import RunBusy
+from .settings import Settings
 
 STATES = ("running", "done", "failed", "stopped")
 CONFIG, METRICS, STATUS, CHECKPOINT = "config.json", "metrics.jsonl", "status.json", "checkpoint.pt"
+TRAIN_LOG, LOCK, SWEEPS = "train.log", ".lock", ".sweeps"
+RUNS_DIR_ENV = "NBKIT_RUNS_DIR"
 
+
+def runs_dir(value: str | Path | None = None) -> Path:
+    """The runs directory, as an absolute path: the value given (relative to the working
+    directory), else $NBKIT_RUNS_DIR, else artifacts/runs of the project, which is the nearest
+    folder at or above the working directory holding pyproject.toml or .git (else the working
+    directory itself). So `nbkit train` run anywhere in the project writes where the notebooks read."""
+    value = value or os.environ.get(RUNS_DIR_ENV)
+    if value:
+        return Path(os.path.abspath(os.path.expanduser(str(value))))
+    here = Path.cwd()
+    project = next((d for d in (here, *here.parents) if (d / "pyproject.toml").is_file() or (d / ".git").exists()),
+                   here)
+    return project / "artifacts" / "runs"
+
+
+# --- writing ---------------------------------------------------------------------------------
 
 def write_json_atomic(path: Path, data: dict) -> None:
     """Write to a temporary file and rename, so a reader never sees half a file."""
@@ -53,6 +83,15 @@ class RunWriter:
         self._metrics.close()
 
 
+class NoWriter:
+    """What the processes of a torchrun run other than rank 0 write: nothing."""
+
+    def config(self, config): pass
+    def status(self, state, step, **fields): pass
+    def metrics(self, rows): pass
+    def close(self): pass
+
+
 def truncate_metrics(path: Path, last_step: int) -> None:
     """Keep only whole rows up to last_step (a resumed run redoes the rest); atomic rewrite."""
     if not path.exists():
@@ -69,6 +108,31 @@ def truncate_metrics(path: Path, last_step: int) -> None:
     os.replace(tmp, path)
 
 
+def mark(run_dir: Path, state: str, reason: str) -> None:
+    """Set a run's state on its behalf (its process could not say so itself: killed, lost)."""
+    assert state in STATES, state
+    status = read_status(run_dir) or {"step": 0}
+    status.update(state=state, reason=reason)
+    run_dir.mkdir(parents=True, exist_ok=True)  # a run that never reached this machine has no folder yet
+    write_json_atomic(run_dir / STATUS, status)
+
+
+# --- claiming a run directory ----------------------------------------------------------------
+
+def writable(path: str | Path) -> Path:
+    """Create the directory if needed and prove it takes a file, or say so in one line."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".write-test-{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        raise ValueError(f"runs directory {path} is not writable ({e.strerror or type(e).__name__}); "
+                         "expected a directory this user can write, see --runs-dir") from None
+    return path
+
+
 def new_run_dir(runs_dir: Path, dataset: str, variant: str, run_id: str) -> Path:
     """Claim a fresh run directory atomically (mkdir fails if another process has it)."""
     parent = Path(runs_dir) / dataset / variant
@@ -83,21 +147,112 @@ def new_run_dir(runs_dir: Path, dataset: str, variant: str, run_id: str) -> Path
     raise RuntimeError(f"could not claim a run directory under {parent}")
 
 
-# --- reading -------------------------------------------------------------------------------
-
-def _read_json(path: Path) -> dict | None:
+@contextlib.contextmanager
+def exclusive(run_dir: Path) -> Iterator[None]:
+    """Hold an exclusive lock on the run directory while inside; the OS drops it when the
+    process dies, even by SIGKILL."""
+    fd = os.open(run_dir / LOCK, os.O_CREAT | os.O_RDWR, 0o644)
     try:
-        return json.loads(path.read_text())
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RunBusy(f"{run_dir} is being written by another process") from None
+        yield
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def open_run(run_dir: str | Path | None, runs_dir: str | Path, dataset: str, variant: str, seed: int, *,
+             resume: bool = False, restart: bool = False) -> Iterator[Path]:
+    """Claim a run directory for this process and hold its lock while inside.
+
+    run_dir None: a new timestamped folder under runs_dir/dataset/variant. resume: the folder
+    must hold a run (its checkpoint is loaded by the caller, inside). restart: an earlier attempt
+    that never reached a checkpoint is cleared. A finished run or one held by another process
+    raises RunBusy; a folder that already holds a run raises ValueError.
+    """
+    if run_dir is None:
+        run_dir = new_run_dir(writable(runs_dir), dataset, variant, f"{time.strftime('%Y%m%d-%H%M%S')}-s{seed}")
+    run_dir = Path(run_dir)
+    if resume and not (run_dir / CONFIG).exists():
+        raise ValueError(f"cannot resume {run_dir}: it holds no run ({CONFIG} is missing)")
+    writable(run_dir)
+    with exclusive(run_dir):  # from here on this process alone writes the run
+        if read_status(run_dir).get("state") == "done":  # e.g. finished by a concurrent sweep meanwhile
+            raise RunBusy(f"{run_dir} already holds a finished run; nothing to do")
+        if not resume and (run_dir / CONFIG).exists():
+            if not restart or (run_dir / CHECKPOINT).exists():
+                raise ValueError(f"{run_dir} already holds a run; use --resume to continue it")
+            for name in (CONFIG, METRICS, STATUS):  # an attempt that never reached a checkpoint
+                (run_dir / name).unlink(missing_ok=True)
+        yield run_dir
+
+
+# --- checkpoints and resuming ----------------------------------------------------------------
+
+def save_checkpoint(run_dir: Path, checkpoint: dict) -> None:
+    """A plain dict of tensors and numbers, written whole or not at all."""
+    import torch
+
+    tmp = run_dir / f".{CHECKPOINT}.tmp"
+    torch.save(checkpoint, tmp)
+    os.replace(tmp, run_dir / CHECKPOINT)
+
+
+def load_checkpoint(run_dir: str | Path, device, settings: Settings | None = None) -> dict:
+    """The run's last checkpoint; with settings, refused unless it was made with them."""
+    import torch
+
+    path = Path(run_dir) / CHECKPOINT
+    try:  # weights_only: a crafted pickle cannot run code
+        state = torch.load(path, map_location=device, weights_only=True)
+    except FileNotFoundError:
+        raise ValueError(f"cannot resume {run_dir}: it has no {CHECKPOINT} yet") from None
+    except Exception as e:
+        raise ValueError(f"cannot resume {run_dir}: {CHECKPOINT} is corrupt or not a checkpoint "
+                         f"({type(e).__name__})") from None
+    if settings is not None and state.get("settings") != settings.to_dict():
+        raise ValueError(f"cannot resume {run_dir}: its checkpoint was made with other settings")
+    return state
+
+
+def resume_settings(run_dir: str | Path, overrides: dict | None = None) -> tuple[str, Settings]:
+    """The variant and settings of an existing run; overrides that change them are refused."""
+    try:
+        config = json.loads((Path(run_dir) / CONFIG).read_text())
+        settings = Settings(**config["settings"])
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"cannot resume {run_dir}: no readable {CONFIG} ({type(e).__name__})") from None
+    if overrides:
+        changed = settings.replace(**overrides)
+        diff = {k: v for k, v in changed.to_dict().items() if settings.to_dict()[k] != v}
+        if diff:
+            raise ValueError(f"cannot resume {run_dir} with a different config (changed: {diff}); "
+                             "start a new run instead")
+    return config["variant"], settings
+
+
+# --- reading one run -------------------------------------------------------------------------
+
+def read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(Path(path).read_text())
     except (OSError, json.JSONDecodeError):
         return None
 
 
-def read_status(run_dir: Path) -> dict:
+def read_config(run_dir: str | Path) -> dict | None:
+    """A run's config.json, or None when there is none (or it cannot be read)."""
+    return read_json(Path(run_dir) / CONFIG)
+
+
+def read_status(run_dir: str | Path) -> dict:
     """A run's status.json, or {} when there is none yet (or it cannot be read)."""
-    return _read_json(Path(run_dir) / STATUS) or {}
+    return read_json(Path(run_dir) / STATUS) or {}
 
 
-def read_metrics(path: Path) -> list[dict]:
+def read_metrics(path: str | Path) -> list[dict]:
     """Rows of one metrics.jsonl; a truncated or garbage line is skipped with a warning."""
     rows = []
     try:
@@ -121,65 +276,3 @@ def read_metrics(path: Path) -> list[dict]:
             continue
         rows.append(row)
     return rows
-
-
-def find_runs(runs_dir: str | Path, dataset: str | None = None) -> list[Path]:
-    root = Path(runs_dir)
-    if not root.is_dir():
-        return []
-    pattern = f"{dataset}/*/*/{CONFIG}" if dataset else f"*/*/*/{CONFIG}"
-    return sorted(p.parent for p in root.glob(pattern))
-
-
-def run_info(run_dir: Path) -> dict | None:
-    config = _read_json(run_dir / CONFIG)
-    if config is None:
-        return None
-    status = read_status(run_dir) or {"state": "running", "step": 0}
-    return {
-        "run_id": run_dir.name, "path": str(run_dir),
-        "dataset": config.get("dataset", {}).get("name", run_dir.parent.parent.name),
-        "variant": config.get("variant", run_dir.parent.name), "seed": config.get("seed"),
-        "state": status.get("state"), "last_step": status.get("step"),
-        "images_per_second": status.get("images_per_second"), "reason": status.get("reason"),
-        "parameters": config.get("parameters"), "steps_per_epoch": config.get("steps_per_epoch"),
-        "max_steps": config.get("settings", {}).get("max_iter"), "label": config.get("label"),
-    }
-
-
-ID_COLUMNS = ["run_id", "dataset", "variant", "seed"]
-
-
-def read_runs(runs_dir: str | Path, dataset: str | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """(metrics, runs): every logged point of every run as one frame, and one row per run."""
-    import polars as pl
-
-    infos, frames = [], []
-    for run_dir in find_runs(runs_dir, dataset):
-        info = run_info(run_dir)
-        if info is None:
-            continue
-        infos.append(info)
-        rows = read_metrics(run_dir / METRICS)
-        if rows:
-            frame = pl.from_dicts(rows, infer_schema_length=None)
-            frames.append(frame.with_columns(
-                *(pl.lit(info[c]).alias(c) for c in ID_COLUMNS), pl.lit(info["path"]).alias("path")))
-    runs = pl.from_dicts(infos, infer_schema_length=None) if infos else pl.DataFrame()
-    if not frames:
-        return pl.DataFrame(), runs
-    metrics = pl.concat(frames, how="diagonal_relaxed")
-    metrics = metrics.select(*ID_COLUMNS, "path", pl.exclude(*ID_COLUMNS, "path"))
-    return metrics, runs
-
-
-def best_per_run(metrics: pl.DataFrame, split: str, by: str = "acc_top1") -> pl.DataFrame:
-    """Each run's best `by` on `split` and its step; ties go to the earlier step."""
-    import polars as pl
-
-    if metrics.is_empty() or "split" not in metrics.columns:
-        return pl.DataFrame()
-    return (metrics.filter(pl.col("split") == split)
-            .sort(["path", by, "step"], descending=[False, True, False])
-            .group_by("path", maintain_order=True).first()
-            .select(*ID_COLUMNS, "path", "split", "step", by))

@@ -1,4 +1,5 @@
-"""The original's two tables: best train_200 and best test top-1 per run, as markdown."""
+"""Markdown from the tables: the original's two tables (best train_200 and best test top-1 per
+run), one row per variant across seeds, and findings in plain sentences."""
 
 from __future__ import annotations
 
@@ -7,18 +8,10 @@ from pathlib import Path
 import polars as pl
 
 from .escape import md_text
-from .runlog import best_per_run, read_runs
+from .reader import read_runs
+from .tables import original_tables, per_variant
 
-
-def best_tables(metrics: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """(train_200, test): each run's best top-1 and its step, best first, as the original sorted."""
-    out = []
-    for split in ("train_200", "test"):
-        best = best_per_run(metrics, split)
-        if not best.is_empty():
-            best = best.sort(["acc_top1", "path"], descending=[True, False])
-        out.append(best)
-    return out[0], out[1]
+OVERFIT_TRAIN_200 = 0.95  # train_200 top-1 at or above this counts as memorised
 
 
 def markdown_table(frame: pl.DataFrame, columns: list[str], align: str) -> str:
@@ -39,7 +32,7 @@ def summary_markdown(runs_dir: str | Path, dataset: str | None = None) -> str:
     if metrics.is_empty():
         where = f"{runs_dir}" + (f" for dataset {dataset}" if dataset else "")
         return f"No runs with metrics under {where}. Train one with: python -m nbkit train resnet18"
-    train_200, test = best_tables(metrics)
+    train_200, test = original_tables(metrics)
     root = Path(runs_dir)
     parts = []
     for title, table in (("Train Subset Results", train_200), ("Test Set Results", test)):
@@ -55,8 +48,6 @@ def summary_markdown(runs_dir: str | Path, dataset: str | None = None) -> str:
 
 def variant_markdown(runs_dir: str | Path, dataset: str | None = None) -> str:
     """Per variant across seeds: best and final test top-1 (mean +- std), train_200 - test gap."""
-    from .tables import per_variant
-
     metrics, runs = read_runs(runs_dir, dataset)
     table = per_variant(metrics, runs)
     if table.is_empty():
@@ -72,3 +63,42 @@ def variant_markdown(runs_dir: str | Path, dataset: str | None = None) -> str:
         pl.col("images_per_second_mean").round(0).cast(pl.String).alias("img/s"))
     return markdown_table(table, ["variant", "seeds", "best test top-1", "final test top-1", "train_200 - test",
                                   "parameters", "img/s"], "lrrrrrr")
+
+
+def findings(table: pl.DataFrame, runs_per_run: pl.DataFrame, baseline: str = "resnet18") -> list[str]:
+    """Plain sentences computed from the per-variant table and the per-run rows."""
+    if table.is_empty():
+        return []
+    out = []
+    best = table.row(0, named=True)
+    spread = lambda r: (r["best_test_max"] - r["best_test_min"]) if r["seeds"] > 1 else None
+    text = (f"**{md_text(best['variant'])}** has the best test top-1: {best['best_test_mean']:.4f} "
+            f"(best step, mean of {best['seeds']} seed{'s' if best['seeds'] > 1 else ''}).")
+    base = table.filter(pl.col("variant") == baseline)
+    if best["variant"] != baseline and not base.is_empty():
+        b = base.row(0, named=True)
+        margin = best["best_test_mean"] - b["best_test_mean"]
+        widest = max((s for s in (spread(best), spread(b)) if s is not None), default=None)
+        if widest is None:
+            verdict = "with one seed each, the seeds' spread is unknown: run more seeds to tell"
+        elif margin > widest:
+            verdict = f"larger than the seeds' spread ({widest:.4f}), so the lead holds across seeds"
+        else:
+            verdict = f"within the seeds' spread ({widest:.4f}), so it may be noise"
+        text += f" Its margin over {md_text(baseline)} is {margin:+.4f}, {verdict}."
+    out.append(text)
+    if not runs_per_run.is_empty() and "best_train_200" in runs_per_run.columns:
+        over = (runs_per_run.filter(pl.col("best_train_200") >= OVERFIT_TRAIN_200)
+                .group_by("variant").agg(pl.col("best_test").mean()).sort("variant"))
+        if over.height:
+            names = ", ".join(f"{md_text(v)} (test {t:.3f})" for v, t in over.iter_rows())
+            out.append(f"Overfitting: {names} reached train_200 top-1 of at least {OVERFIT_TRAIN_200} "
+                       "while test top-1 stayed far below.")
+    worst = table.row(table.height - 1, named=True)
+    if table.height > 1:
+        out.append(f"Lowest test top-1: **{md_text(worst['variant'])}** at {worst['best_test_mean']:.4f}.")
+    if "test_at_best_val_mean" in table.columns:
+        diff = (table["best_test_mean"] - table["test_at_best_val_mean"]).mean()
+        out.append(f"Picking the step on the test set itself (as the original did) flatters test top-1 by "
+                   f"{diff:.4f} on average over picking it on the val split.")
+    return out

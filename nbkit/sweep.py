@@ -1,8 +1,9 @@
-"""Sweeps: a queue of runs, K at a time per GPU (or on the CPU), each in its own process.
+"""Sweeps: a plan of runs, each a `nbkit train` child process, K at a time per GPU (or on the CPU).
 
 A run's directory is fixed by its settings and seed, so a second invocation finds its runs:
 finished ones are skipped, interrupted ones resume from their checkpoint. A failed run does
-not stop the others.
+not stop the others. The Ray backend (nbkit.ray_backend) places the same jobs on a cluster
+through this module's public surface: plan, Job, job_state, command, Display, Outcome, begin.
 """
 
 from __future__ import annotations
@@ -19,19 +20,17 @@ from pathlib import Path
 
 from .comparisons import expand
 from .data import dataset_name
-from .runlog import CHECKPOINT, CONFIG, STATUS, read_status
+from .errors import BUSY, stop_signals
+from .runlog import CHECKPOINT, CONFIG, TRAIN_LOG, mark, read_status
 from .settings import Settings
 from .variants import get_variant
-
-BUSY_EXIT = 75  # a child that finds its run directory locked by another process
 
 
 @dataclass
 class Job:
     variant: str
-    settings: Settings
+    settings: Settings  # resolved, seed included: the child trains with exactly these
     run_dir: Path
-    overrides: dict
 
     @property
     def label(self) -> str:
@@ -45,6 +44,7 @@ def settings_key(s: Settings) -> str:
 
 
 def plan(names: list[str], seeds: int, overrides: dict, runs_dir: str | Path) -> list[Job]:
+    """The runs of comparisons or variants, `seeds` seeds each counting up from the seed setting."""
     if seeds < 1:
         raise ValueError(f"--seeds expects at least 1, got {seeds}")
     jobs = []
@@ -53,7 +53,7 @@ def plan(names: list[str], seeds: int, overrides: dict, runs_dir: str | Path) ->
         for seed in range(base.seed, base.seed + seeds):
             s = base.replace(seed=seed)
             run_dir = Path(runs_dir) / dataset_name(s.dataset) / variant / f"{settings_key(s)}-s{seed}"
-            jobs.append(Job(variant, s, run_dir, {**overrides, "seed": seed}))
+            jobs.append(Job(variant, s, run_dir))
     return jobs
 
 
@@ -66,16 +66,16 @@ def job_state(job: Job) -> str:
     return "new"
 
 
-def _command(job: Job, device: str, label: str | None = None) -> list[str]:
-    """The child's command line: resume from the checkpoint, begin again, or start."""
+def command(job: Job, device: str, label: str | None = None) -> list[str]:
+    """The child's command line: resume from the checkpoint, begin again, or start. The settings
+    travel whole, as JSON: the child trains with exactly the job's."""
     cmd = [sys.executable, "-m", "nbkit", "train"]
     if job_state(job) == "resume":
         return cmd + ["--resume", str(job.run_dir), "--device", device]
     # an attempt that never reached a checkpoint begins again (the child clears it under its lock)
     restart = ["--restart"] if (job.run_dir / CONFIG).exists() else []
-    sets = [f"{k}={'none' if v is None else v}" for k, v in job.overrides.items()]
     return cmd + [job.variant, "--run-dir", str(job.run_dir), "--device", device, *restart,
-                  *(["--label", label] if label else []), "--set", *sets]
+                  *(["--label", label] if label else []), "--settings-json", json.dumps(job.settings.to_dict())]
 
 
 def slots(device: str, jobs_per_device: int) -> list[tuple[str, dict]]:
@@ -111,12 +111,12 @@ class Display:
             self.stream.write(f"\x1b[{self.drawn}F\x1b[J")
             self.drawn = 0
 
-    def draw(self, running: dict, counts: dict) -> None:
+    def draw(self, running: list[Job], counts: dict) -> None:
         if not self.tty:
             return
         self._clear()
         lines = []
-        for job in running.values():
+        for job in running:
             st = read_status(job.run_dir)
             step, total = st.get("step", 0), job.settings.max_iter
             bar = "#" * int(20 * step / total) + "." * (20 - int(20 * step / total))
@@ -129,107 +129,58 @@ class Display:
         self.drawn = len(lines)
 
 
-def run_sweep(jobs: list[Job], device: str = "auto", jobs_per_device: int = 1, poll: float = 0.5,
-              stream=None, label: str | None = None) -> dict[str, list[Job]]:
-    """Run every job not yet done; returns the jobs by outcome (done, skipped, failed, stopped)."""
-    outcome = new_outcome()
-    queue = []
+class Outcome(dict):
+    """The sweep's jobs by how they ended: done, skipped (finished before), failed, stopped, and
+    busy (left to another process writing the same run)."""
+
+    def __init__(self):
+        super().__init__(done=[], skipped=[], failed=[], stopped=[], busy=[])
+
+    def settle(self, job: Job, returncode: int, stopping: bool, display: Display) -> None:
+        """File a finished child's run (from its exit code and status.json)."""
+        state = read_status(job.run_dir).get("state")
+        if state == "running" and returncode < 0:  # killed before it could say so itself
+            state = "stopped" if stopping else "failed"
+            mark(job.run_dir, state, f"the process was killed by {signal.Signals(-returncode).name}; "
+                                     "running the sweep again resumes it from its last checkpoint")
+        if returncode == 0 and state == "done":
+            self["done"].append(job)
+            display.event(f"done {job.label}")
+        elif returncode == BUSY:
+            self["busy"].append(job)
+            display.event(f"skipped {job.label}: another process is writing it")
+        elif state == "stopped" or stopping:
+            self["stopped"].append(job)
+            display.event(f"stopped {job.label} (resume by running the sweep again)")
+        else:
+            self["failed"].append(job)
+            why = read_status(job.run_dir).get("reason") or last_line(job.run_dir / TRAIN_LOG)
+            display.event(f"FAILED {job.label}: {why}")
+
+    def counts(self, queued: int) -> dict:
+        c = {k: len(v) for k, v in self.items()} | {"queued": queued}
+        c["done"] += c.pop("skipped") + c.pop("busy")
+        return c
+
+    def final_line(self) -> str:
+        return (f"sweep: {len(self['done'])} done, {len(self['skipped'])} skipped, "
+                f"{len(self['failed'])} failed, {len(self['stopped'])} stopped"
+                + (f", {len(self['busy'])} left to another process" if self["busy"] else ""))
+
+
+def begin(jobs: list[Job], stream=None) -> tuple[Outcome, list[Job], Display]:
+    """Every sweep's start: finished runs are skipped; the rest queue."""
+    outcome, queue = Outcome(), []
     for job in jobs:
         (outcome["skipped"] if job_state(job) == "done" else queue).append(job)
     display = Display(len(jobs), stream)
     if outcome["skipped"]:
         display.event(f"sweep: skipping {len(outcome['skipped'])} finished run(s)")
-    free = slots(device, jobs_per_device)
-    running: dict[subprocess.Popen, tuple[Job, tuple]] = {}
-    stopping = False
-
-    def stop(signum, frame):
-        nonlocal stopping
-        stopping = True
-        for p in running:
-            p.send_signal(signal.SIGTERM)
-
-    old = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        while queue or running:
-            while queue and free and not stopping:
-                job, slot = queue.pop(0), free.pop(0)
-                job.run_dir.mkdir(parents=True, exist_ok=True)
-                action = "resuming" if job_state(job) == "resume" else "starting"
-                with open(job.run_dir / "train.log", "a") as log:
-                    p = subprocess.Popen(_command(job, slot[0], label), stdout=log, stderr=subprocess.STDOUT,
-                                         env={**os.environ, **slot[1]})
-                running[p] = (job, slot)
-                display.event(f"{action} {job.label} -> {job.run_dir}")
-            for p in [p for p in running if p.poll() is not None]:
-                job, slot = running.pop(p)
-                free.append(slot)
-                settle(job, p.returncode, stopping, outcome, display)
-            if stopping:
-                outcome["stopped"] += queue
-                queue = []
-            display.draw({id(p): j for p, (j, _) in running.items()}, counts(outcome, queue))
-            time.sleep(poll if running else 0)
-    finally:
-        for s, h in old.items():
-            signal.signal(s, h)
-    display.event(final_line(outcome))
-    return outcome
+    return outcome, queue, display
 
 
-def new_outcome() -> dict[str, list[Job]]:
-    return {"done": [], "skipped": [], "failed": [], "stopped": [], "busy": []}
-
-
-def settle(job: Job, returncode: int, stopping: bool, outcome: dict, display: Display) -> None:
-    """File a finished child's run under its outcome (from its exit code and status.json)."""
-    state = read_status(job.run_dir).get("state")
-    if state == "running" and returncode < 0:  # killed before it could say so itself
-        state = "stopped" if stopping else "failed"
-        _mark_killed(job.run_dir, -returncode, state)
-    if returncode == 0 and state == "done":
-        outcome["done"].append(job)
-        display.event(f"done {job.label}")
-    elif returncode == BUSY_EXIT:
-        outcome["busy"].append(job)
-        display.event(f"skipped {job.label}: another process is writing it")
-    elif state == "stopped" or stopping:
-        outcome["stopped"].append(job)
-        display.event(f"stopped {job.label} (resume by running the sweep again)")
-    else:
-        outcome["failed"].append(job)
-        why = read_status(job.run_dir).get("reason") or _last_line(job.run_dir / "train.log")
-        display.event(f"FAILED {job.label}: {why}")
-
-
-def counts(outcome: dict, queue: list) -> dict:
-    c = {k: len(v) for k, v in outcome.items()} | {"queued": len(queue)}
-    c["done"] += c.pop("skipped") + c.pop("busy")
-    return c
-
-
-def final_line(outcome: dict) -> str:
-    return (f"sweep: {len(outcome['done'])} done, {len(outcome['skipped'])} skipped, "
-            f"{len(outcome['failed'])} failed, {len(outcome['stopped'])} stopped"
-            + (f", {len(outcome['busy'])} left to another process" if outcome["busy"] else ""))
-
-
-def _mark_killed(run_dir: Path, signum: int, state: str) -> None:
-    mark(run_dir, state, f"the process was killed by {signal.Signals(signum).name}; "
-                         "running the sweep again resumes it from its last checkpoint")
-
-
-def mark(run_dir: Path, state: str, reason: str) -> None:
-    """Set a run's state on its behalf (it could not say so itself)."""
-    from .runlog import write_json_atomic
-
-    status = read_status(run_dir) or {"step": 0}
-    status.update(state=state, reason=reason)
-    run_dir.mkdir(parents=True, exist_ok=True)  # a run that never reached this machine has no folder yet
-    write_json_atomic(run_dir / STATUS, status)
-
-
-def _last_line(path: Path) -> str:
+def last_line(path: Path) -> str:
+    """The last line a child wrote (its error, when it failed before writing a status)."""
     try:
         lines = [l for l in path.read_text().splitlines() if l.strip()]
         return lines[-1][-300:] if lines else "no output"
@@ -237,18 +188,36 @@ def _last_line(path: Path) -> str:
         return "no output"
 
 
-def launch(args: list[str], log_path: str | Path) -> subprocess.Popen:
-    """Start `nbkit sweep ARGS` in the background in its own session (for notebooks)."""
-    log_path = Path(log_path)
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "a") as log:
-        return subprocess.Popen([sys.executable, "-m", "nbkit", "sweep", *args], stdout=log,
-                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+def run_sweep(jobs: list[Job], device: str = "auto", jobs_per_device: int = 1, poll: float = 0.5,
+              stream=None, label: str | None = None) -> Outcome:
+    """Run every job not yet done in local processes; returns the jobs by outcome."""
+    outcome, queue, display = begin(jobs, stream)
+    free = slots(device, jobs_per_device)
+    running: dict[subprocess.Popen, tuple[Job, tuple]] = {}
 
+    def stop_children(_signal_name: str) -> None:
+        for p in running:
+            p.send_signal(signal.SIGTERM)  # each run checkpoints and marks itself stopped
 
-def stop(pid: int) -> None:
-    """End a launched sweep cleanly: its runs checkpoint and mark themselves stopped."""
-    try:
-        os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        pass
+    with stop_signals(stop_children) as stop_requested:
+        while queue or running:
+            while queue and free and not stop_requested:
+                job, slot = queue.pop(0), free.pop(0)
+                job.run_dir.mkdir(parents=True, exist_ok=True)
+                action = "resuming" if job_state(job) == "resume" else "starting"
+                with open(job.run_dir / TRAIN_LOG, "a") as log:
+                    p = subprocess.Popen(command(job, slot[0], label), stdout=log, stderr=subprocess.STDOUT,
+                                         env={**os.environ, **slot[1]})
+                running[p] = (job, slot)
+                display.event(f"{action} {job.label} -> {job.run_dir}")
+            for p in [p for p in running if p.poll() is not None]:
+                job, slot = running.pop(p)
+                free.append(slot)
+                outcome.settle(job, p.returncode, bool(stop_requested), display)
+            if stop_requested:
+                outcome["stopped"] += queue
+                queue = []
+            display.draw([job for job, _ in running.values()], outcome.counts(len(queue)))
+            time.sleep(poll if running else 0)
+    display.event(outcome.final_line())
+    return outcome

@@ -1,21 +1,29 @@
-"""Tables and findings over run logs, as Polars frames and markdown sentences.
+"""Every table over run logs, as Polars frames (rendered as markdown by nbkit.summary, shown as
+tables by the notebooks):
 
-- the original's two tables (best train_200 and best test top-1 per run, with the step);
-- per variant across seeds: final and best test top-1 (mean, std), step of the best, the
-  generalisation gap, parameters, wall time, images/s; with a val split, test top-1 at the
-  best validation step beside the best-on-test column;
-- findings computed from those frames.
+- each run's best top-1 on a split and its step, and the original's two tables built from it
+  (best train_200 and best test top-1 per run);
+- per run: final and best numbers; per variant across seeds: final and best test top-1 (mean,
+  std), step of the best, the generalisation gap, parameters, wall time, images/s; with a val
+  split, test top-1 at the best validation step beside the best-on-test column;
+- the runs still in progress.
 """
 
 from __future__ import annotations
 
 import polars as pl
 
-from .escape import md_text
-from .runlog import best_per_run
-from .summary import best_tables
+from .reader import ID_COLUMNS
 
-OVERFIT_TRAIN_200 = 0.95  # train_200 top-1 at or above this counts as memorised
+
+def best_per_run(metrics: pl.DataFrame, split: str, by: str = "acc_top1") -> pl.DataFrame:
+    """Each run's best `by` on `split` and its step; ties go to the earlier step."""
+    if metrics.is_empty() or "split" not in metrics.columns:
+        return pl.DataFrame()
+    return (metrics.filter(pl.col("split") == split)
+            .sort(["path", by, "step"], descending=[False, True, False])
+            .group_by("path", maintain_order=True).first()
+            .select(*ID_COLUMNS, "path", "split", "step", by))
 
 
 def per_run(metrics: pl.DataFrame, runs: pl.DataFrame) -> pl.DataFrame:
@@ -71,7 +79,14 @@ def per_variant(metrics: pl.DataFrame, runs: pl.DataFrame, variants: list[str] |
 
 
 def original_tables(metrics: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
-    return best_tables(metrics)
+    """(train_200, test): each run's best top-1 and its step, best first, as the original sorted."""
+    out = []
+    for split in ("train_200", "test"):
+        best = best_per_run(metrics, split)
+        if not best.is_empty():
+            best = best.sort(["acc_top1", "path"], descending=[True, False])
+        out.append(best)
+    return out[0], out[1]
 
 
 def display(frame: pl.DataFrame, digits: int = 4) -> pl.DataFrame:
@@ -81,40 +96,10 @@ def display(frame: pl.DataFrame, digits: int = 4) -> pl.DataFrame:
     return frame.with_columns(pl.col(pl.Float64, pl.Float32).round(digits))
 
 
-def findings(table: pl.DataFrame, runs_per_run: pl.DataFrame, baseline: str = "resnet18") -> list[str]:
-    """Plain sentences computed from the per-variant table and the per-run rows."""
-    if table.is_empty():
-        return []
-    out = []
-    best = table.row(0, named=True)
-    spread = lambda r: (r["best_test_max"] - r["best_test_min"]) if r["seeds"] > 1 else None
-    text = (f"**{md_text(best['variant'])}** has the best test top-1: {best['best_test_mean']:.4f} "
-            f"(best step, mean of {best['seeds']} seed{'s' if best['seeds'] > 1 else ''}).")
-    base = table.filter(pl.col("variant") == baseline)
-    if best["variant"] != baseline and not base.is_empty():
-        b = base.row(0, named=True)
-        margin = best["best_test_mean"] - b["best_test_mean"]
-        widest = max((s for s in (spread(best), spread(b)) if s is not None), default=None)
-        if widest is None:
-            verdict = "with one seed each, the seeds' spread is unknown: run more seeds to tell"
-        elif margin > widest:
-            verdict = f"larger than the seeds' spread ({widest:.4f}), so the lead holds across seeds"
-        else:
-            verdict = f"within the seeds' spread ({widest:.4f}), so it may be noise"
-        text += f" Its margin over {md_text(baseline)} is {margin:+.4f}, {verdict}."
-    out.append(text)
-    if not runs_per_run.is_empty() and "best_train_200" in runs_per_run.columns:
-        over = (runs_per_run.filter(pl.col("best_train_200") >= OVERFIT_TRAIN_200)
-                .group_by("variant").agg(pl.col("best_test").mean()).sort("variant"))
-        if over.height:
-            names = ", ".join(f"{md_text(v)} (test {t:.3f})" for v, t in over.iter_rows())
-            out.append(f"Overfitting: {names} reached train_200 top-1 of at least {OVERFIT_TRAIN_200} "
-                       "while test top-1 stayed far below.")
-    worst = table.row(table.height - 1, named=True)
-    if table.height > 1:
-        out.append(f"Lowest test top-1: **{md_text(worst['variant'])}** at {worst['best_test_mean']:.4f}.")
-    if "test_at_best_val_mean" in table.columns:
-        diff = (table["best_test_mean"] - table["test_at_best_val_mean"]).mean()
-        out.append(f"Picking the step on the test set itself (as the original did) flatters test top-1 by "
-                   f"{diff:.4f} on average over picking it on the val split.")
-    return out
+def in_progress(runs: pl.DataFrame) -> pl.DataFrame:
+    """Runs still running: variant, seed, step of max_iter."""
+    if runs.is_empty():
+        return runs
+    return (runs.filter(pl.col("state") == "running")
+            .select("dataset", "variant", "seed", pl.col("last_step").alias("step"), pl.col("max_iter"),
+                    (pl.col("last_step") / pl.col("max_iter") * 100).round(1).alias("percent")))

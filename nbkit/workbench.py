@@ -1,36 +1,21 @@
-"""What the comparison notebooks and the Jupyter panel share: loading runs, building the
-view (charts, tables, findings), and launching or stopping background sweeps."""
+"""The comparison view that the notebooks and the Jupyter panel share: which datasets and
+variants to offer, the view itself (charts, tables, findings), and the notebooks' widgets."""
 
 from __future__ import annotations
 
-import datetime
-import json
-import os
-import signal
 from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
 
-from . import charts, tables
+from . import charts, runlog, summary, tables
 from .comparisons import Comparison
 from .escape import md_code
-from .runlog import read_runs
-from .sweep import launch
-
-REPO = Path(__file__).resolve().parents[1]
-SWEEPS = ".sweeps"  # launched sweeps, one JSON per process, inside the runs directory
 
 
 def default_runs_dir(cli_args: dict | None = None) -> str:
-    """--runs-dir after `--` on the marimo command line, NBKIT_RUNS_DIR, or the repo's artifacts/runs."""
-    if cli_args and cli_args.get("runs-dir"):
-        return str(cli_args["runs-dir"])
-    return os.environ.get("NBKIT_RUNS_DIR") or str(REPO / "artifacts" / "runs")
-
-
-def load(runs_dir: str | Path) -> tuple[pl.DataFrame, pl.DataFrame]:
-    return read_runs(runs_dir)
+    """--runs-dir after `--` on the marimo command line, else runlog.runs_dir()'s default."""
+    return str(runlog.runs_dir((cli_args or {}).get("runs-dir")))
 
 
 def datasets(runs: pl.DataFrame, comparison: Comparison) -> list[str]:
@@ -75,7 +60,7 @@ def build_view(metrics: pl.DataFrame, runs: pl.DataFrame, dataset: str, variants
     train_200, test = tables.original_tables(metrics)
     has_val = not metrics.is_empty() and "val" in set(metrics["split"].unique())
     return View(metrics, runs, shown, per_variant, per_run, train_200, test,
-                tables.findings(per_variant, per_run), has_val)
+                summary.findings(per_variant, per_run), has_val)
 
 
 def guidance(comparison: Comparison, runs_dir: str) -> str:
@@ -83,91 +68,8 @@ def guidance(comparison: Comparison, runs_dir: str) -> str:
     return (f"**No runs yet in {md_code(runs_dir)}.** Get some in one of three ways:\n\n"
             f"1. Use the launch form below (it starts `nbkit sweep` in the background).\n"
             f"2. From a terminal: {md_code(f'python -m nbkit sweep {comparison.name} --seeds 2 --runs-dir {runs_dir}')} "
-            f"(add `--dataset cifar10` or `--dataset PATH/TO/IMAGES.tar.xz`, `--max-steps 500` for a quick look).\n"
+            f"(add `--dataset cifar10` or `--dataset PATH/TO/IMAGES.tar.xz`, `--max-iter 500` for a quick look).\n"
             f"3. Point *runs directory* above at a folder that already holds runs.")
-
-
-# --- background sweeps ---------------------------------------------------------------------
-
-def launch_sweep(runs_dir: str | Path, variants: list[str], dataset: str, steps: int, seeds: int,
-                 device: str = "auto", jobs: int = 1, eval_every: int | None = None, backend: str = "local",
-                 address: str = "") -> dict:
-    """Start `nbkit sweep` in its own process; the notebook stays responsive. backend "ray"
-    sends the runs to a Ray cluster (address: auto, HOST:PORT, or empty for RAY_ADDRESS or a
-    new local instance); their logs land in runs_dir as local ones do."""
-    if not variants:
-        raise ValueError("pick at least one variant to launch")
-    if backend not in ("local", "ray"):
-        raise ValueError(f"backend expects local or ray, got {backend!r}")
-    runs_dir = Path(runs_dir)
-    args = [*variants, "--dataset", dataset, "--max-steps", str(int(steps)), "--seeds", str(int(seeds)),
-            "--jobs", str(int(jobs)), "--device", device, "--runs-dir", str(runs_dir), "--backend", backend]
-    if eval_every:
-        args += ["--eval-every", str(int(eval_every))]
-    if backend == "ray" and address.strip():
-        args += ["--address", address.strip()]
-    registry = runs_dir / SWEEPS
-    registry.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    proc = launch(args, registry / f"{stamp}.log")
-    _CHILDREN[proc.pid] = proc
-    info = {"pid": proc.pid, "args": args, "started": stamp, "log": str(registry / f"{stamp}.log")}
-    (registry / f"{proc.pid}.json").write_text(json.dumps(info))
-    return info
-
-
-_CHILDREN: dict = {}  # Popen objects of sweeps this process launched (to reap them)
-
-
-def _alive(pid: int) -> bool:
-    proc = _CHILDREN.get(pid)
-    if proc is not None:
-        return proc.poll() is None
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        return state != "Z"
-    except (OSError, IndexError):
-        try:
-            os.kill(pid, 0)
-            return True
-        except OSError:
-            return False
-
-
-def active_sweeps(runs_dir: str | Path) -> list[dict]:
-    registry = Path(runs_dir) / SWEEPS
-    out = []
-    for f in sorted(registry.glob("*.json")) if registry.is_dir() else []:
-        try:
-            info = json.loads(f.read_text())
-        except (OSError, ValueError):
-            continue
-        if _alive(info["pid"]):
-            out.append(info)
-        else:
-            f.unlink(missing_ok=True)
-    return out
-
-
-def stop_sweeps(runs_dir: str | Path) -> int:
-    """SIGTERM every active sweep: its runs checkpoint and are marked stopped."""
-    stopped = 0
-    for info in active_sweeps(runs_dir):
-        try:
-            os.kill(info["pid"], signal.SIGTERM)
-            stopped += 1
-        except ProcessLookupError:
-            pass
-    return stopped
-
-
-def progress(runs: pl.DataFrame) -> pl.DataFrame:
-    """Runs still running: variant, seed, step of max steps."""
-    if runs.is_empty():
-        return runs
-    return (runs.filter(pl.col("state") == "running")
-            .select("dataset", "variant", "seed", pl.col("last_step").alias("step"), pl.col("max_steps"),
-                    (pl.col("last_step") / pl.col("max_steps") * 100).round(1).alias("percent")))
 
 
 # --- widgets (marimo), defined once for the three notebooks -----------------------------------
@@ -201,7 +103,7 @@ def view_controls(metrics: pl.DataFrame, runs: pl.DataFrame, comparison: Compari
 
 def launch_controls(comparison: Comparison, runs: pl.DataFrame, dataset: str | None):
     """The launch form: variants, dataset, steps, seeds, device, runs at once, backend; its
-    value is launch_sweep's keyword arguments."""
+    value is background.launch_sweep's keyword arguments."""
     import marimo as mo
 
     source = "cifar100"
@@ -210,14 +112,14 @@ def launch_controls(comparison: Comparison, runs: pl.DataFrame, dataset: str | N
     elif dataset and not runs.is_empty():  # an image folder: where its runs read it, preferring a path that exists here
         sources = []
         for path in runs.filter(pl.col("dataset") == dataset)["path"]:
-            config = json.loads((Path(path) / "config.json").read_text())
+            config = runlog.read_config(path) or {}
             sources.append(config.get("dataset", {}).get("source"))
         sources = [x for x in dict.fromkeys(sources) if x]
         source = next((x for x in sources if Path(x).exists()), sources[0] if sources else source)
     return mo.ui.dictionary({
         "variants": mo.ui.multiselect(list(comparison.variants), value=list(comparison.variants[:2]), label="variants"),
         "dataset": mo.ui.text(value=source or "cifar100", label="dataset (name or path)", full_width=True),
-        "steps": mo.ui.number(start=1, stop=100000, value=5000, label="steps"),
+        "max_iter": mo.ui.number(start=1, stop=100000, value=5000, label="steps"),
         "seeds": mo.ui.number(start=1, stop=20, value=2, label="seeds"),
         "device": mo.ui.dropdown(["auto", "cpu", "cuda"], value="auto", label="device"),
         "jobs": mo.ui.number(start=1, stop=16, value=2, label="runs per GPU"),

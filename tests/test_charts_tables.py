@@ -1,8 +1,8 @@
 import polars as pl
 import pytest
 
-from nbkit import charts, curves, tables
-from nbkit.runlog import read_runs
+from nbkit import charts, curves, summary, tables
+from nbkit.reader import read_runs
 
 from .helpers import workbench_runs, write_run
 
@@ -95,7 +95,7 @@ def test_per_variant_table_matches_hand_computation(logs):
 def test_findings_name_the_best_variant_and_judge_the_margin(logs):
     metrics, runs = logs
     table = tables.per_variant(metrics, runs, ["resnet18", "toy-dilated", "vitn-12x256-8x8-lt"])
-    text = " ".join(tables.findings(table, tables.per_run(metrics, runs), baseline="toy-dilated"))
+    text = " ".join(summary.findings(table, tables.per_run(metrics, runs), baseline="toy-dilated"))
     assert "**resnet18** has the best test top-1: 0.5050" in text
     assert "margin over toy-dilated is +0.2000, larger than the seeds' spread (0.0100)" in text
     assert "Lowest test top-1: **toy-dilated**" in text
@@ -107,6 +107,6 @@ def test_val_split_puts_test_at_best_val_beside_best_on_test(tmp_path):
     metrics, runs = read_runs(tmp_path)
     row = tables.per_variant(metrics, runs).row(0, named=True)
     assert row["best_test_mean"] == pytest.approx(0.35) and row["test_at_best_val_mean"] == pytest.approx(0.30)
-    text = " ".join(tables.findings(tables.per_variant(metrics, runs), tables.per_run(metrics, runs)))
+    text = " ".join(summary.findings(tables.per_variant(metrics, runs), tables.per_run(metrics, runs)))
     assert "flatters test top-1 by 0.0500" in text
     assert "Overfitting: resnet18" in text

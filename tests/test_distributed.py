@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from nbkit import distributed
-from nbkit.runlog import read_metrics
 from nbkit.models import create_model
-from nbkit.train import resume_settings, train
+from nbkit.runlog import read_metrics, resume_settings
+from nbkit.train import train
 from nbkit.variants import resolve
 
 # resnet18-gn: no BatchNorm (SyncBatchNorm needs GPUs) and no dropout, so two processes must

@@ -1,4 +1,5 @@
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -28,7 +29,10 @@ def test_notebook_runs_headless_as_a_script(name, runs_dir):
 
 
 def export(name, runs_dir, out):
-    done = subprocess.run([sys.executable, "-m", "marimo", "export", "html", str(REPO / "notebooks" / f"{name}.py"),
+    # from a copy: marimo leaves a session snapshot beside the notebook, which `marimo edit` would show
+    notebooks = shutil.copytree(REPO / "notebooks", out.parent / "notebooks", dirs_exist_ok=True,
+                                ignore=shutil.ignore_patterns("__marimo__"))
+    done = subprocess.run([sys.executable, "-m", "marimo", "export", "html", str(notebooks / f"{name}.py"),
                            "-o", str(out), "--", "--runs-dir", str(runs_dir)], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0 and "failed" not in done.stdout + done.stderr, done.stdout + done.stderr
     return out.read_text()
@@ -57,6 +61,22 @@ def test_report_command_writes_html_and_chart_images(runs_dir, tmp_path, capsys)
     assert (out / "figures" / "models-temperature.png").exists()
     assert (out / "figures" / "models-loss.png").read_bytes()[:4] == b"\x89PNG"
     assert "<svg" in (out / "figures" / "models-loss.svg").read_text()[:500]
+
+
+def test_report_needs_only_the_installed_package(runs_dir, tmp_path):
+    """nbkit copied alone (as a wheel installs it) exports a comparison from any directory."""
+    import nbkit
+
+    site = tmp_path / "site"
+    shutil.copytree(Path(nbkit.__file__).parent, site / "nbkit", ignore=shutil.ignore_patterns("__pycache__"))
+    code = ("import sys; from pathlib import Path; import nbkit; from nbkit.report import export_notebook; "
+            "export_notebook('learning', Path(sys.argv[1]), Path('.')); print(nbkit.__file__)")
+    done = subprocess.run([sys.executable, "-c", code, str(runs_dir)], capture_output=True, text=True, timeout=300,
+                          cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(site)})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == str(site / "nbkit" / "__init__.py")  # the copy, not the checkout
+    html = (tmp_path / "learning.html").read_text()
+    assert "Comparison: learning" in html and "resnet18" in html
 
 
 def test_jupyter_panel_builds_and_its_controls_drive_the_view(runs_dir):
@@ -88,9 +108,9 @@ def test_jupyter_panel_refuses_an_unknown_comparison():
 
 
 def test_the_three_notebooks_differ_only_in_their_comparison():
-    """marimo reads a notebook's cells from its own file, so the three are copies: keep them in step."""
+    """Each notebooks/<name>.py only embeds the one comparison notebook (nbkit/notebook.py) with its name."""
     texts = {name: (REPO / "notebooks" / f"{name}.py").read_text() for name in NOTEBOOKS}
-    normalised = {t.replace(f'COMPARISONS["{n}"]', "C").replace(f'"nbkit: {n}"', "T") for n, t in texts.items()}
+    normalised = {t.replace(n, "NAME") for n, t in texts.items()}
     assert len(normalised) == 1
 
 
@@ -99,9 +119,9 @@ def test_launch_and_stop_from_the_notebook_helpers(tmp_path):
     import json
     import time
 
-    from nbkit import workbench as wb
+    from nbkit import background as wb
 
-    info = wb.launch_sweep(tmp_path, ["toy-dilated"], "synthetic", steps=100000, seeds=1, device="cpu", jobs=1,
+    info = wb.launch_sweep(tmp_path, ["toy-dilated"], "synthetic", max_iter=100000, seeds=1, device="cpu", jobs=1,
                            eval_every=5)
     assert [s["pid"] for s in wb.active_sweeps(tmp_path)] == [info["pid"]]
     deadline = time.time() + 180
@@ -125,11 +145,11 @@ def test_launch_sends_a_sweep_to_ray_and_reports_an_unreachable_cluster(tmp_path
     `auto`, the sweep's log says so in one line and no run is written."""
     import time
 
-    from nbkit import workbench as wb
+    from nbkit import background as wb
 
     with pytest.raises(ValueError, match="backend expects local or ray, got 'slurm'"):
-        wb.launch_sweep(tmp_path, ["toy-dilated"], "synthetic", steps=4, seeds=1, backend="slurm")
-    info = wb.launch_sweep(tmp_path, ["toy-dilated"], "synthetic", steps=4, seeds=1, device="cpu",
+        wb.launch_sweep(tmp_path, ["toy-dilated"], "synthetic", max_iter=4, seeds=1, backend="slurm")
+    info = wb.launch_sweep(tmp_path, ["toy-dilated"], "synthetic", max_iter=4, seeds=1, device="cpu",
                            backend="ray", address=" auto ")
     assert info["args"][-4:] == ["--backend", "ray", "--address", "auto"]
     deadline = time.time() + 120

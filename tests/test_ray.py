@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from nbkit.runlog import read_metrics, read_runs
+from nbkit.reader import read_runs
+from nbkit.runlog import read_metrics
 from nbkit.sweep import plan, run_sweep
 
 SETS = ["tailor_num_classes=true", "eval_batch_size=256", "save_every=6", "log_every=3", "constant_lr=0.003"]
@@ -130,12 +131,10 @@ def test_ray_sweep_copies_runs_back_retries_killed_workers_then_marks_failed(tmp
 def test_a_run_actor_writes_into_the_runs_directory_only_where_it_sees_it(tmp_path):
     """The actor class itself, without Ray: the driver's marker file decides (auto), or the
     user does; `yes` on a worker that cannot see the runs directory is refused in one line."""
-    from nbkit.ray_backend import RunActor
+    from nbkit.ray_backend import RunActor, run_spec
 
     (job,) = plan(["toy-dilated"], 1, OVERRIDES, tmp_path / "runs")
-    spec = {"variant": job.variant, "settings": job.settings.to_dict(), "overrides": job.overrides,
-            "rel": str(job.run_dir.relative_to(tmp_path / "runs")), "runs_dir": str(tmp_path / "runs"),
-            "device": "cpu", "threads": 1, "label": None, "cwd": str(tmp_path)}
+    spec = run_spec(job, tmp_path / "runs", "cpu", 1, None)
     marker = tmp_path / "marker"
     marker.write_text("")
     seen = RunActor(spec, str(marker), "auto")

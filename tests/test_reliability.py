@@ -18,7 +18,8 @@ import torch
 
 from nbkit import resolve
 from nbkit.cli import main
-from nbkit.runlog import RunWriter, read_metrics, read_runs
+from nbkit.reader import read_runs
+from nbkit.runlog import RunWriter, read_metrics
 from nbkit.train import train
 
 from .conftest import REPO
@@ -158,8 +159,8 @@ def test_checkpoint_loading_never_runs_code(tmp_path):
 def test_hostile_names_are_escaped_in_markdown_and_html(tmp_path):
     import markdown
 
-    from nbkit.summary import summary_markdown
-    from nbkit.tables import findings, per_run, per_variant
+    from nbkit.summary import findings, summary_markdown
+    from nbkit.tables import per_run, per_variant
     from nbkit.workbench import guidance
     from nbkit.comparisons import COMPARISONS
 

@@ -3,8 +3,9 @@ import warnings
 import pytest
 
 from nbkit.cli import main
-from nbkit.runlog import best_per_run, read_metrics, read_runs
-from nbkit.summary import best_tables
+from nbkit.reader import read_runs
+from nbkit.runlog import read_metrics
+from nbkit.tables import best_per_run, original_tables
 
 from .helpers import write_run
 
@@ -21,7 +22,7 @@ def fixture_runs(tmp_path):
 
 def test_best_tables_pick_the_earlier_step_on_ties(fixture_runs):
     metrics, runs = read_runs(fixture_runs)
-    train_200, test = best_tables(metrics)
+    train_200, test = original_tables(metrics)
     assert train_200.select("variant", "step", "acc_top1").rows() == [
         ("resnet18", 200, 1.0), ("resnet18-ms2", 300, 0.915), ("toy-dilated", 100, 0.1)]
     assert test.select("variant", "step", "acc_top1").rows() == [

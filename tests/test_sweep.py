@@ -3,7 +3,8 @@ import json
 import pytest
 
 from nbkit.cli import main
-from nbkit.runlog import read_metrics, read_runs
+from nbkit.reader import read_runs
+from nbkit.runlog import read_metrics
 from nbkit.sweep import job_state, plan, run_sweep
 
 SMALL = {"dataset": "synthetic", "max_iter": 12, "eval_every": 6, "batch_size": 16, "log_every": 3,
@@ -25,7 +26,7 @@ def test_plan_names_runs_by_settings_and_seed(tmp_path):
 def test_sweep_runs_in_parallel_isolates_a_failure_and_skips_finished_runs(tmp_path):
     jobs = plan(["toy-dilated", "resnet18"], 2, SMALL, tmp_path)
     bad = jobs[1]
-    bad.overrides = {**bad.overrides, "constant_lr": 1e30}  # diverges: the loss overflows to inf, then NaN
+    bad.settings = bad.settings.replace(constant_lr=1e30)  # diverges: the loss overflows to inf, then NaN
     outcome = run_sweep(jobs, device="cpu", jobs_per_device=2, poll=0.1)
     assert [j.label for j in outcome["failed"]] == [bad.label]
     assert len(outcome["done"]) == 3
@@ -47,14 +48,14 @@ def test_sweep_runs_in_parallel_isolates_a_failure_and_skips_finished_runs(tmp_p
 
 def test_sweep_resumes_a_killed_run_to_the_same_metrics(tmp_path):
     import signal, subprocess, time
-    from nbkit.sweep import _command
+    from nbkit.sweep import command
 
     settings = {**SMALL, "max_iter": 60, "eval_every": 12, "save_every": 6}
     (reference,) = plan(["toy-dilated"], 1, settings, tmp_path / "reference")
     run_sweep([reference], device="cpu")
     (job,) = plan(["toy-dilated"], 1, settings, tmp_path / "killed")
     job.run_dir.mkdir(parents=True)
-    child = subprocess.Popen(_command(job, "cpu"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    child = subprocess.Popen(command(job, "cpu"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 60
     while not (job.run_dir / "checkpoint.pt").exists() and time.time() < deadline:
         time.sleep(0.02)

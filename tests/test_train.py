@@ -5,7 +5,8 @@ import torch
 
 from nbkit import resolve
 from nbkit.cli import main
-from nbkit.runlog import read_metrics, read_runs
+from nbkit.reader import read_runs
+from nbkit.runlog import read_metrics
 from nbkit.settings import Settings
 from nbkit.train import warmup_decay_lr, train
 

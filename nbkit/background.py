@@ -1,0 +1,91 @@
+"""Sweeps started from a notebook: `nbkit sweep` in a process of its own, so the notebook stays
+responsive; listed and stopped through a registry in the runs directory (<runs>/.sweeps/, one
+JSON file and one log per launched sweep)."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from .runlog import SWEEPS
+
+BACKENDS = ("local", "ray")
+_CHILDREN: dict[int, subprocess.Popen] = {}  # sweeps this process launched, by pid (to reap them)
+
+
+def launch_sweep(runs_dir: str | Path, variants: list[str], dataset: str, max_iter: int, seeds: int,
+                 device: str = "auto", jobs: int = 1, eval_every: int | None = None, backend: str = "local",
+                 address: str = "") -> dict:
+    """Start `nbkit sweep` in the background; backend "ray" sends the runs to a Ray cluster
+    (address: auto, HOST:PORT, or empty for RAY_ADDRESS or a new local instance), whose logs
+    land in runs_dir as local ones do. Returns the registry entry (pid, args, started, log)."""
+    if not variants:
+        raise ValueError("pick at least one variant to launch")
+    if backend not in BACKENDS:
+        raise ValueError(f"backend expects local or ray, got {backend!r}")
+    runs_dir = Path(runs_dir)
+    args = [*variants, "--dataset", dataset, "--max-iter", str(int(max_iter)), "--seeds", str(int(seeds)),
+            "--jobs", str(int(jobs)), "--device", device, "--runs-dir", str(runs_dir), "--backend", backend]
+    if eval_every:
+        args += ["--eval-every", str(int(eval_every))]
+    if backend == "ray" and address.strip():
+        args += ["--address", address.strip()]
+    registry = runs_dir / SWEEPS
+    registry.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    log_path = registry / f"{stamp}.log"
+    with open(log_path, "a") as log:  # its own session: the notebook server's signals do not reach it
+        proc = subprocess.Popen([sys.executable, "-m", "nbkit", "sweep", *args], stdout=log,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+    _CHILDREN[proc.pid] = proc
+    info = {"pid": proc.pid, "args": args, "started": stamp, "log": str(log_path)}
+    (registry / f"{proc.pid}.json").write_text(json.dumps(info))
+    return info
+
+
+def _alive(pid: int) -> bool:
+    proc = _CHILDREN.get(pid)
+    if proc is not None:
+        return proc.poll() is None
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        return state != "Z"
+    except (OSError, IndexError):
+        try:
+            os.kill(pid, 0)
+            return True
+        except OSError:
+            return False
+
+
+def active_sweeps(runs_dir: str | Path) -> list[dict]:
+    """The registry entries of launched sweeps still running; entries of ended ones are removed."""
+    registry = Path(runs_dir) / SWEEPS
+    out = []
+    for f in sorted(registry.glob("*.json")) if registry.is_dir() else []:
+        try:
+            info = json.loads(f.read_text())
+        except (OSError, ValueError):
+            continue
+        if _alive(info["pid"]):
+            out.append(info)
+        else:
+            f.unlink(missing_ok=True)
+    return out
+
+
+def stop_sweeps(runs_dir: str | Path) -> int:
+    """SIGTERM every active sweep: its runs checkpoint and are marked stopped. Returns how many."""
+    stopped = 0
+    for info in active_sweeps(runs_dir):
+        try:
+            os.kill(info["pid"], signal.SIGTERM)
+            stopped += 1
+        except ProcessLookupError:
+            pass
+    return stopped

@@ -1,0 +1,91 @@
+"""The training data held on the device: batches in the run's data order, prepared for the model,
+and each process's share of the evaluation splits. No DataLoader, no workers (as airbench).
+
+The data order is a per-epoch permutation drawn from the run's generator: batch i of an epoch
+is perm[i*B:(i+1)*B], drop_last. Under torchrun every rank draws the same permutation and
+trains on its slice of each batch, so the order is the single-process one.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from .augment import augment
+from .data import Dataset
+from .distributed import World
+
+
+def memory_format(dev: torch.device) -> torch.memory_format:
+    return torch.channels_last if dev.type == "cuda" else torch.contiguous_format
+
+
+def prepare(x: Tensor, fmt: torch.memory_format, generator: torch.Generator | None = None,
+            part: slice | None = None, total: int | None = None) -> Tensor:
+    """uint8 images (B, 3, H, W) as floats in [0, 1], augmented when a generator is given (x being
+    samples `part` of a batch of `total`), in the device's memory format."""
+    x = x.float().div_(255)
+    if generator is not None:
+        x = augment(x, generator, part=part, total=total)
+    return x.contiguous(memory_format=fmt)
+
+
+class TrainBatches:
+    """batches(step) -> (images, labels) of that step, ready for the model.
+
+    In one process the whole training split lives on the device. Under torchrun, rank r trains
+    on the r-th slice of every batch; the split stays in host memory and at each epoch's start
+    this rank's images for the epoch (its shard) are gathered and moved to its device.
+    """
+
+    def __init__(self, ds: Dataset, batch_size: int, world: World, dev: torch.device,
+                 generator: torch.Generator, augmented: bool):
+        self.B, self.world, self.dev, self.generator = batch_size, world, dev, generator
+        self.augmented, self.fmt = augmented, memory_format(dev)
+        self.n = ds.size("train")
+        self.b = batch_size // world.size  # this rank's part of a batch
+        self.steps = self.n // batch_size  # per epoch, drop_last
+        x, y = ds.images["train"], ds.labels["train"]
+        if world.launched:
+            self.host = (x.pin_memory() if dev.type == "cuda" else x, y)
+            self.x = self.y = None
+        else:
+            self.x, self.y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
+        self.perm = None
+
+    def __call__(self, step: int) -> tuple[Tensor, Tensor]:
+        i = step % self.steps
+        if i == 0:
+            self._epoch(torch.randperm(self.n, device=self.dev, generator=self.generator))
+        x, y = self._slice(i)
+        generator = self.generator if self.augmented else None
+        return prepare(x, self.fmt, generator, part=self.world.part(self.B), total=self.B), y
+
+    def _epoch(self, perm: Tensor) -> None:
+        self.perm = perm
+        if self.world.launched:
+            order = perm[:self.steps * self.B].view(self.steps, self.world.size, self.b)[:, self.world.rank]
+            idx = order.reshape(-1).cpu()
+            self.x = self.host[0][idx].to(self.dev, non_blocking=True)
+            self.y = self.host[1][idx].to(self.dev, non_blocking=True)
+
+    def _slice(self, i: int) -> tuple[Tensor, Tensor]:
+        if self.world.launched:
+            return self.x[i * self.b:(i + 1) * self.b], self.y[i * self.b:(i + 1) * self.b]
+        idx = self.perm[i * self.B:(i + 1) * self.B]
+        return self.x[idx], self.y[idx]
+
+    def state_dict(self) -> dict:
+        return {"perm": self.perm}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state["perm"] is not None:
+            self._epoch(state["perm"])
+
+
+def eval_shards(ds: Dataset, world: World, dev: torch.device) -> dict[str, tuple[Tensor, Tensor, int]]:
+    """split -> (images, labels, size of the whole split): each rank holds every world.size-th
+    image, and the evaluation's sums are added over the ranks."""
+    return {split: (ds.images[split][world.rank::world.size].to(dev),
+                    ds.labels[split][world.rank::world.size].to(dev), ds.size(split))
+            for split in ds.splits_eval}
