@@ -46,14 +46,20 @@ def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path):
     rows1, rows2 = read_metrics(one / "metrics.jsonl"), read_metrics(two / "metrics.jsonl")
     assert [(r["step"], r["split"]) for r in rows1] == [(r["step"], r["split"]) for r in rows2]
     assert [r["step"] for r in rows2 if r["split"] == "test"] == [4, 8]
+    # Up to the first evaluation the two agree to rounding (a missing all-reduce of the input
+    # statistics is off by 1e-3 at step 2). Later, Adam amplifies rounding differences step by
+    # step (measured on two CPUs: 5e-7, 1e-5, 3e-4, 8e-4 relative at steps 2, 4, 6, 8), so the
+    # rest is held to 5e-3: a wrong data slice is off by 20% from step 2 on.
     for a, b in zip(rows1, rows2):
-        assert b["loss"] == pytest.approx(a["loss"], rel=1e-4, abs=1e-5), (a, b)
-        assert b["acc_top1"] == pytest.approx(a["acc_top1"], abs=1e-6), (a, b)
+        close = a["step"] <= 4
+        assert b["loss"] == pytest.approx(a["loss"], rel=1e-4 if close else 5e-3, abs=1e-5), (a, b)
+        assert b["acc_top1"] == pytest.approx(a["acc_top1"], abs=1e-6 if close else 1 / 16), (a, b)
     test_losses = [r["loss"] for r in rows1 if r["split"] == "test"]
     assert test_losses[-1] < test_losses[0] - 0.05  # it learned, so this is no comparison of two idle runs
 
     # weights: both runs moved them the same way from the same start. Elementwise equality would
-    # be too strict: Adam turns a rounding difference in a near-zero gradient into a full step.
+    # be too strict: Adam turns a rounding difference in a near-zero gradient into a full step
+    # (the gap measured 1% and 2.5% of the update on two CPUs; a wrong data slice gives 107%).
     w1 = torch.load(one / "checkpoint.pt", weights_only=True)["model"]
     w2 = torch.load(two / "checkpoint.pt", weights_only=True)["model"]
     torch.manual_seed(0)
@@ -63,7 +69,7 @@ def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path):
     flat = lambda w: torch.cat([w[k].detach().flatten() for k in sorted(w0)])
     update, gap = flat(w1) - flat(w0), flat(w2) - flat(w1)
     assert update.norm() > 0.1
-    assert gap.norm() < 0.01 * update.norm(), (gap.norm(), update.norm())
+    assert gap.norm() < 0.1 * update.norm(), (gap.norm(), update.norm())
     for k in [k for k in w1 if k.startswith("normalizer.")]:  # the global batch's input statistics
         torch.testing.assert_close(w2[k], w1[k], rtol=1e-5, atol=1e-6, msg=k)
     assert json.loads((two / "config.json").read_text())["world_size"] == 2
