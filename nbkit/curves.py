@@ -17,9 +17,9 @@ def select(metrics: pl.DataFrame, variants: list[str] | None = None) -> pl.DataF
 
 def with_epoch(metrics: pl.DataFrame, runs: pl.DataFrame) -> pl.DataFrame:
     """Adds `epoch` = step / steps_per_epoch of each run."""
-    spe = runs.select("path", "steps_per_epoch") if "steps_per_epoch" in runs.columns else None
-    if metrics.is_empty() or spe is None:
-        return metrics.with_columns(pl.lit(None, pl.Float64).alias("epoch")) if not metrics.is_empty() else metrics
+    if "steps_per_epoch" not in runs.columns:
+        return metrics.with_columns(pl.lit(None, pl.Float64).alias("epoch"))
+    spe = runs.select("path", "steps_per_epoch")
     return metrics.join(spe, on="path", how="left").with_columns(
         (pl.col("step") / pl.col("steps_per_epoch")).alias("epoch")).drop("steps_per_epoch")
 

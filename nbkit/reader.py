@@ -30,12 +30,12 @@ def run_info(run_dir: Path) -> dict | None:
     status = read_status(run_dir) or {"state": "running", "step": 0}
     return {
         "run_id": run_dir.name, "path": str(run_dir),
-        "dataset": config.get("dataset", {}).get("name", run_dir.parent.parent.name),
-        "variant": config.get("variant", run_dir.parent.name), "seed": config.get("seed"),
-        "state": status.get("state"), "last_step": status.get("step"),
+        "dataset": (config.get("dataset") or {}).get("name") or run_dir.parent.parent.name,
+        "variant": config.get("variant") or run_dir.parent.name, "seed": config.get("seed"),
+        "state": status["state"], "last_step": status.get("step", 0),
         "images_per_second": status.get("images_per_second"), "reason": status.get("reason"),
         "parameters": config.get("parameters"), "steps_per_epoch": config.get("steps_per_epoch"),
-        "max_iter": config.get("settings", {}).get("max_iter"), "label": config.get("label"),
+        "max_iter": (config.get("settings") or {}).get("max_iter"), "label": config.get("label"),
     }
 
 

@@ -12,8 +12,8 @@
     .sweeps/            sweeps launched from a notebook (nbkit.background) and Ray markers
 
 This module owns the layout, the writer, claiming and locking a run directory, checkpoints,
-resume checks, marking a run on its behalf, and reading a single run's files. Frames over many
-runs are built by nbkit.reader.
+resume checks, marking a run on its behalf, and reading a single run's files, each record
+checked against its shape in nbkit.schema. Frames over many runs are built by nbkit.reader.
 """
 
 from __future__ import annotations
@@ -27,10 +27,10 @@ import warnings
 from pathlib import Path
 from typing import Iterator
 
+from . import schema
 from .errors import RunBusy
+from .schema import STATES
 from .settings import Settings
-
-STATES = ("running", "done", "failed", "stopped")
 CONFIG, METRICS, STATUS, CHECKPOINT = "config.json", "metrics.jsonl", "status.json", "checkpoint.pt"
 TRAIN_LOG, LOCK, SWEEPS = "train.log", ".lock", ".sweeps"
 RUNS_DIR_ENV = "NBKIT_RUNS_DIR"
@@ -97,11 +97,11 @@ def truncate_metrics(path: Path, last_step: int) -> None:
     if not path.exists():
         return
     keep = []
-    for line in path.read_text().split("\n"):
+    for line in path.read_bytes().decode("utf-8", errors="replace").split("\n"):
         try:
             if json.loads(line)["step"] <= last_step:
                 keep.append(line + "\n")
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, IndexError, RecursionError):
             continue  # a cut or garbage line is dropped here
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     tmp.write_text("".join(keep))
@@ -235,28 +235,41 @@ def resume_settings(run_dir: str | Path, overrides: dict | None = None) -> tuple
 
 # --- reading one run -------------------------------------------------------------------------
 
-def read_json(path: Path) -> dict | None:
+_MISSING = object()
+
+
+def _read_json(path: Path):
+    """The file's JSON value; _MISSING when there is no file, None (after a warning) when it is
+    not JSON."""
     try:
         return json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError):
+    except FileNotFoundError:
+        return _MISSING
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as e:
+        warnings.warn(f"{path}: skipping a file that is not readable JSON ({type(e).__name__})", stacklevel=3)
         return None
 
 
 def read_config(run_dir: str | Path) -> dict | None:
-    """A run's config.json, or None when there is none (or it cannot be read)."""
-    return read_json(Path(run_dir) / CONFIG)
+    """A run's config.json as far as it fits its shape, or None when there is none (or none usable)."""
+    path = Path(run_dir) / CONFIG
+    value = _read_json(path)
+    return None if value is _MISSING or value is None else schema.check_config(value, str(path))
 
 
 def read_status(run_dir: str | Path) -> dict:
-    """A run's status.json, or {} when there is none yet (or it cannot be read)."""
-    return read_json(Path(run_dir) / STATUS) or {}
+    """A run's status.json, or {} when there is none yet (or it does not fit its shape)."""
+    path = Path(run_dir) / STATUS
+    value = _read_json(path)
+    return {} if value is _MISSING or value is None else schema.STATUS.check(value, str(path)) or {}
 
 
 def read_metrics(path: str | Path) -> list[dict]:
-    """Rows of one metrics.jsonl; a truncated or garbage line is skipped with a warning."""
+    """Rows of one metrics.jsonl; a truncated or garbage line, or a row of the wrong shape, is
+    skipped with a warning naming file and line (non-finite values read as missing)."""
     rows = []
     try:
-        text = Path(path).read_text()
+        text = Path(path).read_bytes().decode("utf-8", errors="replace")  # a bad byte spoils its line only
     except OSError:
         return rows
     lines = text.split("\n")
@@ -268,11 +281,11 @@ def read_metrics(path: str | Path) -> list[dict]:
             warnings.warn(f"{path}:{i}: skipping an incomplete last line", stacklevel=2)
             continue
         try:
-            row = json.loads(line)
-            if not isinstance(row, dict) or "step" not in row or "split" not in row:
-                raise ValueError("not a metrics row")
-        except ValueError:
+            value = json.loads(line)
+        except (ValueError, RecursionError):
             warnings.warn(f"{path}:{i}: skipping an unreadable line", stacklevel=2)
             continue
-        rows.append(row)
+        row = schema.METRICS_ROW.check(value, f"{path}:{i}")
+        if row is not None:
+            rows.append(row)
     return rows

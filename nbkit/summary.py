@@ -52,7 +52,7 @@ def variant_markdown(runs_dir: str | Path, dataset: str | None = None) -> str:
     table = per_variant(metrics, runs)
     if table.is_empty():
         return f"No runs with metrics under {runs_dir}."
-    pm = lambda m, s: f"{m:.4f}" + (f" ± {s:.4f}" if s is not None else "")
+    pm = lambda m, s: "—" if m is None else f"{m:.4f}" + (f" ± {s:.4f}" if s is not None else "")
     table = table.with_columns(
         pl.struct("best_test_mean", "best_test_std").map_elements(
             lambda r: pm(r["best_test_mean"], r["best_test_std"]), return_dtype=pl.String).alias("best test top-1"),
@@ -66,9 +66,13 @@ def variant_markdown(runs_dir: str | Path, dataset: str | None = None) -> str:
 
 
 def findings(table: pl.DataFrame, runs_per_run: pl.DataFrame, baseline: str = "resnet18") -> list[str]:
-    """Plain sentences computed from the per-variant table and the per-run rows."""
+    """Plain sentences computed from the per-variant table and the per-run rows; variants whose
+    runs have no test evaluation yet take no part, and a spread needs two measured seeds."""
     if table.is_empty():
         return []
+    table = table.filter(pl.col("best_test_mean").is_not_null())
+    if table.is_empty():
+        return ["No run has been evaluated on test yet."]
     out = []
     best = table.row(0, named=True)
     spread = lambda r: (r["best_test_max"] - r["best_test_min"]) if r["seeds"] > 1 else None

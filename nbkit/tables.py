@@ -51,7 +51,8 @@ def per_run(metrics: pl.DataFrame, runs: pl.DataFrame) -> pl.DataFrame:
 
 
 def per_variant(metrics: pl.DataFrame, runs: pl.DataFrame, variants: list[str] | None = None) -> pl.DataFrame:
-    """Mean and std across seeds per variant (finished and running runs alike; failed excluded)."""
+    """Mean and std across seeds per variant (finished and running runs alike; failed excluded).
+    `seeds` counts the runs evaluated on test: a run not yet evaluated adds nothing."""
     rows = per_run(metrics, runs)
     if rows.is_empty() or "final_test" not in rows.columns:
         return pl.DataFrame()
@@ -60,7 +61,7 @@ def per_variant(metrics: pl.DataFrame, runs: pl.DataFrame, variants: list[str] |
         rows = rows.filter(pl.col("variant").is_in(variants))
     has = lambda c: c in rows.columns
     aggs = [
-        pl.len().alias("seeds"),
+        pl.col("best_test").count().alias("seeds"),
         pl.col("final_test").mean().alias("final_test_mean"), pl.col("final_test").std().alias("final_test_std"),
         pl.col("best_test").mean().alias("best_test_mean"), pl.col("best_test").std().alias("best_test_std"),
         pl.col("best_test").min().alias("best_test_min"), pl.col("best_test").max().alias("best_test_max"),
@@ -74,8 +75,8 @@ def per_variant(metrics: pl.DataFrame, runs: pl.DataFrame, variants: list[str] |
     ]
     if has("test_at_best_val"):
         aggs.append(pl.col("test_at_best_val").mean().alias("test_at_best_val_mean"))
-    out = rows.group_by("variant").agg(aggs).sort("best_test_mean", descending=True, nulls_last=True)
-    return out
+    return rows.group_by("variant").agg(aggs).sort(["best_test_mean", "variant"], descending=[True, False],
+                                                   nulls_last=True)
 
 
 def original_tables(metrics: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:

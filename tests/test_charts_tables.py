@@ -110,3 +110,24 @@ def test_val_split_puts_test_at_best_val_beside_best_on_test(tmp_path):
     text = " ".join(summary.findings(tables.per_variant(metrics, runs), tables.per_run(metrics, runs)))
     assert "flatters test top-1 by 0.0500" in text
     assert "Overfitting: resnet18" in text
+
+
+def test_runs_not_yet_evaluated_count_for_nothing(tmp_path, capsys):
+    """Every run looks like this for its first eval_every steps: the view, findings and
+    `summary --by-variant` go on, and a seed without a test evaluation is not counted."""
+    from nbkit.cli import main
+
+    for variant, acc in (("resnet18-gn", 0.40), ("resnet18", 0.30)):
+        write_run(tmp_path, variant, 0, {"train_200": [(100, 0.9)], "test": [(100, acc)]})
+        write_run(tmp_path, variant, 1, {}, train=[(10, 2.0)], state="running")
+    write_run(tmp_path, "vitn-12x256-8x8", 0, {}, train=[(10, 2.0)], state="running")
+    metrics, runs = read_runs(tmp_path)
+    table = tables.per_variant(metrics, runs)
+    assert dict(table.select("variant", "seeds").rows()) == {"resnet18-gn": 1, "resnet18": 1, "vitn-12x256-8x8": 0}
+    text = " ".join(summary.findings(table, tables.per_run(metrics, runs)))
+    assert "**resnet18-gn** has the best test top-1: 0.4000 (best step, mean of 1 seed)" in text
+    assert "margin over resnet18 is +0.1000, with one seed each, the seeds' spread is unknown" in text
+    assert "Lowest test top-1: **resnet18** at 0.3000" in text
+    assert main(["summary", "--runs-dir", str(tmp_path), "--by-variant"]) == 0
+    row = next(l for l in capsys.readouterr().out.splitlines() if l.startswith("| vitn-12x256-8x8"))
+    assert [c.strip() for c in row.strip("|").split("|")][:3] == ["vitn-12x256-8x8", "0", "—"]

@@ -1,0 +1,168 @@
+"""A generated table of wrong shapes written into config.json, status.json and metrics.jsonl
+beside good runs: everything the notebooks, `summary` and `report` call must go on, and show
+the good runs."""
+
+import json
+import math
+import warnings
+from pathlib import Path
+
+import pytest
+
+from nbkit import tables, workbench
+from nbkit.comparisons import COMPARISONS
+from nbkit.curves import SEED_MODES, X_AXES
+from nbkit.reader import read_runs
+from nbkit.summary import summary_markdown, variant_markdown
+
+from .helpers import write_run
+
+WRONG = {
+    "null": None, "true": True, "negative": -1, "zero": 0, "huge int": 2**70, "fraction": 1.5, "string": "x",
+    "empty string": "", "list": [1], "empty list": [], "object": {"a": 1}, "empty object": {},
+    "nan": math.nan, "infinity": math.inf, "minus infinity": -math.inf, "nan string": "NaN", "1e308": 1e308,
+    "markup": "\n<script>alert(1)</script>|`", "long string": "a" * 5000,
+}
+WHOLE = {"list": "[1, 2]", "string": '"config"', "number": "3", "null": "null", "not json": "{", "binary": b"\x80\xff\x00",
+         "deep": "[" * 100_000 + "]" * 100_000, "empty": ""}
+CONFIG_FIELDS = ["variant", "seed", "dataset", "dataset.name", "dataset.source", "settings", "settings.max_iter",
+                 "parameters", "steps_per_epoch", "label", "run_id", "world_size"]
+STATUS_FIELDS = ["state", "step", "images_per_second", "reason", "wall_seconds"]
+ROW_FIELDS = ["step", "split", "time", "acc_top1", "loss", "lr", "tau_mean"]
+GOOD = ("resnet18", "toy-dilated")
+
+
+def good_runs(root: Path) -> None:
+    """Two variants with two seeds each; resnet18 is the best at 0.51 (seed 1)."""
+    for variant, base in zip(GOOD, (0.40, 0.20)):
+        for seed in (0, 1):
+            write_run(root, variant, seed, {"train_200": [(50, 0.5), (100, 0.9)],
+                                            "test": [(50, base), (100, base + 0.1 + seed * 0.01)]},
+                      train=[(10, 2.0), (20, 1.9), (50, 1.5), (100, 1.2)])
+
+
+def hostile_run(root: Path, name: str, seed: int) -> Path:
+    """A valid run of variant resnet18-gn whose numbers are poor (test top-1 0.05)."""
+    return write_run(root, "resnet18-gn", seed, {"train_200": [(50, 0.06)], "test": [(50, 0.05)]},
+                     train=[(10, 2.5), (50, 2.4)], label=name)
+
+
+def set_field(data: dict, field: str, value) -> dict:
+    head, _, tail = field.partition(".")
+    if tail:
+        inner = data.get(head) if isinstance(data.get(head), dict) else {}
+        data[head] = set_field(dict(inner), tail, value)
+    else:
+        data[head] = value
+    return data
+
+
+def write_json(path: Path, value) -> None:
+    path.write_text(json.dumps(value, allow_nan=True))
+
+
+def cases() -> dict[str, callable]:
+    """name -> writer(root): one runs directory per kind of damage, each beside the good runs."""
+    out = {}
+
+    def fields(kind, names):
+        def write(root):
+            seed = 10
+            for field in names:
+                for value in WRONG.values():
+                    run = hostile_run(root, f"{kind} {field}", seed)
+                    seed += 1
+                    if kind == "row":
+                        rows = [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines()]
+                        for row in rows[-2:]:  # the last evaluation rows (train_200 and test)
+                            set_field(row, field, value)
+                        (run / "metrics.jsonl").write_text("".join(json.dumps(r, allow_nan=True) + "\n" for r in rows))
+                    else:
+                        path = run / f"{kind}.json"
+                        write_json(path, set_field(json.loads(path.read_text()), field, value))
+        return write
+
+    def whole(name):
+        def write(root):
+            seed = 10
+            for label, content in WHOLE.items():
+                run = hostile_run(root, label, seed)
+                seed += 1
+                data = content.encode() if isinstance(content, str) else content
+                if name == "metrics.jsonl":
+                    with open(run / name, "ab") as f:
+                        f.write(data + b"\n")
+                else:
+                    (run / name).write_bytes(data)
+        return write
+
+    for kind, names in (("config", CONFIG_FIELDS), ("status", STATUS_FIELDS), ("row", ROW_FIELDS)):
+        for field in names:
+            out[f"{kind} {field}"] = fields(kind, [field])
+    for name in ("config.json", "status.json", "metrics.jsonl"):
+        out[f"whole {name}"] = whole(name)
+    return out
+
+
+CASES = cases()
+
+
+def everything_a_view_shows(root: Path):
+    """What the notebooks, `summary` and `report` call, with every chart option."""
+    metrics, runs = read_runs(root)
+    comparison = COMPARISONS["resnets"]
+    dataset = workbench.datasets(runs, comparison)[0]
+    _, chosen = workbench.variant_options(runs, comparison, dataset)
+    views = [workbench.build_view(metrics, runs, dataset, chosen, x=x, seeds=seeds, smoothing=0.5, log_scale=True)
+             for x in X_AXES for seeds in SEED_MODES]
+    for view in views:
+        for chart in view.charts.values():
+            chart.to_dict()
+        for frame in (view.variant_table, view.run_table, view.train_200_table, view.test_table):
+            tables.display(frame)
+    workbench.launch_controls(comparison, runs, dataset)
+    tables.in_progress(runs)
+    return runs, views[0], summary_markdown(root) + variant_markdown(root)
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_wrong_shapes_never_break_a_view_and_good_runs_stay_shown(case, tmp_path):
+    good_runs(tmp_path)
+    CASES[case](tmp_path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        runs, view, markdown = everything_a_view_shows(tmp_path)
+    good = runs.filter(runs["variant"].is_in(GOOD))
+    assert good.height == 4 and set(good["state"]) == {"done"}
+    best = view.variant_table.row(0, named=True)
+    assert best["variant"] == "resnet18" and best["best_test_mean"] == pytest.approx(0.505), view.variant_table
+    assert "| resnet18 " in markdown
+
+
+def test_a_damaged_record_is_named_in_one_warning(tmp_path):
+    good_runs(tmp_path)
+    run = hostile_run(tmp_path, "one", 10)
+    (run / "status.json").write_text('["done", 100]')
+    with open(run / "metrics.jsonl", "a") as f:
+        f.write('{"step": 60, "split": "test", "acc_top1": "high"}\n')
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        metrics, runs = read_runs(tmp_path)
+    messages = [str(w.message) for w in caught]
+    assert any(m.startswith(f"{run / 'status.json'}: skipping a status that is a list") for m in messages), messages
+    assert any(m.startswith(f"{run / 'metrics.jsonl'}:5: ignoring 'acc_top1' ('high'; expected a number")
+               for m in messages), messages
+    assert len(messages) == 2
+    assert runs.height == 5 and metrics.filter(metrics["step"] == 60).height == 1
+
+
+def test_figures_of_a_report_on_a_damaged_runs_directory(tmp_path):
+    from nbkit.report import export_figures
+
+    good_runs(tmp_path / "runs")
+    for case in ("config settings", "row acc_top1", "whole status.json"):
+        CASES[case](tmp_path / "runs")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        written = export_figures(tmp_path / "runs", tmp_path / "figures")
+    assert {p.name for p in written} >= {"resnets-loss.png", "resnets-accuracy.svg"}
