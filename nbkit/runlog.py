@@ -206,7 +206,9 @@ def load_checkpoint(run_dir: str | Path, device, settings: Settings | None = Non
 
     path = Path(run_dir) / CHECKPOINT
     try:  # weights_only: a crafted pickle cannot run code
-        state = torch.load(path, map_location=device, weights_only=True)
+        with warnings.catch_warnings():  # torch's pickle-protocol notice would precede the one-line error
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location=device, weights_only=True)
     except FileNotFoundError:
         raise ValueError(f"cannot resume {run_dir}: it has no {CHECKPOINT} yet") from None
     except Exception as e:
