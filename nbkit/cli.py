@@ -23,7 +23,7 @@ def _progress_printer():
 
     def show(p: dict) -> None:
         width = 24
-        done = int(width * p["step"] / p["max_iter"])
+        done = int(width * min(p["step"], p["max_iter"]) / p["max_iter"])
         test = "-" if p["test_acc"] is None else f"{p['test_acc']:.4f}"
         loss = "-" if p["loss"] is None else f"{p['loss']:.4f}"
         line = (f"[{'#' * done}{'.' * (width - done)}] step {p['step']}/{p['max_iter']}  loss {loss}  "

