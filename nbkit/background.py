@@ -1,6 +1,7 @@
 """Sweeps started from a notebook: `nbkit sweep` in a process of its own, so the notebook stays
 responsive; listed and stopped through a registry in the runs directory (<runs>/.sweeps/, one
-JSON file and one log per launched sweep)."""
+JSON file and one log per launched sweep). Only a process proven to be the launched sweep is
+ever signalled (Linux: its start time and command line in /proc)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 from .runlog import SWEEPS
@@ -39,42 +41,62 @@ def launch_sweep(runs_dir: str | Path, variants: list[str], dataset: str, max_it
     registry.mkdir(parents=True, exist_ok=True)
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     log_path = registry / f"{stamp}.log"
+    command = [sys.executable, "-m", "nbkit", "sweep", *args]
     with open(log_path, "a") as log:  # its own session: the notebook server's signals do not reach it
-        proc = subprocess.Popen([sys.executable, "-m", "nbkit", "sweep", *args], stdout=log,
-                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+        proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True)
     _CHILDREN[proc.pid] = proc
-    info = {"pid": proc.pid, "args": args, "started": stamp, "log": str(log_path)}
+    info = {"pid": proc.pid, "start_ticks": _proc_start(proc.pid), "command": command, "args": args,
+            "started": stamp, "log": str(log_path)}
     (registry / f"{proc.pid}.json").write_text(json.dumps(info))
     return info
 
 
-def _alive(pid: int) -> bool:
+def _proc_start(pid: int) -> int | None:
+    """The process's start time in clock ticks since boot (/proc/PID/stat field 22), or None."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return None if fields[0] == "Z" else int(fields[19])  # a zombie has ended
+
+
+def _proc_cmdline(pid: int) -> list[str] | None:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")[:-1]
+    except OSError:
+        return None
+
+
+def _ours(info, where: Path) -> bool:
+    """Whether a registry entry is provably a sweep launched here and still running: this process
+    holds its handle, or /proc shows the same start time and the command line that was launched.
+    A reused pid, an entry edited by hand or copied from another machine is never signalled."""
+    pid = info.get("pid") if isinstance(info, dict) else None
+    if isinstance(pid, bool) or not isinstance(pid, int) or pid <= 1:
+        warnings.warn(f"{where}: ignoring a launched-sweep entry without a valid pid (got {pid!r})", stacklevel=3)
+        return False
     proc = _CHILDREN.get(pid)
     if proc is not None:
         return proc.poll() is None
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        return state != "Z"
-    except (OSError, IndexError):
-        try:
-            os.kill(pid, 0)
-            return True
-        except OSError:
-            return False
+    return (info.get("start_ticks") is not None and _proc_start(pid) == info.get("start_ticks")
+            and _proc_cmdline(pid) == info.get("command"))
 
 
 def active_sweeps(runs_dir: str | Path) -> list[dict]:
-    """The registry entries of launched sweeps still running; entries of ended ones are removed."""
+    """The registry entries of launched sweeps still running; entries of ended ones (or whose pid
+    now belongs to another process) are removed."""
     registry = Path(runs_dir) / SWEEPS
     out = []
     for f in sorted(registry.glob("*.json")) if registry.is_dir() else []:
         try:
             info = json.loads(f.read_text())
-        except (OSError, ValueError):
+        except (OSError, ValueError, RecursionError):
+            warnings.warn(f"{f}: ignoring a launched-sweep entry that is not readable JSON", stacklevel=2)
             continue
-        if _alive(info["pid"]):
+        if _ours(info, f):
             out.append(info)
-        else:
+        elif isinstance(info, dict) and isinstance(info.get("pid"), int) and info["pid"] > 1:
             f.unlink(missing_ok=True)
     return out
 

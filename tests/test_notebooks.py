@@ -132,12 +132,54 @@ def test_launch_and_stop_from_the_notebook_helpers(tmp_path):
             status = found[0]
         time.sleep(0.2)
     assert status is not None, "the run never reached its first evaluation"
+    wb._CHILDREN.clear()  # as after a notebook restart: the sweep is known only from /proc
+    assert [s["pid"] for s in wb.active_sweeps(tmp_path)] == [info["pid"]]
     assert wb.stop_sweeps(tmp_path) == 1
     while wb.active_sweeps(tmp_path) and time.time() < deadline:
         time.sleep(0.2)
     assert not wb.active_sweeps(tmp_path)
     final = json.loads(status.read_text())
     assert final["state"] == "stopped" and (status.parent / "checkpoint.pt").exists()
+
+
+def test_the_stop_button_signals_only_a_sweep_it_launched(tmp_path, monkeypatch):
+    """Stale, hand-edited or copied registry entries never lead to a signal: a live process
+    whose pid an entry names (but not its start time and command), pids -1, 0 and 1, and
+    entries that are not entries at all."""
+    import json
+    import signal
+    import warnings
+
+    from nbkit import background
+
+    stranger = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    sent, real_kill = [], os.kill
+
+    def kill(pid, sig):  # record every real signal; probing with signal 0 stays harmless
+        if sig == 0:
+            return real_kill(pid, 0) if pid > 1 else None
+        sent.append((pid, sig))
+
+    monkeypatch.setattr(os, "kill", kill)
+    registry = tmp_path / ".sweeps"
+    registry.mkdir()
+    entries = {"stale": {"pid": stranger.pid, "start_ticks": 1, "command": ["python", "-m", "nbkit", "sweep"]},
+               "no proof": {"pid": stranger.pid}, "minus one": {"pid": -1}, "zero": {"pid": 0}, "init": {"pid": 1},
+               "text": {"pid": "x"}, "list": [1, 2], "null pid": {"pid": None}, "bool": {"pid": True}}
+    for name, entry in entries.items():
+        (registry / f"{name}.json").write_text(json.dumps(entry))
+    (registry / "garbage.json").write_text("{")
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            assert background.active_sweeps(tmp_path) == []
+            assert background.stop_sweeps(tmp_path) == 0
+        assert sent == [] and stranger.poll() is None
+        assert any("minus one.json: ignoring a launched-sweep entry without a valid pid (got -1)" in str(w.message)
+                   for w in caught)
+    finally:
+        real_kill(stranger.pid, signal.SIGKILL)
+        stranger.wait()
 
 
 def test_launch_sends_a_sweep_to_ray_and_reports_an_unreachable_cluster(tmp_path):
