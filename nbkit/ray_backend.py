@@ -24,7 +24,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import uuid
 from dataclasses import dataclass
@@ -33,23 +32,10 @@ from pathlib import Path
 from .errors import stop_signals
 from .runlog import CHECKPOINT, CONFIG, METRICS, STATUS, SWEEPS, TRAIN_LOG, mark, read_status
 from .settings import Settings
-from .sweep import Display, Job, Outcome, begin, command, job_state
+from .sweep import Display, Job, Outcome, begin, command, dies_with_parent, job_state
 
 RUN_FILES = (CONFIG, METRICS, STATUS, CHECKPOINT, TRAIN_LOG)
 SHARED_FS = ("auto", "yes", "no")
-
-# exec'd in front of the child: it is SIGKILLed when its parent (the actor's worker) dies
-_DIE_WITH_PARENT = """import os, sys
-try:
-    import ctypes
-    ctypes.CDLL(None, use_errno=True).prctl(1, 9)  # PR_SET_PDEATHSIG, SIGKILL (Linux)
-except (AttributeError, OSError):
-    pass
-if os.getppid() != int(sys.argv[1]):
-    sys.exit("nbkit: the Ray worker that started this run is gone")
-os.execv(sys.argv[2], sys.argv[2:])
-"""
-
 
 def import_ray():
     try:
@@ -107,8 +93,9 @@ class RunActor:
             env.update(OMP_NUM_THREADS=str(spec["threads"]), CUDA_VISIBLE_DEVICES="")
         cwd = spec["cwd"] if Path(spec["cwd"]).is_dir() else None  # relative dataset paths resolve there
         with open(self.run_dir / TRAIN_LOG, "a") as log:
-            self.proc = subprocess.Popen([sys.executable, "-c", _DIE_WITH_PARENT, str(os.getpid()), *cmd], cwd=cwd,
-                                         stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
+            # the child is SIGKILLed when the worker dies; the run then goes on elsewhere from its checkpoint
+            self.proc = subprocess.Popen(dies_with_parent(cmd, signal.SIGKILL), cwd=cwd, stdout=log,
+                                         stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
         return {"host": socket.gethostname(), "shared": self.shared, "resumed": resumed}
 
     def _stamp(self, name: str):

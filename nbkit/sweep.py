@@ -78,6 +78,24 @@ def command(job: Job, device: str, label: str | None = None) -> list[str]:
                   *(["--label", label] if label else []), "--settings-json", json.dumps(job.settings.to_dict())]
 
 
+# exec'd in front of a child process: the kernel sends it a signal when its parent dies
+_DIES_WITH_PARENT = """import os, sys
+try:
+    import ctypes
+    ctypes.CDLL(None, use_errno=True).prctl(1, int(sys.argv[2]))  # PR_SET_PDEATHSIG (Linux)
+except (AttributeError, OSError):
+    pass
+if os.getppid() != int(sys.argv[1]):
+    sys.exit("nbkit: the process that started this run is gone")
+os.execv(sys.argv[3], sys.argv[3:])
+"""
+
+
+def dies_with_parent(cmd: list[str], signum: int) -> list[str]:
+    """cmd, started so that it receives signum when this process dies, even by SIGKILL (Linux)."""
+    return [sys.executable, "-c", _DIES_WITH_PARENT, str(os.getpid()), str(int(signum)), *cmd]
+
+
 def slots(device: str, jobs_per_device: int) -> list[tuple[str, dict]]:
     """(device argument, environment) for each concurrent run."""
     if jobs_per_device < 1:
@@ -206,9 +224,9 @@ def run_sweep(jobs: list[Job], device: str = "auto", jobs_per_device: int = 1, p
                 job, slot = queue.pop(0), free.pop(0)
                 job.run_dir.mkdir(parents=True, exist_ok=True)
                 action = "resuming" if job_state(job) == "resume" else "starting"
-                with open(job.run_dir / TRAIN_LOG, "a") as log:
-                    p = subprocess.Popen(command(job, slot[0], label), stdout=log, stderr=subprocess.STDOUT,
-                                         env={**os.environ, **slot[1]})
+                with open(job.run_dir / TRAIN_LOG, "a") as log:  # a killed sweep's runs stop, checkpointed
+                    p = subprocess.Popen(dies_with_parent(command(job, slot[0], label), signal.SIGTERM), stdout=log,
+                                         stderr=subprocess.STDOUT, env={**os.environ, **slot[1]})
                 running[p] = (job, slot)
                 display.event(f"{action} {job.label} -> {job.run_dir}")
             for p in [p for p in running if p.poll() is not None]:

@@ -23,7 +23,7 @@ from . import __version__, distributed, runlog
 from .data import Dataset, load_dataset
 from .distributed import World
 from .errors import NonFiniteLoss, RunStopped, stop_signals
-from .loader import TrainBatches, eval_shards, memory_format, prepare
+from .loader import TrainBatches, eval_shards, prepare
 from .models import create_model, parameter_count
 from .settings import Settings
 

@@ -81,3 +81,43 @@ def test_cli_sweep_on_a_comparison(tmp_path, capsys):
                  "--eval-every", "2", "--batch-size", "16", "--device", "cpu", "--runs-dir", str(tmp_path),
                  "--set", "tailor_num_classes=true", "eval_batch_size=256"]) == 0
     assert "0 done, 2 skipped" in capsys.readouterr().err
+
+
+def test_a_sweep_killed_by_sigkill_takes_its_runs_down_with_a_checkpoint(tmp_path):
+    """Its children get SIGTERM from the kernel (PR_SET_PDEATHSIG): no run trains on unseen."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    sweep = subprocess.Popen([sys.executable, "-m", "nbkit", "sweep", "toy-dilated", "--dataset", "synthetic",
+                              "--max-iter", "100000", "--eval-every", "1000", "--batch-size", "16", "--device", "cpu",
+                              "--runs-dir", str(tmp_path), "--set", "tailor_num_classes=true", "eval_batch_size=256"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    status = tmp_path / "synthetic" / "toy-dilated"
+    while not list(status.glob("*/status.json")) and time.time() < deadline:
+        time.sleep(0.1)
+    (status,) = status.glob("*/status.json")
+    sweep.send_signal(signal.SIGKILL)
+    sweep.wait()
+    while json.loads(status.read_text())["state"] == "running" and time.time() < deadline:
+        time.sleep(0.1)
+    final = json.loads(status.read_text())
+    assert final["state"] == "stopped" and "SIGTERM" in final["reason"]
+    assert (status.parent / "checkpoint.pt").exists()
+    def training():  # processes whose command line names the run (the child exits just after its status)
+        return [pid for pid in os.listdir("/proc") if pid.isdigit() and _cmdline_has(pid, str(status.parent))]
+
+    while training() and time.time() < deadline:
+        time.sleep(0.1)
+    assert training() == []
+
+
+def _cmdline_has(pid: str, text: str) -> bool:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return text.encode() in f.read()
+    except OSError:  # ended meanwhile
+        return False
