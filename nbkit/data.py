@@ -47,8 +47,9 @@ def is_builtin(spec: str) -> bool:
 
 
 def dataset_name(spec: str) -> str:
-    """The name a dataset's runs are filed under: cifar100, synthetic, or the folder's name."""
-    return spec if is_builtin(spec) else folder_name(Path(spec))
+    """The name a dataset's runs are filed under: cifar100, synthetic, or the folder's name
+    (`.` and `..` by the folder they stand for)."""
+    return spec if is_builtin(spec) else folder_name(Path(os.path.abspath(spec)))
 
 
 def load_dataset(spec: str, data_dir: str | Path = "data", val_size: int = 0) -> Dataset:

@@ -134,9 +134,19 @@ def writable(path: str | Path) -> Path:
     return path
 
 
+def run_path(runs_dir: str | Path, dataset: str, variant: str, run_id: str) -> Path:
+    """<runs_dir>/<dataset>/<variant>/<run_id>, refused unless each part is a plain folder name:
+    a run directory never leaves its runs directory, whatever the dataset path or run name."""
+    for what, part in (("dataset name", dataset), ("run name", variant), ("run id", run_id)):
+        if part in ("", ".", "..") or any(c in "/\\" or ord(c) < 32 for c in part) or part != part.strip():
+            raise ValueError(f"{what} {part!r} is not a plain folder name; expected a name without "
+                             "slashes that is not '.' or '..'")
+    return Path(runs_dir) / dataset / variant / run_id
+
+
 def new_run_dir(runs_dir: Path, dataset: str, variant: str, run_id: str) -> Path:
     """Claim a fresh run directory atomically (mkdir fails if another process has it)."""
-    parent = Path(runs_dir) / dataset / variant
+    parent = run_path(runs_dir, dataset, variant, run_id).parent
     parent.mkdir(parents=True, exist_ok=True)
     for n in range(1000):
         path = parent / (run_id if n == 0 else f"{run_id}-{n}")

@@ -21,7 +21,7 @@ from pathlib import Path
 from .comparisons import expand
 from .data import dataset_name
 from .errors import BUSY, stop_signals
-from .runlog import CHECKPOINT, CONFIG, TRAIN_LOG, mark, read_status
+from .runlog import CHECKPOINT, CONFIG, TRAIN_LOG, mark, read_status, run_path
 from .settings import Settings
 from .variants import get_variant
 
@@ -52,7 +52,7 @@ def plan(names: list[str], seeds: int, overrides: dict, runs_dir: str | Path) ->
         base = get_variant(variant).settings.replace(**overrides)
         for seed in range(base.seed, base.seed + seeds):
             s = base.replace(seed=seed)
-            run_dir = Path(runs_dir) / dataset_name(s.dataset) / variant / f"{settings_key(s)}-s{seed}"
+            run_dir = run_path(runs_dir, dataset_name(s.dataset), variant, f"{settings_key(s)}-s{seed}")
             jobs.append(Job(variant, s, run_dir))
     return jobs
 

@@ -33,3 +33,26 @@ def test_runs_directory_given_or_from_the_environment(tmp_path, monkeypatch):
     assert workbench.default_runs_dir({"runs-dir": "mine"}) == str(tmp_path / "mine")
     monkeypatch.delenv(RUNS_DIR_ENV)
     assert runs_dir() == tmp_path / "artifacts" / "runs"  # no project above: the working directory's
+
+
+def test_a_run_directory_never_leaves_the_runs_directory(tmp_path, monkeypatch, capsys):
+    from .helpers import write_image_folder
+
+    folder = write_image_folder(tmp_path / "imgs")
+    runs = tmp_path / "elsewhere" / "runs"
+    args = ["--max-iter", "1", "--eval-every", "1", "--batch-size", "4", "--device", "cpu",
+            "--runs-dir", str(runs), "--data-dir", str(tmp_path / "data"), "--set", "tailor_num_classes=true"]
+    monkeypatch.chdir(folder)
+    assert main(["train", "toy-dilated", *args, "--dataset", "."]) == 0
+    monkeypatch.chdir(folder / "train")
+    assert main(["train", "toy-dilated", *args, "--dataset", ".."]) == 0
+    made = sorted(p.parent.relative_to(runs).as_posix().rsplit("/", 1)[0] for p in runs.rglob("config.json"))
+    assert made == ["imgs/toy-dilated", "imgs/toy-dilated"]
+    assert [p for p in tmp_path.rglob("config.json") if not p.is_relative_to(runs)] == []
+
+    (tmp_path / "...yml").write_text("model: toy-dilated\n")  # a YAML config's run is named after its file: '..'
+    capsys.readouterr()
+    assert main(["train", str(tmp_path / "...yml"), *args, "--dataset", "synthetic"]) == 2
+    assert capsys.readouterr().err.strip() == ("nbkit train: error: run name '..' is not a plain folder name; "
+                                               "expected a name without slashes that is not '.' or '..'")
+    assert sorted(p.name for p in runs.iterdir()) == ["imgs"]  # nothing written for the refused run
