@@ -72,8 +72,8 @@ def cmd_train(args) -> None:
 
     overrides = setting_overrides(args)
     if args.resume:
-        if args.spec:
-            raise ValueError("give either VARIANT|CONFIG.yml or --resume RUN_DIR, not both")
+        if args.spec or args.run_dir:
+            raise ValueError("give either VARIANT|CONFIG.yml [--run-dir DIR] or --resume RUN_DIR, not both")
         name, settings = resume_settings(args.resume, overrides)
     elif not args.spec:
         raise ValueError("train expects a VARIANT or CONFIG.yml (see `nbkit variants`), or --resume RUN_DIR")
@@ -174,7 +174,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", metavar="RUN_DIR", help="continue an unfinished run from its last checkpoint")
     p.add_argument("--label", help="a note stored in config.json (e.g. 'reduced CPU comparison')")
     p.add_argument("--restart", action="store_true",
-                   help="with --run-dir: begin again where an earlier attempt never reached a checkpoint")
+                   help="begin again where an earlier attempt left no readable checkpoint (with --run-dir, or "
+                        "with --resume to keep the run's settings)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("sweep", help="run a comparison or several variants, K runs at a time per GPU")

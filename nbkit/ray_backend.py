@@ -30,11 +30,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import stop_signals
-from .runlog import CHECKPOINT, CONFIG, METRICS, STATUS, SWEEPS, TRAIN_LOG, mark, read_status
+from .runlog import CHECKPOINT, CONFIG, METRICS, PREVIOUS, STATUS, SWEEPS, TRAIN_LOG, mark, read_status
 from .settings import Settings
-from .sweep import Display, Job, Outcome, begin, command, dies_with_parent, job_state
+from .sweep import Display, Job, Outcome, begin, command, dies_with_parent, job_state, status_stamp
 
-RUN_FILES = (CONFIG, METRICS, STATUS, CHECKPOINT, TRAIN_LOG)
+RUN_FILES = (CONFIG, METRICS, STATUS, CHECKPOINT, PREVIOUS, TRAIN_LOG)
 SHARED_FS = ("auto", "yes", "no")
 
 def import_ray():
@@ -158,6 +158,7 @@ class _Run:
     ref: object = None
     phase: str = "placing"  # placing -> starting -> running (-> stopping)
     attempts: int = 0
+    status_before: object = None  # the driver's status.json stamp when the child started
 
 
 def _write_back(run_dir: Path, files: dict[str, bytes]) -> None:
@@ -308,6 +309,7 @@ def _advance(ray, run: _Run, ref, runs: dict, outcome: Outcome, display: Display
             _drop(ray, run, outcome, "stopped", "the sweep was stopped before this run started again")
             return
         files = {} if reply else _local_files(job.run_dir)
+        run.status_before = status_stamp(job.run_dir)
         run.ref, run.phase = run.actor.start.remote(files), "starting"
         runs[run.ref] = run
         return
@@ -319,7 +321,8 @@ def _advance(ray, run: _Run, ref, runs: dict, outcome: Outcome, display: Display
     else:
         _write_back(job.run_dir, reply["files"])
         if reply["returncode"] is not None:
-            outcome.settle(job, reply["returncode"], stopping or run.phase == "stopping", display)
+            outcome.settle(job, reply["returncode"], stopping or run.phase == "stopping", display,
+                           status_before=run.status_before)
             closing.append(run.actor.close.remote())  # the actor ends once this handle goes
             return
     if stopping and run.phase != "stopping":  # the child checkpoints and says it stopped

@@ -7,6 +7,7 @@
         metrics.jsonl   one JSON object per line: step, split, time, then the split's measures
         status.json     state (running, done, failed, stopped), step, images_per_second, reason
         checkpoint.pt   model, optimiser, step, RNG states, data order, settings
+        checkpoint.prev.pt  the one before, resumed from when the last is unreadable
         train.log       a sweep's child output
         .lock           held (flock) by the one process writing the run
     .sweeps/            sweeps launched from a notebook (nbkit.background) and Ray markers
@@ -22,6 +23,7 @@ import contextlib
 import fcntl
 import json
 import os
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -32,6 +34,7 @@ from .errors import RunBusy
 from .schema import STATES
 from .settings import Settings
 CONFIG, METRICS, STATUS, CHECKPOINT = "config.json", "metrics.jsonl", "status.json", "checkpoint.pt"
+PREVIOUS = "checkpoint.prev.pt"  # the checkpoint before the last, kept until the run is done
 TRAIN_LOG, LOCK, SWEEPS = "train.log", ".lock", ".sweeps"
 RUNS_DIR_ENV = "NBKIT_RUNS_DIR"
 MAX_METRICS_BYTES = 256 << 20  # read at most this much of one metrics.jsonl
@@ -180,8 +183,9 @@ def open_run(run_dir: str | Path | None, runs_dir: str | Path, dataset: str, var
 
     run_dir None: a new timestamped folder under runs_dir/dataset/variant. resume: the folder
     must hold a run (its checkpoint is loaded by the caller, inside). restart: an earlier attempt
-    that never reached a checkpoint is cleared. A finished run or one held by another process
-    raises RunBusy; a folder that already holds a run raises ValueError.
+    without a readable checkpoint is cleared (with resume: one whose checkpoints are all
+    unreadable, so it begins again with its own settings). A finished run or one held by another
+    process raises RunBusy; a folder that already holds a run raises ValueError.
     """
     if run_dir is None:
         run_dir = new_run_dir(writable(runs_dir), dataset, variant, f"{time.strftime('%Y%m%d-%H%M%S')}-s{seed}")
@@ -192,42 +196,92 @@ def open_run(run_dir: str | Path | None, runs_dir: str | Path, dataset: str, var
     with exclusive(run_dir):  # from here on this process alone writes the run
         if read_status(run_dir).get("state") == "done":  # e.g. finished by a concurrent sweep meanwhile
             raise RunBusy(f"{run_dir} already holds a finished run; nothing to do")
-        if not resume and (run_dir / CONFIG).exists():
-            if not restart or (run_dir / CHECKPOINT).exists():
-                raise ValueError(f"{run_dir} already holds a run; use --resume to continue it")
-            for name in (CONFIG, METRICS, STATUS):  # an attempt that never reached a checkpoint
+        if restart and not _any_checkpoint_loads(run_dir):  # nothing to resume from: begin again
+            for name in (CONFIG, METRICS, STATUS, CHECKPOINT, PREVIOUS):
                 (run_dir / name).unlink(missing_ok=True)
+        elif not resume and (run_dir / CONFIG).exists():
+            raise ValueError(f"{run_dir} already holds a run; use --resume to continue it")
+        for debris in run_dir.glob(".*.tmp*"):  # half-written files of a process that died writing them
+            debris.unlink(missing_ok=True)
         yield run_dir
 
 
 # --- checkpoints and resuming ----------------------------------------------------------------
 
+CHECKPOINT_KEYS = ("model", "optimizer", "step", "settings", "generator", "cpu_rng", "perm", "window",
+                   "extra_keys", "elapsed")
+
+
 def save_checkpoint(run_dir: Path, checkpoint: dict) -> None:
-    """A plain dict of tensors and numbers, written whole or not at all."""
+    """A plain dict of tensors and numbers, written whole or not at all; the one before is kept
+    as checkpoint.prev.pt."""
     import torch
 
     tmp = run_dir / f".{CHECKPOINT}.tmp"
-    torch.save(checkpoint, tmp)
+    try:
+        torch.save(checkpoint, tmp)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    if (run_dir / CHECKPOINT).exists():
+        os.replace(run_dir / CHECKPOINT, run_dir / PREVIOUS)
     os.replace(tmp, run_dir / CHECKPOINT)
 
 
-def load_checkpoint(run_dir: str | Path, device, settings: Settings | None = None) -> dict:
-    """The run's last checkpoint; with settings, refused unless it was made with them."""
+def has_checkpoint(run_dir: str | Path) -> bool:
+    return (Path(run_dir) / CHECKPOINT).exists() or (Path(run_dir) / PREVIOUS).exists()
+
+
+def _load(path: Path, device) -> dict:
+    """One checkpoint file; ValueError (saying why) when it is missing, unreadable or incomplete."""
     import torch
 
-    path = Path(run_dir) / CHECKPOINT
     try:  # weights_only: a crafted pickle cannot run code
         with warnings.catch_warnings():  # torch's pickle-protocol notice would precede the one-line error
             warnings.simplefilter("ignore")
             state = torch.load(path, map_location=device, weights_only=True)
     except FileNotFoundError:
-        raise ValueError(f"cannot resume {run_dir}: it has no {CHECKPOINT} yet") from None
+        raise ValueError(f"it has no {path.name} yet") from None
     except Exception as e:
-        raise ValueError(f"cannot resume {run_dir}: {CHECKPOINT} is corrupt or not a checkpoint "
-                         f"({type(e).__name__})") from None
+        raise ValueError(f"{path.name} is corrupt or not a checkpoint ({type(e).__name__})") from None
+    if not isinstance(state, dict) or any(k not in state for k in CHECKPOINT_KEYS):
+        raise ValueError(f"{path.name} is corrupt or not a checkpoint (keys missing)")
+    return state
+
+
+def load_checkpoint(run_dir: str | Path, device, settings: Settings | None = None) -> dict:
+    """The run's last checkpoint, or the one before when the last is unreadable (said on stderr);
+    with settings, refused unless it was made with them."""
+    run_dir = Path(run_dir)
+    try:
+        state = _load(run_dir / CHECKPOINT, device)
+    except ValueError as last:
+        try:
+            state = _load(run_dir / PREVIOUS, device)
+        except ValueError:
+            if not (run_dir / PREVIOUS).exists() and not (run_dir / CHECKPOINT).exists():
+                raise ValueError(f"cannot resume {run_dir}: {last}") from None
+            raise ValueError(f"cannot resume {run_dir}: {last}, and no earlier checkpoint is readable; "
+                             f"to begin it again with its settings: nbkit train --resume {run_dir} --restart") from None
+        print(f"nbkit: {last}; resuming from the checkpoint before it (step {state['step']})", file=sys.stderr)
     if settings is not None and state.get("settings") != settings.to_dict():
         raise ValueError(f"cannot resume {run_dir}: its checkpoint was made with other settings")
     return state
+
+
+def _any_checkpoint_loads(run_dir: Path) -> bool:
+    for name in (CHECKPOINT, PREVIOUS):
+        try:
+            _load(run_dir / name, "cpu")
+            return True
+        except ValueError:
+            continue
+    return False
+
+
+def drop_previous(run_dir: Path) -> None:
+    """A finished run needs no fallback checkpoint."""
+    (run_dir / PREVIOUS).unlink(missing_ok=True)
 
 
 def resume_settings(run_dir: str | Path, overrides: dict | None = None) -> tuple[str, Settings]:

@@ -21,7 +21,7 @@ from pathlib import Path
 from .comparisons import expand
 from .data import dataset_name
 from .errors import BUSY, stop_signals
-from .runlog import CHECKPOINT, CONFIG, TRAIN_LOG, mark, read_status, run_path
+from .runlog import CONFIG, STATUS, TRAIN_LOG, drop_previous, has_checkpoint, mark, read_status, run_path
 from .settings import Settings
 from .variants import get_variant
 
@@ -61,7 +61,7 @@ def job_state(job: Job) -> str:
     """done (skip), resume (has a checkpoint), or new."""
     if read_status(job.run_dir).get("state") == "done":
         return "done"
-    if (job.run_dir / CHECKPOINT).exists() and (job.run_dir / CONFIG).exists():
+    if has_checkpoint(job.run_dir) and (job.run_dir / CONFIG).exists():
         return "resume"
     return "new"
 
@@ -155,20 +155,26 @@ class Outcome(dict):
     def __init__(self):
         super().__init__(done=[], skipped=[], failed=[], stopped=[], busy=[])
 
-    def settle(self, job: Job, returncode: int, stopping: bool, display: Display) -> None:
-        """File a finished child's run (from its exit code and status.json)."""
+    def settle(self, job: Job, returncode: int, stopping: bool, display: Display, status_before=None) -> None:
+        """File a finished child's run (from its exit code and status.json). status_before: the
+        status file's stamp when the child started; a child that failed before writing one has
+        its own error (the last line it printed) recorded, not the earlier attempt's state."""
         state = read_status(job.run_dir).get("state")
         if state == "running" and returncode < 0:  # killed before it could say so itself
             state = "stopped" if stopping else "failed"
             mark(job.run_dir, state, f"the process was killed by {signal.Signals(-returncode).name}; "
                                      "running the sweep again resumes it from its last checkpoint")
+        elif returncode > 0 and returncode != BUSY and status_stamp(job.run_dir) == status_before:
+            state = "failed"  # it failed before it could write a status (e.g. an unreadable checkpoint)
+            mark(job.run_dir, state, last_line(job.run_dir / TRAIN_LOG))
         if returncode == 0 and state == "done":
+            drop_previous(job.run_dir)  # a copied-back fallback checkpoint (Ray) is not needed either
             self["done"].append(job)
             display.event(f"done {job.label}")
         elif returncode == BUSY:
             self["busy"].append(job)
             display.event(f"skipped {job.label}: another process is writing it")
-        elif state == "stopped" or stopping:
+        elif state == "stopped" or (stopping and state != "failed"):
             self["stopped"].append(job)
             display.event(f"stopped {job.label} (resume by running the sweep again)")
         else:
@@ -198,6 +204,15 @@ def begin(jobs: list[Job], stream=None) -> tuple[Outcome, list[Job], Display]:
     return outcome, queue, display
 
 
+def status_stamp(run_dir: Path):
+    """(mtime, size) of a run's status.json, or None: whether a child wrote one since."""
+    try:
+        st = (run_dir / STATUS).stat()
+        return st.st_mtime_ns, st.st_size
+    except OSError:
+        return None
+
+
 def last_line(path: Path) -> str:
     """The last line a child wrote (its error, when it failed before writing a status)."""
     try:
@@ -212,7 +227,7 @@ def run_sweep(jobs: list[Job], device: str = "auto", jobs_per_device: int = 1, p
     """Run every job not yet done in local processes; returns the jobs by outcome."""
     outcome, queue, display = begin(jobs, stream)
     free = slots(device, jobs_per_device)
-    running: dict[subprocess.Popen, tuple[Job, tuple]] = {}
+    running: dict[subprocess.Popen, tuple[Job, tuple, object]] = {}
 
     def stop_children(_signal_name: str) -> None:
         for p in running:
@@ -224,19 +239,20 @@ def run_sweep(jobs: list[Job], device: str = "auto", jobs_per_device: int = 1, p
                 job, slot = queue.pop(0), free.pop(0)
                 job.run_dir.mkdir(parents=True, exist_ok=True)
                 action = "resuming" if job_state(job) == "resume" else "starting"
+                before = status_stamp(job.run_dir)
                 with open(job.run_dir / TRAIN_LOG, "a") as log:  # a killed sweep's runs stop, checkpointed
                     p = subprocess.Popen(dies_with_parent(command(job, slot[0], label), signal.SIGTERM), stdout=log,
                                          stderr=subprocess.STDOUT, env={**os.environ, **slot[1]})
-                running[p] = (job, slot)
+                running[p] = (job, slot, before)
                 display.event(f"{action} {job.label} -> {job.run_dir}")
             for p in [p for p in running if p.poll() is not None]:
-                job, slot = running.pop(p)
+                job, slot, before = running.pop(p)
                 free.append(slot)
-                outcome.settle(job, p.returncode, bool(stop_requested), display)
+                outcome.settle(job, p.returncode, bool(stop_requested), display, status_before=before)
             if stop_requested:
                 outcome["stopped"] += queue
                 queue = []
-            display.draw([job for job, _ in running.values()], outcome.counts(len(queue)))
+            display.draw([job for job, _, _ in running.values()], outcome.counts(len(queue)))
             time.sleep(poll if running else 0)
     display.event(outcome.final_line())
     return outcome

@@ -63,9 +63,9 @@ def train(variant: str, s: Settings, runs_dir: str | Path | None = None, device:
 
     runs_dir: where a new run folder goes (default: runlog.runs_dir()); run_dir: write there
     (created if needed) instead of a new timestamped folder; resume: continue the run in run_dir
-    from its checkpoint; restart: begin again in a run_dir whose earlier attempt never reached a
-    checkpoint. Errors before the run starts (unknown dataset, bad settings) leave no run
-    directory behind.
+    from its checkpoint (or the one before, when the last is unreadable); restart: begin again in
+    a run_dir whose earlier attempt left no readable checkpoint. Errors before the run starts
+    (unknown dataset, bad settings) leave no run directory behind.
 
     Started by torchrun (RANK and WORLD_SIZE set), the processes train the run together with
     DistributedDataParallel: the global batch stays batch_size, rank 0 alone writes the run.
@@ -86,7 +86,9 @@ def train(variant: str, s: Settings, runs_dir: str | Path | None = None, device:
                 if world.main:
                     run_dir = held.enter_context(runlog.open_run(
                         run_dir, runlog.runs_dir(runs_dir), ds.name, variant, s.seed, resume=resume, restart=restart))
-                checkpoint = runlog.load_checkpoint(run_dir, dev, s) if resume else None
+                # with restart, open_run has cleared a run none of whose checkpoints can be read
+                resuming = resume and (not restart or runlog.has_checkpoint(run_dir))
+                checkpoint = runlog.load_checkpoint(run_dir, dev, s) if resuming else None
             run.run_dir = Path(run_dir) if run_dir is not None else None  # None on ranks > 0 of a new run
             _run(run, checkpoint, ds, label)
         distributed.barrier()  # every process is done before any tears the group down
@@ -174,6 +176,8 @@ def _run(run: _Parts, checkpoint: dict | None, ds: Dataset, label: str | None) -
             _loop(run, state, stop_requested)
         run.log.status("done", state.step, images_per_second=round(state.images_per_second(run.s.batch_size), 1),
                        wall_seconds=round(time.perf_counter() - state.start, 2))
+        if run.world.main:
+            runlog.drop_previous(run.run_dir)
     except RunStopped as e:
         _checkpoint(run, state)
         run.log.status("stopped", state.step, reason=f"stopped by {e}")

@@ -313,3 +313,53 @@ def test_disk_full_while_writing_fails_the_run_cleanly(tmp_path, capsys, monkeyp
     (run,) = tmp_path.glob("synthetic/toy-dilated/*")
     assert status(run)["state"] == "failed" and "No space left" in status(run)["reason"]
     assert not list(run.glob(".*tmp*"))  # no half-written files left
+
+
+# --- an unreadable last checkpoint ---------------------------------------------------------------
+
+def _small(**changes):
+    return resolve("toy-dilated", dataset="synthetic", batch_size=16, max_iter=16, eval_every=4, save_every=4,
+                   log_every=2, tailor_num_classes=True, constant_lr=3e-3, eval_batch_size=256, **changes)
+
+
+def test_an_unreadable_last_checkpoint_falls_back_to_the_one_before(tmp_path, capsys):
+    name, s = _small()
+    reference = train(name, s, run_dir=tmp_path / "reference", device="cpu")
+
+    def fail_at_12(p):
+        if p["step"] == 12:
+            raise RuntimeError("power cut")
+
+    run = tmp_path / "run"
+    with pytest.raises(RuntimeError, match="power cut"):
+        train(name, s, run_dir=run, device="cpu", progress=fail_at_12)
+    assert torch.load(run / "checkpoint.pt", weights_only=True)["step"] == 8
+    assert torch.load(run / "checkpoint.prev.pt", weights_only=True)["step"] == 4
+    (run / "checkpoint.pt").write_bytes((run / "checkpoint.pt").read_bytes()[:1000])  # cut short
+    capsys.readouterr()
+    train(name, s, run_dir=run, device="cpu", resume=True)
+    assert "checkpoint.pt is corrupt or not a checkpoint (RuntimeError); resuming from the checkpoint before it " \
+           "(step 4)" in capsys.readouterr().err
+    assert status(run)["state"] == "done" and strip_time(run) == strip_time(reference)
+    assert not (run / "checkpoint.prev.pt").exists()  # a finished run keeps one checkpoint
+
+
+def test_a_sweep_reports_a_childs_own_early_failure_and_restart_discards_it(tmp_path):
+    import io
+
+    from nbkit.sweep import plan, run_sweep
+
+    overrides = _small()[1].to_dict()
+    (job,) = plan(["toy-dilated"], 1, {k: v for k, v in overrides.items() if k != "model"}, tmp_path)
+    assert len(run_sweep([job], device="cpu")["done"]) == 1
+    (job.run_dir / "checkpoint.pt").write_bytes(b"\x80\x04garbage")  # and no earlier one: the run was done
+    (job.run_dir / "status.json").write_text('{"state": "stopped", "step": 8, "reason": "stopped by SIGTERM"}')
+    for _ in range(2):  # the same on every rerun: the child's error, never "stopped"
+        out = io.StringIO()
+        outcome = run_sweep([job], device="cpu", stream=out)
+        assert [j.label for j in outcome["failed"]] == [job.label] and not outcome["stopped"], out.getvalue()
+        assert "checkpoint.pt is corrupt or not a checkpoint" in out.getvalue()
+        assert status(job.run_dir)["state"] == "failed" and "--restart" in status(job.run_dir)["reason"]
+    assert main(["train", "--resume", str(job.run_dir), "--device", "cpu", "--restart"]) == 0
+    assert status(job.run_dir)["state"] == "done"
+    assert [r["step"] for r in read_metrics(job.run_dir / "metrics.jsonl") if r["split"] == "test"] == [4, 8, 12, 16]
