@@ -1,7 +1,10 @@
 """Image folders as datasets: a directory, or a .tar/.tar.gz/.tar.xz/.zip of one, holding
 train/<class>/<image> and test/<class>/<image>; decoded once in parallel and cached by content.
 
-Archives are untrusted: members with absolute paths, '..' or links are refused.
+Archives are untrusted: members with absolute paths, '..' or links are refused, and what an
+archive or folder may expand to is bounded before anything is allocated: pixels per image
+(NBKIT_MAX_IMAGE_PIXELS, default 16.8 million) and bytes read or decoded in all
+(NBKIT_MAX_DATASET_BYTES, default 8 GiB). macOS metadata (__MACOSX/, ._*) is skipped.
 """
 
 from __future__ import annotations
@@ -20,6 +23,33 @@ from .errors import DatasetError
 
 ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.xz", ".zip")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
+PIXELS_ENV, BYTES_ENV = "NBKIT_MAX_IMAGE_PIXELS", "NBKIT_MAX_DATASET_BYTES"
+
+
+def _limit(env: str, default: int) -> int:
+    try:
+        return int(os.environ.get(env, default))
+    except ValueError:
+        raise DatasetError(f"{env} expects a whole number, got {os.environ[env]!r}") from None
+
+
+def max_image_pixels() -> int:
+    return _limit(PIXELS_ENV, 1 << 24)
+
+
+def max_dataset_bytes() -> int:
+    return _limit(BYTES_ENV, 8 << 30)
+
+
+def _too_big(source: Path, what: str, size: int, limit: int, env: str) -> DatasetError:
+    return DatasetError(f"{source}: {what} would take {size:,} bytes, more than the {limit:,} allowed; "
+                        f"set {env} higher to load it")
+
+
+def _is_image(p: PurePosixPath) -> bool:
+    """An image file, not macOS metadata (__MACOSX/ folders, ._ AppleDouble files)."""
+    return (p.suffix.lower() in IMAGE_SUFFIXES and "__MACOSX" not in p.parts
+            and not any(part.startswith("._") for part in p.parts))
 
 
 def folder_name(path: Path) -> str:
@@ -36,11 +66,11 @@ def _content_key(path: Path) -> str:
         with open(path, "rb") as f:
             for chunk in iter(lambda: f.read(1 << 20), b""):
                 h.update(chunk)
-    else:
+    else:  # by content: pixels may change while sizes and times stay
         for p in sorted(path.rglob("*")):
-            if p.is_file():
-                st = p.stat()
-                h.update(f"{p.relative_to(path)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+            if p.is_file() and _is_image(PurePosixPath(p.relative_to(path).as_posix())):
+                h.update(f"{p.relative_to(path)}\0".encode())
+                h.update(hashlib.sha256(p.read_bytes()).digest())
     return h.hexdigest()[:20]
 
 
@@ -57,8 +87,12 @@ def load_image_folder(path: Path, cache_dir: Path):
     cache_dir.mkdir(parents=True, exist_ok=True)
     tmp = cache.with_suffix(f".tmp{os.getpid()}.npz")
     train_x, train_y, test_x, test_y, classes = arrays
-    np.savez(tmp, train_x=train_x, train_y=train_y, test_x=test_x, test_y=test_y, classes=np.array(classes))
-    os.replace(tmp, cache)  # whole or not at all
+    try:
+        np.savez(tmp, train_x=train_x, train_y=train_y, test_x=test_x, test_y=test_y, classes=np.array(classes))
+        os.replace(tmp, cache)  # whole or not at all
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return arrays
 
 
@@ -70,7 +104,15 @@ def _safe_member(name: str, archive: Path) -> PurePosixPath:
 
 
 def _read_archive(path: Path) -> list[tuple[PurePosixPath, bytes]]:
-    out = []
+    out, budget = [], max_dataset_bytes()
+
+    def take(name: str, size: int) -> None:  # before a member is read: what it expands to counts
+        nonlocal budget
+        budget -= size
+        if budget < 0:
+            raise _too_big(path, f"its images (up to {name})", max_dataset_bytes() - budget, max_dataset_bytes(),
+                           BYTES_ENV)
+
     try:
         if path.name.endswith(".zip"):
             with zipfile.ZipFile(path) as z:
@@ -78,7 +120,8 @@ def _read_archive(path: Path) -> list[tuple[PurePosixPath, bytes]]:
                     p = _safe_member(info.filename, path)
                     if (info.external_attr >> 16) & 0o170000 == 0o120000:
                         raise DatasetError(f"{path}: refusing archive member {info.filename!r} (a link)")
-                    if not info.is_dir() and p.suffix.lower() in IMAGE_SUFFIXES:
+                    if not info.is_dir() and _is_image(p):
+                        take(info.filename, info.file_size)  # zipfile reads no more than this
                         out.append((p, z.read(info)))
         else:
             with tarfile.open(path) as t:
@@ -86,7 +129,8 @@ def _read_archive(path: Path) -> list[tuple[PurePosixPath, bytes]]:
                     p = _safe_member(m.name, path)
                     if m.issym() or m.islnk() or m.isdev():
                         raise DatasetError(f"{path}: refusing archive member {m.name!r} (a link or device)")
-                    if m.isfile() and p.suffix.lower() in IMAGE_SUFFIXES:
+                    if m.isfile() and _is_image(p):
+                        take(m.name, m.size)
                         out.append((p, t.extractfile(m).read()))
     except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError) as e:
         raise DatasetError(f"{path} is not a readable archive ({type(e).__name__}: {e}); "
@@ -95,8 +139,12 @@ def _read_archive(path: Path) -> list[tuple[PurePosixPath, bytes]]:
 
 
 def _read_directory(path: Path) -> list[tuple[PurePosixPath, bytes]]:
-    return [(PurePosixPath(p.relative_to(path).as_posix()), p.read_bytes())
-            for p in sorted(path.rglob("*")) if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
+    files = [(PurePosixPath(p.relative_to(path).as_posix()), p) for p in sorted(path.rglob("*")) if p.is_file()]
+    files = [(rel, p) for rel, p in files if _is_image(rel)]
+    total = sum(p.stat().st_size for _, p in files)
+    if total > max_dataset_bytes():
+        raise _too_big(path, "its images", total, max_dataset_bytes(), BYTES_ENV)
+    return [(rel, p.read_bytes()) for rel, p in files]
 
 
 def decode_splits(members, source: Path):
@@ -120,6 +168,10 @@ def decode_splits(members, source: Path):
         only_test = sorted(set(by_split["test"]) - set(classes))
         raise DatasetError(f"{source}: classes differ between train/ and test/ "
                            f"(only in train: {only_train}, only in test: {only_test})")
+    size = _first_size([item for split in by_split.values() for v in split.values() for item in v], source)
+    decoded = sum(len(v) for split in by_split.values() for v in split.values()) * size[0] * size[1] * 3
+    if decoded > max_dataset_bytes():
+        raise _too_big(source, f"{size[0]}x{size[1]} images decoded", decoded, max_dataset_bytes(), BYTES_ENV)
     out = []
     for split in ("train", "test"):
         items, ys = [], []
@@ -127,38 +179,63 @@ def decode_splits(members, source: Path):
             for name, data in sorted(by_split[split][c]):
                 items.append((name, data))
                 ys.append(label)
-        out += [_decode_all(items, source), np.array(ys, dtype=np.int64)]
+        out += [_decode_all(items, source, size), np.array(ys, dtype=np.int64)]
     return out[0], out[1], out[2], out[3], classes
 
 
-def _decode_chunk(items) -> list:
+def _first_size(items: list[tuple[str, bytes]], source: Path) -> tuple[int, int]:
+    """(width, height) of the first image, from its header alone; every image must have it."""
+    from PIL import Image
+
+    name, data = min(items)
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            w, h = im.size
+    except Exception as e:
+        raise DatasetError(f"{source}: image {name} will not decode ({type(e).__name__}: {e})") from None
+    if w * h > max_image_pixels():
+        raise DatasetError(f"{source}: image {name} is {w}x{h}, more than the {max_image_pixels():,} pixels "
+                           f"allowed per image; set {PIXELS_ENV} higher to load it")
+    return w, h
+
+
+def _rgb(im) -> np.ndarray:
+    """(H, W, 3) uint8; 16-bit greyscale is scaled to 8 bits, not clipped to white."""
+    if im.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N"):
+        grey = (np.asarray(im).astype(np.int64) >> 8).clip(0, 255).astype(np.uint8)
+        return np.repeat(grey[:, :, None], 3, axis=2)
+    return np.asarray(im.convert("RGB"))
+
+
+def _decode_chunk(items, size) -> list:
+    """(name, array) per image, or [(name, error)] at the first that will not decode; an image
+    of another size is reported from its header, before it is decoded."""
     from PIL import Image
 
     arrays = []
     for name, data in items:
         try:
             with Image.open(io.BytesIO(data)) as im:
-                arrays.append((name, np.asarray(im.convert("RGB"))))
+                if im.size != size:
+                    return [(name, im.size)]
+                arrays.append((name, _rgb(im)))
         except Exception as e:
             return [(name, f"{type(e).__name__}: {e}")]
     return arrays
 
 
-def _decode_all(items, source: Path) -> np.ndarray:
+def _decode_all(items, source: Path, size: tuple[int, int]) -> np.ndarray:
     workers = max(1, min(8, os.cpu_count() or 1))
     chunks = [items[i:i + 2000] for i in range(0, len(items), 2000)]
     if workers > 1 and len(chunks) > 1:
         with ProcessPoolExecutor(workers) as pool:
-            results = list(pool.map(_decode_chunk, chunks))
+            results = list(pool.map(_decode_chunk, chunks, [size] * len(chunks)))
     else:
-        results = [_decode_chunk(c) for c in chunks]
+        results = [_decode_chunk(c, size) for c in chunks]
     arrays = [a for r in results for a in r]
     for name, a in arrays:
         if isinstance(a, str):
             raise DatasetError(f"{source}: image {name} will not decode ({a})")
-    shape = arrays[0][1].shape
-    for name, a in arrays:
-        if a.shape != shape:
-            raise DatasetError(f"{source}: image {name} is {a.shape[1]}x{a.shape[0]}, expected "
-                               f"{shape[1]}x{shape[0]} like the others")
+        if isinstance(a, tuple):
+            raise DatasetError(f"{source}: image {name} is {a[0]}x{a[1]}, expected {size[0]}x{size[1]} like the others")
     return np.stack([a for _, a in arrays]).transpose(0, 3, 1, 2).copy()  # (N, 3, H, W)

@@ -185,3 +185,120 @@ def test_shared_cifar10_archive_loads(cifar10_archive):
     assert ds.size("train") == 50000 and ds.size("test") == 10000
     mean = ds.images["train"].float().mean() / 255  # README: channel means 0.4913/0.4821/0.4465
     assert abs(mean.item() - (0.4913 + 0.4821 + 0.4465) / 3) < 0.002
+
+
+# --- what an image folder may expand to -------------------------------------------------------
+
+def load_in_child(source, data_dir, **env) -> tuple[str, float]:
+    """(the error, or "loaded"; peak resident MB) of loading a dataset in a fresh process."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import resource, sys\nfrom nbkit.data import load_dataset, DatasetError\n"
+            "try:\n    load_dataset(sys.argv[1], sys.argv[2]); print('loaded')\n"
+            "except DatasetError as e:\n    print(e)\n"
+            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)")
+    done = subprocess.run([sys.executable, "-c", code, str(source), str(data_dir)], capture_output=True, text=True,
+                          timeout=300, env={**os.environ, **env})
+    *message, peak = done.stdout.strip().splitlines()
+    return "\n".join(message), float(peak)
+
+
+def test_a_zip_bomb_is_refused_before_it_is_read(tmp_path):
+    import zipfile
+
+    _, baseline = load_in_child(write_image_folder(tmp_path / "small"), tmp_path / "data")
+    archive = tmp_path / "bomb.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as z:
+        with z.open("data/train/cat/0.png", "w") as f:  # 512 MiB of zeros, half a MB on disk
+            for _ in range(8):
+                f.write(bytes(1 << 26))
+    assert archive.stat().st_size < 2 << 20
+    message, peak = load_in_child(archive, tmp_path / "data", NBKIT_MAX_DATASET_BYTES=str(256 << 20))
+    assert message.endswith("bomb.zip: its images (up to data/train/cat/0.png) would take 536,870,912 bytes, "
+                            "more than the 268,435,456 allowed; set NBKIT_MAX_DATASET_BYTES higher to load it")
+    assert peak < baseline + 100, (peak, baseline)  # the member was never read
+
+
+def test_images_of_too_many_pixels_are_refused_from_their_header(tmp_path):
+    from PIL import Image
+
+    folder = write_image_folder(tmp_path / "imgs")
+    _, baseline = load_in_child(folder, tmp_path / "data")
+    for i in range(4):  # small on disk, 64 M pixels (192 MB decoded) each
+        Image.new("1", (8000, 8000)).save(folder / "test" / "cat" / f"000{i}.png")
+    message, peak = load_in_child(tar_folder(folder, tmp_path / "big.tar.gz"), tmp_path / "data2")
+    assert message.endswith("image imgs/test/cat/0000.png is 8000x8000, more than the 16,777,216 pixels allowed "
+                            "per image; set NBKIT_MAX_IMAGE_PIXELS higher to load it")
+    assert peak < baseline + 100, (peak, baseline)
+    assert not list((tmp_path / "data2").rglob("*.npz"))
+
+
+def test_the_default_limits_are_eight_gib_and_sixteen_million_pixels(monkeypatch):
+    monkeypatch.delenv("NBKIT_MAX_DATASET_BYTES", raising=False)
+    monkeypatch.delenv("NBKIT_MAX_IMAGE_PIXELS", raising=False)
+    assert (image_folder.max_dataset_bytes(), image_folder.max_image_pixels()) == (8 << 30, 1 << 24)
+    monkeypatch.setenv("NBKIT_MAX_IMAGE_PIXELS", "lots")
+    with pytest.raises(DatasetError, match="NBKIT_MAX_IMAGE_PIXELS expects a whole number, got 'lots'"):
+        image_folder.max_image_pixels()
+
+
+def _flat_folder(root, size=32, per_class=(6, 3), suffix=".png"):
+    """One flat colour per image: a few hundred bytes on disk, size*size*3 decoded."""
+    from PIL import Image
+
+    for split, n in zip(("train", "test"), per_class):
+        for k, c in enumerate(("cat", "dog", "emu")):
+            (root / split / c).mkdir(parents=True, exist_ok=True)
+            for i in range(n):
+                Image.new("RGB", (size, size), (40 * k, 10 * i, 100)).save(root / split / c / f"{i:04d}{suffix}")
+    return root
+
+
+def test_the_decoded_size_is_bounded_before_decoding(tmp_path, monkeypatch):
+    folder = _flat_folder(tmp_path / "imgs")  # 27 images of 32x32x3
+    decoded = 27 * 32 * 32 * 3
+    monkeypatch.setenv("NBKIT_MAX_DATASET_BYTES", str(decoded - 1))
+    with pytest.raises(DatasetError, match=r"32x32 images decoded would take 82,944 bytes, more than the 82,943"):
+        load_dataset(str(folder), tmp_path / "data")
+    monkeypatch.setenv("NBKIT_MAX_DATASET_BYTES", str(decoded))
+    assert load_dataset(str(folder), tmp_path / "data").size("train") == 18
+
+
+def test_sixteen_bit_greyscale_is_scaled_not_white(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    folder = write_image_folder(tmp_path / "imgs")
+    Image.fromarray(np.full((8, 8), 40000, np.uint16)).save(folder / "test" / "cat" / "0000.png")
+    ds = load_dataset(str(folder), tmp_path / "data")
+    assert Image.open(folder / "test" / "cat" / "0000.png").mode.startswith("I")
+    assert int(ds.images["test"][0].max()) == 40000 >> 8 == int(ds.images["test"][0].min())
+
+
+def test_macos_metadata_in_an_archive_is_skipped(tmp_path):
+    import shutil
+
+    folder = write_image_folder(tmp_path / "imgs")
+    (folder / "__MACOSX" / "train" / "cat").mkdir(parents=True)
+    (folder / "__MACOSX" / "train" / "cat" / "._0000.png").write_bytes(b"\x00\x05\x16\x07 AppleDouble")
+    (folder / "train" / "cat" / "._0001.png").write_bytes(b"\x00\x05\x16\x07 AppleDouble")
+    ds = load_dataset(str(shutil.make_archive(str(tmp_path / "mac"), "zip", folder)), tmp_path / "data")
+    assert ds.size("train") == 18 and ds.size("test") == 9
+
+
+def test_a_folder_whose_pixels_change_is_decoded_again(tmp_path):
+    import os
+
+    from PIL import Image
+
+    folder = _flat_folder(tmp_path / "imgs", size=8, suffix=".bmp")  # uncompressed: the size never changes
+    first = load_dataset(str(folder), tmp_path / "data")
+    path = folder / "test" / "cat" / "0000.bmp"
+    stat = path.stat()
+    Image.new("RGB", (8, 8), (255, 255, 255)).save(path)
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert path.stat().st_size == stat.st_size and path.stat().st_mtime_ns == stat.st_mtime_ns
+    again = load_dataset(str(folder), tmp_path / "data")
+    assert not torch.equal(first.images["test"], again.images["test"])
