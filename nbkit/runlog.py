@@ -20,9 +20,11 @@ checked against its shape in nbkit.schema. Frames over many runs are built by nb
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import os
+import shutil
 import sys
 import time
 import warnings
@@ -56,14 +58,27 @@ def runs_dir(value: str | Path | None = None) -> Path:
 
 # --- writing ---------------------------------------------------------------------------------
 
-def write_json_atomic(path: Path, data: dict) -> None:
-    """Write to a temporary file and rename, so a reader never sees half a file."""
+def write_json_atomic(path: Path, data: dict, in_place_if_full: bool = False) -> None:
+    """Write to a temporary file and rename, so a reader never sees half a file. When that fails
+    (a full disk) no temporary file is left; with in_place_if_full an existing file is then
+    rewritten in place, reusing its own space, so a run can still say it failed."""
+    text = json.dumps(data, indent=1)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "w") as f:
-        json.dump(data, f, indent=1)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        if not (in_place_if_full and path.exists()):
+            raise
+        with open(path, "r+") as f:
+            f.truncate(0)
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
 
 
 class RunWriter:
@@ -76,7 +91,7 @@ class RunWriter:
 
     def status(self, state: str, step: int, **fields) -> None:
         assert state in STATES, state
-        write_json_atomic(self.dir / STATUS, {"state": state, "step": step, **fields})
+        write_json_atomic(self.dir / STATUS, {"state": state, "step": step, **fields}, in_place_if_full=True)
 
     def metrics(self, rows: list[dict]) -> None:
         # whole lines in one write, flushed: a reader sees complete rows or nothing new
@@ -84,7 +99,10 @@ class RunWriter:
         self._metrics.flush()
 
     def close(self) -> None:
-        self._metrics.close()
+        try:
+            self._metrics.close()
+        except OSError:  # the rest of a row a full disk refused: the reader skips a cut last line
+            pass
 
 
 class NoWriter:
@@ -118,7 +136,7 @@ def mark(run_dir: Path, state: str, reason: str) -> None:
     status = read_status(run_dir) or {"step": 0}
     status.update(state=state, reason=reason)
     run_dir.mkdir(parents=True, exist_ok=True)  # a run that never reached this machine has no folder yet
-    write_json_atomic(run_dir / STATUS, status)
+    write_json_atomic(run_dir / STATUS, status, in_place_if_full=True)
 
 
 # --- claiming a run directory ----------------------------------------------------------------
@@ -220,8 +238,11 @@ def save_checkpoint(run_dir: Path, checkpoint: dict) -> None:
     tmp = run_dir / f".{CHECKPOINT}.tmp"
     try:
         torch.save(checkpoint, tmp)
-    except BaseException:
+    except BaseException as e:
+        full = shutil.disk_usage(run_dir).free < (1 << 20)  # torch reports a short write as "unexpected pos"
         tmp.unlink(missing_ok=True)
+        if full and isinstance(e, Exception):
+            raise OSError(errno.ENOSPC, f"No space left on device (writing {CHECKPOINT})") from None
         raise
     if (run_dir / CHECKPOINT).exists():
         os.replace(run_dir / CHECKPOINT, run_dir / PREVIOUS)

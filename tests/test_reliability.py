@@ -363,3 +363,40 @@ def test_a_sweep_reports_a_childs_own_early_failure_and_restart_discards_it(tmp_
     assert main(["train", "--resume", str(job.run_dir), "--device", "cpu", "--restart"]) == 0
     assert status(job.run_dir)["state"] == "done"
     assert [r["step"] for r in read_metrics(job.run_dir / "metrics.jsonl") if r["split"] == "test"] == [4, 8, 12, 16]
+
+
+@pytest.fixture
+def small_tmpfs(tmp_path):
+    """A 1000 KiB tmpfs (room for two checkpoints of the run below, not three); skipped where
+    this user cannot mount one."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    if os.geteuid() != 0 or not shutil.which("mount"):
+        pytest.skip("mounting a tmpfs needs root and mount(8)")
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1000k", "tmpfs", str(mount)], capture_output=True,
+                          text=True)
+    if done.returncode:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)])
+
+
+def test_a_really_full_disk_fails_the_run_cleanly_and_it_resumes_exactly(small_tmpfs, tmp_path):
+    args = base("--max-steps", 40, "--eval-every", 4, sets=["save_every=4", "log_every=2"])
+    reference = tmp_path / "reference"
+    assert main(["train", *args, "--run-dir", str(reference)]) == 0
+    run = small_tmpfs / "run"
+    p = cli("train", *args, "--run-dir", run)
+    assert p.wait(timeout=300) == 2
+    assert p.stderr.read().strip().splitlines()[-1] == \
+        "nbkit train: error: [Errno 28] No space left on device (writing checkpoint.pt)"
+    st = status(run)
+    assert st["state"] == "failed" and "No space left on device" in st["reason"] and st["step"] < 40
+    assert sorted(f.name for f in run.iterdir()) == sorted([".lock", "checkpoint.pt", "checkpoint.prev.pt",
+                                                           "config.json", "metrics.jsonl", "status.json"])
+    subprocess.run(["mount", "-o", "remount,size=4m", str(small_tmpfs)], check=True)
+    r = cli("train", "--resume", str(run), "--device", "cpu")
+    assert r.wait(timeout=300) == 0, r.stderr.read()
+    assert status(run)["state"] == "done" and strip_time(run) == strip_time(reference)
+    assert sorted(f.name for f in run.iterdir()) == [".lock", "checkpoint.pt", "config.json", "metrics.jsonl",
+                                                    "status.json"]
