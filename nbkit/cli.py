@@ -140,6 +140,16 @@ def cmd_report(args) -> None:
         print(path)
 
 
+def _at_least_one(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {value!r}")
+    return n
+
+
 def add_runs_dir(p: argparse.ArgumentParser) -> None:
     p.add_argument("--runs-dir", type=_runs_dir, default=_runs_dir(None),
                    help="where run logs are (default: $NBKIT_RUNS_DIR, else artifacts/runs of the project "
@@ -156,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nbkit", description="Compare image-classification models.")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("variants", help="list the variants with description and parameter count")
-    p.add_argument("--num-classes", type=int, default=100, help="class count of the dataset (default 100)")
+    p.add_argument("--num-classes", type=_at_least_one, default=100, help="class count of the dataset (default 100)")
     p.set_defaults(func=cmd_variants)
 
     p = sub.add_parser("train", help="train one run of a variant or an original-format YAML config",

@@ -3,10 +3,11 @@ run. What the tables, charts, notebooks and reports start from."""
 
 from __future__ import annotations
 
+import glob
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .runlog import CONFIG, METRICS, read_config, read_metrics, read_status
+from .runlog import CONFIG, METRICS, read_config, read_metrics, read_status, run_path
 
 if TYPE_CHECKING:  # polars is imported where frames are built: training and its workers need no polars
     import polars as pl
@@ -15,10 +16,14 @@ ID_COLUMNS = ["run_id", "dataset", "variant", "seed"]
 
 
 def find_runs(runs_dir: str | Path, dataset: str | None = None) -> list[Path]:
+    """Every run folder (one holding config.json), or those of one dataset: a name, never a
+    pattern or a path out of the runs directory."""
     root = Path(runs_dir)
+    if dataset is not None:
+        run_path(root, dataset, "x", "x")  # a plain folder name, or ValueError
     if not root.is_dir():
         return []
-    pattern = f"{dataset}/*/*/{CONFIG}" if dataset else f"*/*/*/{CONFIG}"
+    pattern = f"{glob.escape(dataset)}/*/*/{CONFIG}" if dataset else f"*/*/*/{CONFIG}"
     return sorted(p.parent for p in root.glob(pattern))
 
 

@@ -58,6 +58,7 @@ class Settings:
 
 
 KEYS = tuple(f.name for f in fields(Settings))
+MAX_INT = 2**63 - 1  # what a seed generator and a run log's integer column hold
 _TYPES = typing.get_type_hints(Settings)
 
 
@@ -108,6 +109,11 @@ def _check_ranges(s: Settings) -> None:
         if not ok:
             raise SettingsError(message)
 
+    for f in fields(s):
+        v = getattr(s, f.name)
+        need(not isinstance(v, int) or isinstance(v, bool) or abs(v) <= MAX_INT,
+             f"{f.name} expects a number within +-{MAX_INT}, got {v}")
+    need(0 <= s.seed, f"seed expects 0..{MAX_INT}, got {s.seed}")
     need(s.resnet_norm_type in ("bn", "gn"), f"resnet_norm_type expects 'bn' or 'gn', got {s.resnet_norm_type!r}")
     need(0 <= s.mixstyle_level <= 4, f"mixstyle_level expects 0..4, got {s.mixstyle_level}")
     need(0 <= s.finetune_level <= 5, f"finetune_level expects 0..5, got {s.finetune_level}")

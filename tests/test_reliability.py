@@ -276,6 +276,12 @@ BAD_INPUT = {
     "resume with a different config": (_resume_other_config, "cannot resume"),
     "resume a folder without a run": (lambda t: ["train", "--resume", str(t), "--device", "cpu"], "no readable config.json"),
     "sweep of an unknown comparison": (lambda t: ["sweep", "modles"], "unknown comparison or variant 'modles'; did you mean 'models'"),
+    "seed beyond 64 bits": (lambda t: ["train", *base("--seed", 2**70)], "seed expects a number within"),
+    "negative seed": (lambda t: ["train", *base("--seed", -3)], "seed expects 0.."),
+    "resume with a run dir": (lambda t: ["train", "--resume", str(_resumable(t)), "--run-dir", str(t / "other")],
+                              "give either VARIANT|CONFIG.yml [--run-dir DIR] or --resume RUN_DIR, not both"),
+    "summary of a dataset outside": (lambda t: ["summary", "--runs-dir", str(t / "runs"), "--dataset", "../*"],
+                                     "dataset name '../*' is not a plain folder name"),
 }
 
 
@@ -400,3 +406,23 @@ def test_a_really_full_disk_fails_the_run_cleanly_and_it_resumes_exactly(small_t
     assert status(run)["state"] == "done" and strip_time(run) == strip_time(reference)
     assert sorted(f.name for f in run.iterdir()) == [".lock", "checkpoint.pt", "config.json", "metrics.jsonl",
                                                     "status.json"]
+
+
+def test_variants_refuse_a_class_count_below_one(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["variants", "--num-classes", "-1"])
+    assert e.value.code == 2
+    assert "argument --num-classes: expected a whole number of at least 1, got '-1'" in capsys.readouterr().err
+
+
+def test_a_line_break_in_a_run_folder_name_keeps_the_summary_a_table(tmp_path):
+    import markdown
+
+    from nbkit.summary import summary_markdown
+
+    run = write_run(tmp_path, "resnet18", 0, {"train_200": [(10, 1.0)], "test": [(10, 0.4)]}, dataset="d")
+    run.rename(run.with_name("two\nlines|and `code`"))
+    text = summary_markdown(tmp_path)
+    rows = [line for line in text.splitlines() if line.startswith("| d/")]
+    assert len(rows) == 2 and all(r.count(" | ") == 3 for r in rows), text
+    assert ">d/resnet18/two lines|and `code`</td>" in markdown.markdown(text, extensions=["tables"])
