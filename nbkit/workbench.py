@@ -113,7 +113,7 @@ def launch_controls(comparison: Comparison, runs: pl.DataFrame, dataset: str | N
         sources = []
         for path in runs.filter(pl.col("dataset") == dataset)["path"]:
             config = runlog.read_config(path) or {}
-            sources.append(config.get("dataset", {}).get("source"))
+            sources.append((config.get("dataset") or {}).get("source"))
         sources = [x for x in dict.fromkeys(sources) if x]
         source = next((x for x in sources if Path(x).exists()), sources[0] if sources else source)
     return mo.ui.dictionary({

@@ -31,6 +31,7 @@ CONFIG_FIELDS = ["variant", "seed", "dataset", "dataset.name", "dataset.source",
 STATUS_FIELDS = ["state", "step", "images_per_second", "reason", "wall_seconds"]
 ROW_FIELDS = ["step", "split", "time", "acc_top1", "loss", "lr", "tau_mean"]
 GOOD = ("resnet18", "toy-dilated")
+DATASET = "cifar10-images"  # an image folder's name: the launch form reads each run's dataset source
 
 
 def good_runs(root: Path) -> None:
@@ -39,13 +40,13 @@ def good_runs(root: Path) -> None:
         for seed in (0, 1):
             write_run(root, variant, seed, {"train_200": [(50, 0.5), (100, 0.9)],
                                             "test": [(50, base), (100, base + 0.1 + seed * 0.01)]},
-                      train=[(10, 2.0), (20, 1.9), (50, 1.5), (100, 1.2)])
+                      train=[(10, 2.0), (20, 1.9), (50, 1.5), (100, 1.2)], dataset=DATASET)
 
 
 def hostile_run(root: Path, name: str, seed: int) -> Path:
     """A valid run of variant resnet18-gn whose numbers are poor (test top-1 0.05)."""
     return write_run(root, "resnet18-gn", seed, {"train_200": [(50, 0.06)], "test": [(50, 0.05)]},
-                     train=[(10, 2.5), (50, 2.4)], label=name)
+                     train=[(10, 2.5), (50, 2.4)], label=name, dataset=DATASET)
 
 
 def set_field(data: dict, field: str, value) -> dict:
@@ -180,3 +181,32 @@ def test_an_oversized_metrics_file_is_read_up_to_a_bound(tmp_path, monkeypatch):
     with pytest.warns(UserWarning, match="reading only its first 0 MiB"):
         rows = runlog.read_metrics(run / "metrics.jsonl")
     assert 0 < len(rows) < 100 and rows[-1]["step"] < 200  # whole rows, stopped at the bound
+
+
+def test_the_notebook_and_summary_stay_up_on_every_damage_at_once(tmp_path):
+    """All the damaged runs of the table in one runs directory: the comparison notebook runs
+    headless and `nbkit summary --by-variant` prints the good runs."""
+    import os
+    import subprocess
+    import sys
+
+    from .conftest import REPO
+
+    good_runs(tmp_path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for n, write in enumerate(CASES.values()):
+            write(tmp_path / f"part{n}")
+    for part in tmp_path.glob("part*"):  # merge the parts: every damaged run beside the good ones
+        for run in part.glob(f"{DATASET}/*/*"):
+            target = tmp_path / DATASET / run.parent.name / f"{part.name}-{run.name}"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            run.rename(target)
+    env = {**os.environ, "NBKIT_RUNS_DIR": str(tmp_path)}
+    done = subprocess.run([sys.executable, str(REPO / "notebooks" / "resnets.py")], capture_output=True, text=True,
+                          env=env, timeout=300)
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr[-3000:]
+    summary = subprocess.run([sys.executable, "-m", "nbkit", "summary", "--by-variant"], capture_output=True,
+                             text=True, env=env, timeout=300)
+    assert summary.returncode == 0, summary.stderr[-2000:]
+    assert next(l for l in summary.stdout.splitlines() if l.startswith("| resnet18 ")).split("|")[2].strip() == "2"

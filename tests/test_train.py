@@ -108,10 +108,11 @@ def test_augmented_run_trains(tmp_path):
 
 
 def test_real_cifar10_archive_learns(tmp_path, cifar10_archive):
-    """toy-dilated for 200 steps on the real CIFAR-10 image folder: well above 10% chance."""
+    """toy-dilated for 120 steps on the real CIFAR-10 image folder (test top-1 0.404 measured): well
+    above 10% chance."""
     archive, data_dir = cifar10_archive
-    name, s = resolve("toy-dilated", dataset=str(archive), data_dir=str(data_dir), max_iter=200,
-                      eval_every=200, batch_size=64, tailor_num_classes=True, constant_lr=3e-3)
+    name, s = resolve("toy-dilated", dataset=str(archive), data_dir=str(data_dir), max_iter=120,
+                      eval_every=120, batch_size=64, tailor_num_classes=True, constant_lr=3e-3)
     run = train(name, s, runs_dir=tmp_path / "runs", device="cpu")
     test = [r for r in read_metrics(run / "metrics.jsonl") if r["split"] == "test"]
     assert test[-1]["acc_top1"] > 0.3, test
