@@ -29,8 +29,9 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from .checkpoint import CHECKPOINT, PREVIOUS
 from .errors import stop_signals
-from .runlog import CHECKPOINT, CONFIG, METRICS, PREVIOUS, STATUS, SWEEPS, TRAIN_LOG, mark, read_status
+from .runlog import CONFIG, METRICS, STATUS, SWEEPS, TRAIN_LOG, mark, read_status
 from .settings import Settings
 from .sweep import Display, Job, Outcome, begin, command, dies_with_parent, job_state, status_stamp
 

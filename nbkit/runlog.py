@@ -12,31 +12,29 @@
         .lock           held (flock) by the one process writing the run
     .sweeps/            sweeps launched from a notebook (nbkit.background) and Ray markers
 
-This module owns the layout, the writer, claiming and locking a run directory, checkpoints,
-resume checks, marking a run on its behalf, and reading a single run's files, each record
-checked against its shape in nbkit.schema. Frames over many runs are built by nbkit.reader.
+This module owns the layout, the writer, claiming and locking a run directory, resume checks,
+marking a run on its behalf, and reading a single run's files, each record checked against its
+shape in nbkit.schema. Checkpoints are nbkit.checkpoint's; frames over many runs nbkit.reader's.
 """
 
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
 import json
 import os
-import shutil
-import sys
 import time
 import warnings
 from pathlib import Path
 from typing import Iterator
 
 from . import schema
+from .checkpoint import CHECKPOINT, PREVIOUS, any_checkpoint_loads
 from .errors import RunBusy
 from .schema import STATES
 from .settings import Settings
-CONFIG, METRICS, STATUS, CHECKPOINT = "config.json", "metrics.jsonl", "status.json", "checkpoint.pt"
-PREVIOUS = "checkpoint.prev.pt"  # the checkpoint before the last, kept until the run is done
+
+CONFIG, METRICS, STATUS = "config.json", "metrics.jsonl", "status.json"
 TRAIN_LOG, LOCK, SWEEPS = "train.log", ".lock", ".sweeps"
 RUNS_DIR_ENV = "NBKIT_RUNS_DIR"
 MAX_METRICS_BYTES = 256 << 20  # read at most this much of one metrics.jsonl
@@ -214,7 +212,7 @@ def open_run(run_dir: str | Path | None, runs_dir: str | Path, dataset: str, var
     with exclusive(run_dir):  # from here on this process alone writes the run
         if read_status(run_dir).get("state") == "done":  # e.g. finished by a concurrent sweep meanwhile
             raise RunBusy(f"{run_dir} already holds a finished run; nothing to do")
-        if restart and not _any_checkpoint_loads(run_dir):  # nothing to resume from: begin again
+        if restart and not any_checkpoint_loads(run_dir):  # nothing to resume from: begin again
             for name in (CONFIG, METRICS, STATUS, CHECKPOINT, PREVIOUS):
                 (run_dir / name).unlink(missing_ok=True)
         elif not resume and (run_dir / CONFIG).exists():
@@ -224,86 +222,7 @@ def open_run(run_dir: str | Path | None, runs_dir: str | Path, dataset: str, var
         yield run_dir
 
 
-# --- checkpoints and resuming ----------------------------------------------------------------
-
-CHECKPOINT_KEYS = ("model", "optimizer", "step", "settings", "generator", "cpu_rng", "perm", "window",
-                   "extra_keys", "elapsed")
-
-
-def save_checkpoint(run_dir: Path, checkpoint: dict) -> None:
-    """A plain dict of tensors and numbers, written whole or not at all; the one before is kept
-    as checkpoint.prev.pt."""
-    import torch
-
-    tmp = run_dir / f".{CHECKPOINT}.tmp"
-    try:
-        torch.save(checkpoint, tmp)
-    except BaseException as e:
-        full = shutil.disk_usage(run_dir).free < (1 << 20)  # torch reports a short write as "unexpected pos"
-        tmp.unlink(missing_ok=True)
-        if full and isinstance(e, Exception):
-            raise OSError(errno.ENOSPC, f"No space left on device (writing {CHECKPOINT})") from None
-        raise
-    if (run_dir / CHECKPOINT).exists():
-        os.replace(run_dir / CHECKPOINT, run_dir / PREVIOUS)
-    os.replace(tmp, run_dir / CHECKPOINT)
-
-
-def has_checkpoint(run_dir: str | Path) -> bool:
-    return (Path(run_dir) / CHECKPOINT).exists() or (Path(run_dir) / PREVIOUS).exists()
-
-
-def _load(path: Path, device) -> dict:
-    """One checkpoint file; ValueError (saying why) when it is missing, unreadable or incomplete."""
-    import torch
-
-    try:  # weights_only: a crafted pickle cannot run code
-        with warnings.catch_warnings():  # torch's pickle-protocol notice would precede the one-line error
-            warnings.simplefilter("ignore")
-            state = torch.load(path, map_location=device, weights_only=True)
-    except FileNotFoundError:
-        raise ValueError(f"it has no {path.name} yet") from None
-    except Exception as e:
-        raise ValueError(f"{path.name} is corrupt or not a checkpoint ({type(e).__name__})") from None
-    if not isinstance(state, dict) or any(k not in state for k in CHECKPOINT_KEYS):
-        raise ValueError(f"{path.name} is corrupt or not a checkpoint (keys missing)")
-    return state
-
-
-def load_checkpoint(run_dir: str | Path, device, settings: Settings | None = None) -> dict:
-    """The run's last checkpoint, or the one before when the last is unreadable (said on stderr);
-    with settings, refused unless it was made with them."""
-    run_dir = Path(run_dir)
-    try:
-        state = _load(run_dir / CHECKPOINT, device)
-    except ValueError as last:
-        try:
-            state = _load(run_dir / PREVIOUS, device)
-        except ValueError:
-            if not (run_dir / PREVIOUS).exists() and not (run_dir / CHECKPOINT).exists():
-                raise ValueError(f"cannot resume {run_dir}: {last}") from None
-            raise ValueError(f"cannot resume {run_dir}: {last}, and no earlier checkpoint is readable; "
-                             f"to begin it again with its settings: nbkit train --resume {run_dir} --restart") from None
-        print(f"nbkit: {last}; resuming from the checkpoint before it (step {state['step']})", file=sys.stderr)
-    if settings is not None and state.get("settings") != settings.to_dict():
-        raise ValueError(f"cannot resume {run_dir}: its checkpoint was made with other settings")
-    return state
-
-
-def _any_checkpoint_loads(run_dir: Path) -> bool:
-    for name in (CHECKPOINT, PREVIOUS):
-        try:
-            _load(run_dir / name, "cpu")
-            return True
-        except ValueError:
-            continue
-    return False
-
-
-def drop_previous(run_dir: Path) -> None:
-    """A finished run needs no fallback checkpoint."""
-    (run_dir / PREVIOUS).unlink(missing_ok=True)
-
+# --- resuming ---------------------------------------------------------------------------------
 
 def resume_settings(run_dir: str | Path, overrides: dict | None = None) -> tuple[str, Settings]:
     """The variant and settings of an existing run; overrides that change them are refused."""

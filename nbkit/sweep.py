@@ -18,10 +18,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from .checkpoint import drop_previous, has_checkpoint
 from .comparisons import expand
 from .data import dataset_name
 from .errors import BUSY, stop_signals
-from .runlog import CONFIG, STATUS, TRAIN_LOG, drop_previous, has_checkpoint, mark, read_status, run_path
+from .runlog import CONFIG, STATUS, TRAIN_LOG, mark, read_status, run_path
 from .settings import Settings
 from .variants import get_variant
 

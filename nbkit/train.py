@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from . import __version__, distributed, runlog
+from .checkpoint import drop_previous, has_checkpoint, load_checkpoint, save_checkpoint
 from .data import Dataset, load_dataset
 from .distributed import World
 from .errors import NonFiniteLoss, RunStopped, stop_signals
@@ -87,8 +88,8 @@ def train(variant: str, s: Settings, runs_dir: str | Path | None = None, device:
                     run_dir = held.enter_context(runlog.open_run(
                         run_dir, runlog.runs_dir(runs_dir), ds.name, variant, s.seed, resume=resume, restart=restart))
                 # with restart, open_run has cleared a run none of whose checkpoints can be read
-                resuming = resume and (not restart or runlog.has_checkpoint(run_dir))
-                checkpoint = runlog.load_checkpoint(run_dir, dev, s) if resuming else None
+                resuming = resume and (not restart or has_checkpoint(run_dir))
+                checkpoint = load_checkpoint(run_dir, dev, s) if resuming else None
             run.run_dir = Path(run_dir) if run_dir is not None else None  # None on ranks > 0 of a new run
             _run(run, checkpoint, ds, label)
         distributed.barrier()  # every process is done before any tears the group down
@@ -177,7 +178,7 @@ def _run(run: _Parts, checkpoint: dict | None, ds: Dataset, label: str | None) -
         run.log.status("done", state.step, images_per_second=round(state.images_per_second(run.s.batch_size), 1),
                        wall_seconds=round(time.perf_counter() - state.start, 2))
         if run.world.main:
-            runlog.drop_previous(run.run_dir)
+            drop_previous(run.run_dir)
     except RunStopped as e:
         _checkpoint(run, state)
         run.log.status("stopped", state.step, reason=f"stopped by {e}")
@@ -283,7 +284,7 @@ def _checkpoint(run: _Parts, state: LoopState) -> None:
     if not run.world.main:
         return
     cuda = run.dev.type == "cuda"
-    runlog.save_checkpoint(run.run_dir, {
+    save_checkpoint(run.run_dir, {
         "model": run.model.state_dict(), "optimizer": run.opt.state_dict(), "step": state.step,
         "settings": run.s.to_dict(), "variant": run.variant, "generator": run.generator.get_state(),
         "cpu_rng": torch.get_rng_state(), "cuda_rng": torch.cuda.get_rng_state(run.dev) if cuda else None,
