@@ -10,12 +10,15 @@ import os
 import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from .errors import DatasetError
 from .image_folder import ARCHIVE_SUFFIXES, folder_name, load_image_folder
+
+if TYPE_CHECKING:  # torch is imported where tensors are made: a sweep's driver on the CPU needs none
+    import torch
 
 TRAIN_200 = 200  # the original's overfitting probe: 200 training images evaluated like test
 SUBSET_SEED = 0  # fixed seed for train_200 of class-ordered folders and for the val split
@@ -82,6 +85,8 @@ def _with_splits(name, classes, source, train_x, train_y, test_x, test_y, val_si
     # train_200: the first 200 in dataset order, or a seeded sample when the order is by class
     k = min(TRAIN_200, len(keep))
     probe = np.sort(rng.choice(keep, k, replace=False)) if class_ordered else keep[:k]
+    import torch
+
     as_t = lambda a: torch.from_numpy(np.ascontiguousarray(a))
     images = {"train": as_t(train_x[keep]), "train_200": as_t(train_x[probe]), "test": as_t(test_x)}
     labels = {"train": as_t(train_y[keep]), "train_200": as_t(train_y[probe]), "test": as_t(test_y)}

@@ -101,8 +101,8 @@ def slots(device: str, jobs_per_device: int) -> list[tuple[str, dict]]:
     """(device argument, environment) for each concurrent run."""
     if jobs_per_device < 1:
         raise ValueError(f"--jobs expects at least 1, got {jobs_per_device}")
-    import torch
-
+    if device != "cpu":  # importing torch takes seconds: only to look for GPUs
+        import torch
     if device in ("auto", "cuda") and torch.cuda.is_available():
         return [("cuda", {"CUDA_VISIBLE_DEVICES": str(g)})
                 for g in range(torch.cuda.device_count()) for _ in range(jobs_per_device)]

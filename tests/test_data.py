@@ -205,10 +205,16 @@ def load_in_child(source, data_dir, **env) -> tuple[str, float]:
     return "\n".join(message), float(peak)
 
 
-def test_a_zip_bomb_is_refused_before_it_is_read(tmp_path):
+@pytest.fixture(scope="module")
+def baseline(tmp_path_factory):
+    """Peak resident MB of a fresh process loading a small image folder."""
+    root = tmp_path_factory.mktemp("small")
+    return load_in_child(write_image_folder(root / "imgs"), root / "data")[1]
+
+
+def test_a_zip_bomb_is_refused_before_it_is_read(tmp_path, baseline):
     import zipfile
 
-    _, baseline = load_in_child(write_image_folder(tmp_path / "small"), tmp_path / "data")
     archive = tmp_path / "bomb.zip"
     with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as z:
         with z.open("data/train/cat/0.png", "w") as f:  # 512 MiB of zeros, half a MB on disk
@@ -221,11 +227,10 @@ def test_a_zip_bomb_is_refused_before_it_is_read(tmp_path):
     assert peak < baseline + 100, (peak, baseline)  # the member was never read
 
 
-def test_images_of_too_many_pixels_are_refused_from_their_header(tmp_path):
+def test_images_of_too_many_pixels_are_refused_from_their_header(tmp_path, baseline):
     from PIL import Image
 
     folder = write_image_folder(tmp_path / "imgs")
-    _, baseline = load_in_child(folder, tmp_path / "data")
     for i in range(4):  # small on disk, 64 M pixels (192 MB decoded) each
         Image.new("1", (8000, 8000)).save(folder / "test" / "cat" / f"000{i}.png")
     message, peak = load_in_child(tar_folder(folder, tmp_path / "big.tar.gz"), tmp_path / "data2")
