@@ -73,7 +73,7 @@ def load_checkpoint(run_dir: str | Path, device, settings: Settings | None = Non
             raise ValueError(f"cannot resume {run_dir}: {last}, and no earlier checkpoint is readable; "
                              f"to begin it again with its settings: nbkit train --resume {run_dir} --restart") from None
         print(f"nbkit: {last}; resuming from the checkpoint before it (step {state['step']})", file=sys.stderr)
-    if settings is not None and state.get("settings") != settings.to_dict():
+    if settings is not None and _identity(state.get("settings")) != settings.identity():
         raise ValueError(f"cannot resume {run_dir}: its checkpoint was made with other settings")
     return state
 
@@ -91,3 +91,12 @@ def any_checkpoint_loads(run_dir: Path) -> bool:
 def drop_previous(run_dir: Path) -> None:
     """A finished run needs no fallback checkpoint."""
     (run_dir / PREVIOUS).unlink(missing_ok=True)
+
+
+def _identity(saved) -> dict | None:
+    """A checkpoint's settings as Settings.identity() (a checkpoint made before a setting existed
+    matches that setting's default)."""
+    try:
+        return Settings(**saved).identity()
+    except (TypeError, ValueError):
+        return None

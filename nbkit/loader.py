@@ -83,6 +83,12 @@ class TrainBatches:
             self._epoch(state["perm"])
 
 
+def probe_generator(seed: int, step: int, dev: torch.device) -> torch.Generator:
+    """The augmentation draws of the train_200 probe at one evaluation: its own generator, so
+    scoring leaves the training's data order untouched, and a rerun or resumed run draws the same."""
+    return torch.Generator(dev).manual_seed((seed * 1_000_003 + step) % 2**63)
+
+
 def eval_shards(ds: Dataset, world: World, dev: torch.device) -> dict[str, tuple[Tensor, Tensor, int]]:
     """split -> (images, labels, size of the whole split): each rank holds every world.size-th
     image, and the evaluation's sums are added over the ranks."""

@@ -43,6 +43,7 @@ class Settings:
     data_dir: str = "data"
     compile: bool = False  # torch.compile the model
     log_every: int = 10  # a train row is the mean of this many steps' loss and accuracy
+    precision: str = "auto"  # auto: bf16 autocast on CUDA, fp32 elsewhere; fp32 as the original; bf16
 
     def __post_init__(self):
         for f in fields(self):
@@ -56,8 +57,18 @@ class Settings:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
+    def identity(self) -> dict:
+        """to_dict() without later-added settings left at their default: what makes two runs the
+        same run, for runs made before those settings existed too."""
+        return {k: v for k, v in self.to_dict().items() if LATER_KEYS.get(k, _NOT_LATER) != v}
 
+
+_NOT_LATER = object()
 KEYS = tuple(f.name for f in fields(Settings))
+PRECISIONS = ("auto", "bf16", "fp32")
+# settings added after runs were shipped: at their default they are left out of a run's identity
+# (sweep folder names, checkpoint checks), so earlier runs keep theirs
+LATER_KEYS = {"precision": "auto"}
 MAX_INT = 2**63 - 1  # what a seed generator and a run log's integer column hold
 _TYPES = typing.get_type_hints(Settings)
 
@@ -114,6 +125,7 @@ def _check_ranges(s: Settings) -> None:
         need(not isinstance(v, int) or isinstance(v, bool) or abs(v) <= MAX_INT,
              f"{f.name} expects a number within +-{MAX_INT}, got {v}")
     need(0 <= s.seed, f"seed expects 0..{MAX_INT}, got {s.seed}")
+    need(s.precision in PRECISIONS, f"precision expects one of {', '.join(PRECISIONS)}, got {s.precision!r}")
     need(s.resnet_norm_type in ("bn", "gn"), f"resnet_norm_type expects 'bn' or 'gn', got {s.resnet_norm_type!r}")
     need(0 <= s.mixstyle_level <= 4, f"mixstyle_level expects 0..4, got {s.mixstyle_level}")
     need(0 <= s.finetune_level <= 5, f"finetune_level expects 0..5, got {s.finetune_level}")

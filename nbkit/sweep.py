@@ -40,7 +40,7 @@ class Job:
 
 def settings_key(s: Settings) -> str:
     """A short hash of everything but the seed: runs of one sweep share it."""
-    d = {k: v for k, v in s.to_dict().items() if k != "seed"}
+    d = {k: v for k, v in s.identity().items() if k != "seed"}
     return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:8]
 
 

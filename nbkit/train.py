@@ -3,6 +3,11 @@
 Adam (0.9, 0.999, eps 1e-8, no weight decay), batch 128 sliced from a per-epoch permutation of
 the training set held on the device, learning rate warm-up + linear decay, gradient-norm
 clipping at 100, evaluation of train_200 and test every 100 steps, 5000 steps.
+
+Logged like the original, as means over `log_every` steps (so no host sync per step): the
+cross-entropy (`loss`), the loss trained on (`loss_total`: cross-entropy plus auxiliary losses),
+top-1, learning rate, the gradient norm before clipping, the input normaliser's running
+statistics, and the model's extras (auxiliary losses, each layer's attention temperature).
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +30,7 @@ from .checkpoint import drop_previous, has_checkpoint, load_checkpoint, save_che
 from .data import Dataset, load_dataset
 from .distributed import World
 from .errors import NonFiniteLoss, RunStopped, stop_signals
-from .loader import TrainBatches, eval_shards, prepare
+from .loader import TrainBatches, eval_shards, prepare, probe_generator
 from .models import create_model, parameter_count
 from .settings import Settings
 
@@ -40,16 +46,42 @@ def warmup_decay_lr(step: int, s: Settings) -> float:
     return max(lo, hi - (hi - lo) * (step - warm) / max(1, total - warm))
 
 
+def autocast_dtype(s: Settings, dev: torch.device) -> torch.dtype | None:
+    """The training step's autocast: bf16 (precision bf16, or auto on CUDA) or None (fp32, as the original)."""
+    if s.precision == "bf16" or (s.precision == "auto" and dev.type == "cuda"):
+        return torch.bfloat16
+    return None
+
+
+def warmup_warning(s: Settings) -> str | None:
+    """Why a run that ends within its warm-up looks broken (the rate never reaches its peak), or None."""
+    if s.constant_lr is not None or s.max_iter > s.warmup_num_steps:
+        return None
+    return (f"the run ends within its learning-rate warm-up ({s.max_iter} of {s.warmup_num_steps} warm-up steps): "
+            f"the rate never exceeds {warmup_decay_lr(s.max_iter, s):.2g} of its {s.warmup_max_lr:g} peak, so the "
+            f"model barely learns; for a short run shorten the warm-up too, e.g. "
+            f"--set warmup_num_steps={max(1, s.max_iter // 10)}")
+
+
+def precision_name(s: Settings, dev: torch.device) -> str:
+    return "bf16" if autocast_dtype(s, dev) is not None else "fp32"
+
+
 @torch.inference_mode()
-def evaluate(model, images: Tensor, labels: Tensor, batch_size: int, fmt: torch.memory_format) -> Tensor:
+def evaluate(model, images: Tensor, labels: Tensor, batch_size: int, fmt: torch.memory_format,
+             augmented: tuple | None = None) -> Tensor:
     """(correct, summed loss) over the images given, left on the device: the caller syncs once
-    (and, in a multi-process run, sums them over the ranks first)."""
+    (and, in a multi-process run, sums them over the ranks first). augmented: (generator, part,
+    total) scores the images augmented as training augments them (the original's train_200 probe)."""
     was_training = model.training
     model.eval()
     totals = torch.zeros(2, device=images.device)
+    if augmented is not None:
+        images = prepare(images, fmt, *augmented)
     for i in range(0, len(labels), batch_size):
         y = labels[i:i + batch_size]
-        logits, _ = model(prepare(images[i:i + batch_size], fmt))
+        x = images[i:i + batch_size]
+        logits, _ = model(x if augmented is not None else prepare(x, fmt))
         totals[0] += (logits.argmax(-1) == y).sum()
         totals[1] += F.cross_entropy(logits.float(), y, reduction="sum")
     model.train(was_training)
@@ -168,6 +200,8 @@ def _run(run: _Parts, checkpoint: dict | None, ds: Dataset, label: str | None) -
     if checkpoint is None:
         if run.world.main:
             run.log.config(_config_record(run, ds, label))
+            if warning := warmup_warning(run.s):
+                print(f"nbkit: warning: {warning}", file=sys.stderr, flush=True)
     else:
         elapsed = _restore(run, state, checkpoint)
     run.log.status("running", state.step)
@@ -195,8 +229,9 @@ def _run(run: _Parts, checkpoint: dict | None, ds: Dataset, label: str | None) -
 
 
 def _loop(run: _Parts, state: LoopState, stop_requested: list[str]) -> None:
-    s, cuda = run.s, run.dev.type == "cuda"
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else contextlib.nullcontext()
+    s = run.s
+    dtype = autocast_dtype(s, run.dev)
+    autocast = torch.autocast(run.dev.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
     run.model.train()
     while state.step < s.max_iter:
         # learning rate
@@ -210,14 +245,15 @@ def _loop(run: _Parts, state: LoopState, stop_requested: list[str]) -> None:
             total = loss + sum((v for k, v in extras.items() if k.startswith("aux/")), torch.zeros((), device=run.dev))
         run.opt.zero_grad(set_to_none=True)
         total.backward()
-        torch.nn.utils.clip_grad_norm_(run.params, s.gradient_clipping, foreach=True)
+        grad_norm = torch.nn.utils.clip_grad_norm_(run.params, s.gradient_clipping, foreach=True)  # before clipping
         run.opt.step()
         state.step += 1
         # log window: this step's statistics stay on the device until the window is written
         if not state.extra_keys and extras:
             state.extra_keys = list(extras)
         acc = (logits.detach().argmax(-1) == y).float().mean()
-        state.window.append(torch.stack([loss.detach(), acc, *(extras[k].detach().float() for k in state.extra_keys)]))
+        state.window.append(torch.stack([loss.detach(), acc, total.detach().float(), grad_norm.float(),
+                                         *(extras[k].detach().float() for k in state.extra_keys)]))
         evaluating = state.step % s.eval_every == 0 or state.step == s.max_iter
         stop_agreed = False
         if len(state.window) >= s.log_every or evaluating:
@@ -240,21 +276,45 @@ def _write_train_row(run: _Parts, state: LoopState, stop_requested: list[str]) -
     stacked = torch.stack(state.window)
     # means, the count of non-finite losses and (under torchrun) stop requests, summed over the
     # ranks in one transfer: the one host sync per window, and where all ranks agree to stop
-    local = [stacked.mean(0), (~stacked[:, :1].isfinite()).sum().float().view(1)]
+    norm = _normalizer_stats(run.model)
+    local = [stacked.mean(0), (~stacked[:, :1].isfinite()).sum().float().view(1), *norm.values()]
     if run.world.launched:
         local.append(torch.full((1,), float(bool(stop_requested)), device=run.dev))
     summed = distributed.total(torch.cat(local)).tolist()
     k = stacked.shape[1]
-    stats, nonfinite, stops = [v / run.world.size for v in summed[:k]], summed[k], summed[k + 1:]
+    means = [v / run.world.size for v in summed]  # the normaliser's statistics are the same on every rank
+    stats, nonfinite = means[:k], summed[k]
+    n = sum(t.numel() for t in norm.values())
+    normalizer, stops = means[k + 1:k + 1 + n], summed[k + 1 + n:]
     state.window = []
     row = {"step": state.step, "split": "train", "time": round(time.perf_counter() - state.start, 3),
-           "loss": stats[0], "acc_top1": stats[1], "lr": warmup_decay_lr(state.step - 1, run.s)}
-    row.update(zip(state.extra_keys, stats[2:]))
+           "loss": stats[0], "acc_top1": stats[1], "loss_total": stats[2], "grad_norm": stats[3],
+           "lr": warmup_decay_lr(state.step - 1, run.s)}
+    row.update(_normalizer_columns(norm, normalizer))
+    row.update(zip(state.extra_keys, stats[4:]))
     state.last_loss = stats[0]
     run.log.metrics([row])
     if nonfinite:
         raise NonFiniteLoss(f"non-finite loss (NaN or Inf) in steps {state.step - len(stacked) + 1}..{state.step}")
     return bool(stops and stops[0])
+
+
+def _normalizer_stats(model) -> dict[str, Tensor]:
+    """The input normaliser's running mean and variance (one value, or one per channel); none without it."""
+    norm = getattr(model, "normalizer", None)
+    if not isinstance(getattr(norm, "running_mean", None), Tensor):
+        return {}
+    return {"norm_mean": norm.running_mean.detach().float(), "norm_var": norm.running_var.detach().float()}
+
+
+def _normalizer_columns(norm: dict[str, Tensor], values: list[float]) -> dict[str, float]:
+    """norm_mean / norm_var, or norm_mean/<channel> ... for a per-channel normaliser."""
+    out, i = {}, 0
+    for name, t in norm.items():
+        for c in range(t.numel()):
+            out[name if t.numel() == 1 else f"{name}/{c}"] = values[i]
+            i += 1
+    return out
 
 
 def _evaluate(run: _Parts, state: LoopState) -> None:
@@ -264,12 +324,13 @@ def _evaluate(run: _Parts, state: LoopState) -> None:
     state.train_seconds += time.perf_counter() - state.segment_start
     rows = []
     for split, (images, labels, n) in run.evals.items():
-        sums = distributed.total(evaluate(run.model, images, labels, run.s.eval_batch_size, run.batches.fmt))
-        acc, loss = (sums / n).tolist()
-        rows.append({"step": state.step, "split": split, "time": round(time.perf_counter() - state.start, 3),
-                     "acc_top1": acc, "loss": loss})
-        if split == "test":
-            state.last_test = acc
+        for name, augmented in _probes(run, split, state.step, n):
+            sums = distributed.total(evaluate(run.model, images, labels, run.s.eval_batch_size, run.batches.fmt, augmented))
+            acc, loss = (sums / n).tolist()
+            rows.append({"step": state.step, "split": name, "time": round(time.perf_counter() - state.start, 3),
+                         "acc_top1": acc, "loss": loss})
+            if name == "test":
+                state.last_test = acc
     run.log.metrics(rows)
     ips = state.images_per_second(run.s.batch_size)
     run.log.status("running", state.step, images_per_second=round(ips, 1))
@@ -277,6 +338,17 @@ def _evaluate(run: _Parts, state: LoopState) -> None:
         run.progress({"step": state.step, "max_iter": run.s.max_iter, "loss": state.last_loss,
                       "test_acc": state.last_test, "images_per_second": ips})
     state.segment_start = time.perf_counter()
+
+
+def _probes(run: _Parts, split: str, step: int, n: int) -> list[tuple[str, tuple | None]]:
+    """How a split is scored: clean; and for train_200 of an augmented run also as the original
+    scored it, on freshly augmented images (`train_200_aug`, seeded by seed and step so reruns
+    agree; each rank augments its share as one process would)."""
+    probes = [(split, None)]
+    if split == "train_200" and run.s.use_augmentation:
+        generator = probe_generator(run.s.seed, step, run.dev)
+        probes.append(("train_200_aug", (generator, slice(run.world.rank, None, run.world.size), n)))
+    return probes
 
 
 def _checkpoint(run: _Parts, state: LoopState) -> None:
@@ -301,10 +373,19 @@ def _restore(run: _Parts, state: LoopState, checkpoint: dict) -> float:
     torch.set_rng_state(checkpoint["cpu_rng"].cpu())
     if run.dev.type == "cuda" and checkpoint.get("cuda_rng") is not None:
         torch.cuda.set_rng_state(checkpoint["cuda_rng"].cpu(), run.dev)
-    state.window = list(checkpoint["window"]) if checkpoint["window"] is not None else []
     state.extra_keys = list(checkpoint["extra_keys"])
+    state.window = [_window_row(r, len(state.extra_keys)) for r in checkpoint["window"]] if checkpoint["window"] is not None else []
     run.batches.load_state_dict(checkpoint)
     return checkpoint["elapsed"]
+
+
+def _window_row(row: Tensor, extras: int) -> Tensor:
+    """A checkpointed step's statistics in this version's columns: one saved before loss_total and
+    grad_norm were logged has NaN there (read back as not measured)."""
+    if len(row) == 2 + extras:
+        nan = torch.full((2,), float("nan"), device=row.device)
+        return torch.cat([row[:2], nan, row[2:]])
+    return row
 
 
 def _config_record(run: _Parts, ds: Dataset, label: str | None) -> dict:
@@ -313,6 +394,7 @@ def _config_record(run: _Parts, ds: Dataset, label: str | None) -> dict:
         "variant": run.variant, "label": label, "run_id": run.run_dir.name, "seed": run.s.seed,
         "settings": run.s.to_dict(), "dataset": ds.describe(), "parameters": parameter_count(run.model),
         "steps_per_epoch": run.batches.steps, "world_size": run.world.size,
+        "precision": precision_name(run.s, run.dev),
         "nbkit_version": __version__, "git_commit": _git_commit(), "torch_version": torch.__version__,
         "device": torch.cuda.get_device_name(run.dev) if cuda else "cpu",
         "start_time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),

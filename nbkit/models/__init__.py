@@ -61,7 +61,8 @@ ARCHITECTURES: dict[str, Architecture] = {
 
 class Classifier(nn.Module):
     """Input normaliser + architecture. forward returns logits and a dict of scalar extras:
-    auxiliary losses `aux/<i>` (added to the training loss) and `tau_mean`/`tau_std`."""
+    auxiliary losses `aux/<i>` (added to the training loss), and a learned attention temperature's
+    `tau_mean`/`tau_std` across layers and each layer's `tau/<i>`."""
 
     def __init__(self, net: nn.Module, normalizer: Normalizer | None):
         super().__init__()
@@ -79,6 +80,7 @@ class Classifier(nn.Module):
         if temperatures is not None:
             extras["tau_mean"] = temperatures.mean().detach()
             extras["tau_std"] = temperatures.std().detach()  # spread across layers
+            extras.update({f"tau/{i}": t for i, t in enumerate(temperatures.detach())})  # per layer, as get_all_taus.py
         return logits, extras
 
 

@@ -1,0 +1,140 @@
+"""The original's measures: train_200 scored on augmented images, the precision setting, and what
+every train row logs (total loss, gradient norm before clipping, normaliser statistics, per-layer
+temperature)."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+import nbkit.train as trainer
+from nbkit import resolve
+from nbkit.checkpoint import load_checkpoint
+from nbkit.data import load_dataset
+from nbkit.loader import memory_format, probe_generator
+from nbkit.models import create_model
+from nbkit.runlog import read_metrics
+from nbkit.settings import Settings
+from nbkit.sweep import settings_key
+from nbkit.train import autocast_dtype, evaluate, train, warmup_warning
+
+REPO = Path(__file__).resolve().parent.parent
+TINY = dict(dataset="synthetic", tailor_num_classes=True, constant_lr=3e-3, batch_size=32, max_iter=4,
+            eval_every=4, log_every=1, eval_batch_size=256)
+
+
+def rows_of(run, split):
+    return [r for r in read_metrics(run / "metrics.jsonl") if r["split"] == split]
+
+
+def test_train_200_of_an_augmented_run_is_scored_as_the_original_did_and_clean(tmp_path):
+    name, s = resolve("toy-dilated", **{**TINY, "use_augmentation": True})
+    run = train(name, s, runs_dir=tmp_path, device="cpu")
+    [aug], [clean] = rows_of(run, "train_200_aug"), rows_of(run, "train_200")
+    ds = load_dataset("synthetic", s.data_dir)
+    model = create_model(s, ds.num_classes)
+    model.load_state_dict(load_checkpoint(run, "cpu")["model"])
+    images, labels = ds.images["train_200"], ds.labels["train_200"]
+    fmt = memory_format(torch.device("cpu"))
+
+    def score(augmented=None):
+        correct, loss = evaluate(model, images, labels, 256, fmt, augmented).tolist()
+        return correct / len(labels), loss / len(labels)
+
+    # the augmented pipeline with the probe's seed gives the logged number; clean stays its own split
+    generator = probe_generator(s.seed, aug["step"], torch.device("cpu"))
+    assert (aug["acc_top1"], aug["loss"]) == pytest.approx(score((generator, None, None)), rel=1e-6)
+    assert (clean["acc_top1"], clean["loss"]) == pytest.approx(score(), rel=1e-6)
+    assert aug["loss"] != clean["loss"]
+    # runs without augmentation log train_200 only
+    plain = train(name, s.replace(use_augmentation=False, max_iter=1, eval_every=1), runs_dir=tmp_path, device="cpu")
+    assert not rows_of(plain, "train_200_aug") and rows_of(plain, "train_200")
+
+
+def test_precision_setting_picks_the_autocast_and_is_recorded(tmp_path, monkeypatch, capsys):
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    assert autocast_dtype(Settings(), cuda) is torch.bfloat16 and autocast_dtype(Settings(), cpu) is None
+    assert autocast_dtype(Settings(precision="fp32"), cuda) is None
+    assert autocast_dtype(Settings(precision="bf16"), cpu) is torch.bfloat16
+    with pytest.raises(ValueError, match="precision expects one of auto, bf16, fp32"):
+        Settings(precision="fp16")
+
+    seen = []
+    build = trainer.create_model
+
+    def recording(*args, **kwargs):
+        model = build(*args, **kwargs)
+        model.register_forward_pre_hook(lambda m, a: seen.append(
+            torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else None) if m.training else None)
+        return model
+
+    monkeypatch.setattr(trainer, "create_model", recording)
+    name, s = resolve("toy-dilated", **{**TINY, "max_iter": 2, "eval_every": 2, "constant_lr": None})
+    losses = {}
+    for precision, dtype in (("fp32", None), ("bf16", torch.bfloat16)):
+        seen.clear()
+        run = train(name, s.replace(precision=precision), runs_dir=tmp_path, device="cpu")
+        assert seen == [dtype, dtype], precision
+        config = json.loads((run / "config.json").read_text())
+        assert config["precision"] == ("bf16" if dtype else "fp32") and config["settings"]["precision"] == precision
+        losses[precision] = rows_of(run, "train")[-1]["loss"]
+    assert losses["fp32"] != losses["bf16"]
+    # 2 steps inside a 500-step warm-up: the run says why it will look broken
+    assert "ends within its learning-rate warm-up (2 of 500 warm-up steps)" in capsys.readouterr().err
+
+
+def test_train_rows_log_total_loss_gradient_norm_and_normaliser_statistics(tmp_path, monkeypatch):
+    norms = []
+    clip = torch.nn.utils.clip_grad_norm_
+
+    def recording(*args, **kwargs):
+        norms.append(float(clip(*args, **kwargs)))
+        return torch.tensor(norms[-1])
+
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", recording)
+    name, s = resolve("vit-aux-3x4x256-8x8", **{**TINY, "max_iter": 2, "eval_every": 2, "gradient_clipping": 1e-3})
+    run = train(name, s, runs_dir=tmp_path, device="cpu")
+    rows = rows_of(run, "train")
+    assert [r["grad_norm"] for r in rows] == pytest.approx(norms, rel=1e-6) and min(norms) > 1e-3  # before clipping
+    for r in rows:
+        aux = [v for k, v in r.items() if k.startswith("aux/")]
+        assert len(aux) == 2 and r["loss_total"] == pytest.approx(r["loss"] + sum(aux), rel=1e-5)
+    model = load_checkpoint(run, "cpu")["model"]
+    assert rows[-1]["norm_mean"] == pytest.approx(model["normalizer.running_mean"].item(), rel=1e-6)
+    assert rows[-1]["norm_var"] == pytest.approx(model["normalizer.running_var"].item(), rel=1e-6)
+    assert rows[0]["norm_mean"] != rows[-1]["norm_mean"]
+
+
+def test_per_channel_normaliser_and_per_layer_temperature_are_logged(tmp_path):
+    name, s = resolve("vitn-12x256-8x8-lt", **{**TINY, "max_iter": 2, "eval_every": 2, "per_channel_normalizer": True})
+    row = rows_of(train(name, s, runs_dir=tmp_path, device="cpu"), "train")[-1]
+    assert {f"norm_mean/{c}" for c in range(3)} <= set(row) and "norm_mean" not in row
+    taus = [row[f"tau/{i}"] for i in range(12)]
+    assert f"tau/12" not in row
+    assert sum(taus) / 12 == pytest.approx(row["tau_mean"], rel=1e-5)
+
+
+def test_runs_made_before_the_precision_setting_keep_their_identity(tmp_path):
+    """Sweeps find the shipped runs' folders, and a checkpoint without the setting resumes."""
+    config = json.loads(next((REPO / "artifacts/runs-h200").glob("*/resnet18/*-s0/config.json")).read_text())
+    assert "precision" not in config["settings"]
+    s = Settings(**config["settings"])
+    assert f"{settings_key(s)}-s0" == config["run_id"]
+    assert settings_key(s.replace(precision="fp32")) != settings_key(s)
+    name, small = resolve("toy-dilated", **{**TINY, "max_iter": 2, "eval_every": 2, "save_every": 1})
+    run = train(name, small.replace(max_iter=1), runs_dir=tmp_path, device="cpu")
+    path = run / "checkpoint.pt"
+    state = torch.load(path, weights_only=True)
+    del state["settings"]["precision"]  # as written before the setting existed
+    torch.save(state, path)
+    assert load_checkpoint(run, "cpu", small.replace(max_iter=1))["step"] == 1
+    with pytest.raises(ValueError, match="other settings"):
+        load_checkpoint(run, "cpu", small.replace(max_iter=1, precision="bf16"))
+
+
+def test_a_run_shorter_than_its_warm_up_is_warned_about():
+    assert warmup_warning(Settings()) is None and warmup_warning(Settings(max_iter=30, constant_lr=1e-4)) is None
+    message = warmup_warning(Settings(max_iter=30))
+    assert "(30 of 500 warm-up steps)" in message and "--set warmup_num_steps=3" in message
+    assert warmup_warning(Settings(max_iter=30, warmup_num_steps=3)) is None
