@@ -33,6 +33,7 @@ def run_info(run_dir: Path) -> dict | None:
     if config is None:
         return None
     status = read_status(run_dir) or {"state": "running", "step": 0}
+    settings = config.get("settings") or {}
     return {
         "run_id": run_dir.name, "path": str(run_dir),
         "dataset": (config.get("dataset") or {}).get("name") or run_dir.parent.parent.name,
@@ -40,8 +41,17 @@ def run_info(run_dir: Path) -> dict | None:
         "state": status["state"], "last_step": status.get("step", 0),
         "images_per_second": status.get("images_per_second"), "reason": status.get("reason"),
         "parameters": config.get("parameters"), "steps_per_epoch": config.get("steps_per_epoch"),
-        "max_iter": (config.get("settings") or {}).get("max_iter"), "label": config.get("label"),
+        "max_iter": settings.get("max_iter"), "label": config.get("label"),
+        "use_augmentation": settings.get("use_augmentation"), "precision": precision(config),
     }
+
+
+def precision(config: dict) -> str | None:
+    """bf16 or fp32, as config.json records it; for a run logged before it did, what nbkit used
+    then: bf16 autocast on a GPU, fp32 on the CPU."""
+    if config.get("precision") or not config.get("device"):
+        return config.get("precision")
+    return "fp32" if config["device"] == "cpu" else "bf16"
 
 
 def read_runs(runs_dir: str | Path, dataset: str | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:

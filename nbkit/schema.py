@@ -56,6 +56,12 @@ def one_of(*choices: str) -> Check:
     return check
 
 
+def boolean(v) -> bool:
+    if not isinstance(v, bool):
+        raise Invalid("true or false")
+    return v
+
+
 def mapping(v) -> dict:
     if not isinstance(v, dict):
         raise Invalid("a JSON object")
@@ -125,14 +131,17 @@ def _warn(where: str, message: str) -> None:
 CONFIG = Record("config", required={}, optional={
     "variant": text, "label": text, "run_id": text, "seed": integer(),
     "dataset": mapping, "settings": mapping, "parameters": integer(), "steps_per_epoch": integer(1),
-    "world_size": integer(1),
+    "world_size": integer(1), "precision": one_of("bf16", "fp32"), "device": text,
 })
 DATASET = Record("config's dataset", required={}, optional={"name": text, "source": text})
-SETTINGS = Record("config's settings", required={}, optional={"max_iter": integer(1), "eval_every": integer(1)})
+SETTINGS = Record("config's settings", required={}, optional={
+    "max_iter": integer(1), "eval_every": integer(1), "use_augmentation": boolean,
+    "precision": one_of("auto", "bf16", "fp32")})
 STATUS = Record("status", required={"state": one_of(*STATES)}, optional={
     "step": integer(), "images_per_second": number(0), "wall_seconds": number(0), "reason": text})
 METRICS_ROW = Record("metrics row", required={"step": integer(), "split": text},
-                     optional={"time": number(0), "acc_top1": measure(0, 1), "loss": measure(0), "lr": measure(0)},
+                     optional={"time": number(0), "acc_top1": measure(0, 1), "loss": measure(0), "lr": measure(0),
+                               "loss_total": measure(0), "grad_norm": measure(0)},
                      other=measure())
 
 

@@ -2,7 +2,8 @@
 tables by the notebooks):
 
 - each run's best top-1 on a split and its step, and the original's two tables built from it
-  (best train_200 and best test top-1 per run);
+  (best train_200 and best test top-1 per run; an augmented run's train_200 scored on augmented
+  images, as the original scored it);
 - per run: final and best numbers; per variant across seeds: final and best test top-1 (mean,
   std), step of the best, the generalisation gap, parameters, wall time, images/s; with a val
   split, test top-1 at the best validation step beside the best-on-test column;
@@ -38,7 +39,7 @@ def per_run(metrics: pl.DataFrame, runs: pl.DataFrame) -> pl.DataFrame:
                                                      pl.col("step").alias("best_test_step"))
     best_train = best_per_run(metrics, "train_200").select("path", pl.col("acc_top1").alias("best_train_200"))
     out = runs.select("path", "run_id", "variant", "seed", "state", "parameters", "images_per_second",
-                      *([c] if (c := "wall_seconds") in runs.columns else []))
+                      *(c for c in ("wall_seconds", "precision") if c in runs.columns))
     out = out.join(last, on="path", how="left").join(best_test, on="path", how="left").join(best_train, on="path", how="left")
     if "val" in set(ev["split"].unique()):
         best_val = best_per_run(metrics, "val").select("path", pl.col("step").alias("best_val_step"))
@@ -73,21 +74,30 @@ def per_variant(metrics: pl.DataFrame, runs: pl.DataFrame, variants: list[str] |
         pl.col("logged_seconds").mean().alias("wall_seconds_mean"),
         pl.col("images_per_second").mean().alias("images_per_second_mean"),
     ]
+    if has("precision"):  # which precision the seeds trained in ("bf16+fp32" when they differ)
+        aggs.append(pl.col("precision").drop_nulls().unique().sort().str.join("+").alias("precision"))
     if has("test_at_best_val"):
         aggs.append(pl.col("test_at_best_val").mean().alias("test_at_best_val_mean"))
     return rows.group_by("variant").agg(aggs).sort(["best_test_mean", "variant"], descending=[True, False],
                                                    nulls_last=True)
 
 
-def original_tables(metrics: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """(train_200, test): each run's best top-1 and its step, best first, as the original sorted."""
-    out = []
-    for split in ("train_200", "test"):
-        best = best_per_run(metrics, split)
-        if not best.is_empty():
-            best = best.sort(["acc_top1", "path"], descending=[True, False])
-        out.append(best)
-    return out[0], out[1]
+def original_tables(metrics: pl.DataFrame, runs: pl.DataFrame | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(train_200, test): each run's best top-1 and its step, best first, as the original sorted.
+
+    The original scored train_200 through its training pipeline, so an augmented run's images
+    were freshly augmented: such runs show `train_200_aug`. An augmented run logged before nbkit
+    kept that probe shows its clean score, labelled `train_200 (clean)` (runs: to know which)."""
+    train, aug = best_per_run(metrics, "train_200"), best_per_run(metrics, "train_200_aug")
+    if not aug.is_empty():
+        train = pl.concat([train.filter(~pl.col("path").is_in(aug["path"].implode())), aug])
+    if runs is not None and not train.is_empty() and "use_augmentation" in runs.columns:
+        augmented = runs.filter(pl.col("use_augmentation").fill_null(False))["path"].implode()
+        train = train.with_columns(pl.when(pl.col("path").is_in(augmented) & (pl.col("split") == "train_200"))
+                                   .then(pl.lit("train_200 (clean)")).otherwise(pl.col("split")).alias("split"))
+    test = best_per_run(metrics, "test")
+    return tuple(t.sort(["acc_top1", "path"], descending=[True, False]) if not t.is_empty() else t
+                 for t in (train, test))
 
 
 def display(frame: pl.DataFrame, digits: int = 4) -> pl.DataFrame:

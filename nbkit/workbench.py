@@ -57,7 +57,7 @@ def build_view(metrics: pl.DataFrame, runs: pl.DataFrame, dataset: str, variants
     shown = charts.main_charts(metrics, runs, variants, splits, x, smoothing, seeds, log_scale)
     per_run = tables.per_run(metrics, runs)
     per_variant = tables.per_variant(metrics, runs, variants)
-    train_200, test = tables.original_tables(metrics)
+    train_200, test = tables.original_tables(metrics, runs)
     has_val = not metrics.is_empty() and "val" in set(metrics["split"].unique())
     return View(metrics, runs, shown, per_variant, per_run, train_200, test,
                 summary.findings(per_variant, per_run), has_val)

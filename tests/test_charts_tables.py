@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import polars as pl
 import pytest
 
@@ -109,7 +111,7 @@ def test_val_split_puts_test_at_best_val_beside_best_on_test(tmp_path):
     assert row["best_test_mean"] == pytest.approx(0.35) and row["test_at_best_val_mean"] == pytest.approx(0.30)
     text = " ".join(summary.findings(tables.per_variant(metrics, runs), tables.per_run(metrics, runs)))
     assert "flatters test top-1 by 0.0500" in text
-    assert "Overfitting: resnet18" in text
+    assert "at least 0.1 for resnet18 (1.000 against 0.350)" in text
 
 
 def test_runs_not_yet_evaluated_count_for_nothing(tmp_path, capsys):
@@ -131,3 +133,31 @@ def test_runs_not_yet_evaluated_count_for_nothing(tmp_path, capsys):
     assert main(["summary", "--runs-dir", str(tmp_path), "--by-variant"]) == 0
     row = next(l for l in capsys.readouterr().out.splitlines() if l.startswith("| vitn-12x256-8x8"))
     assert [c.strip() for c in row.strip("|").split("|")][:3] == ["vitn-12x256-8x8", "0", "—"]
+
+
+def test_overfitting_finding_rests_on_the_train_200_test_gap(tmp_path):
+    """A variant at 1.0 on both splits does not overfit (the old finding said it did)."""
+    write_run(tmp_path, "toy-dilated", 0, {"train_200": [(100, 1.0)], "test": [(100, 1.0)]})
+    write_run(tmp_path, "resnet18", 0, {"train_200": [(100, 0.99)], "test": [(100, 0.60)]})
+    write_run(tmp_path, "resnet18-aug", 0, {"train_200": [(100, 0.65)], "test": [(100, 0.62)]})
+    metrics, runs = read_runs(tmp_path)
+    text = " ".join(summary.findings(tables.per_variant(metrics, runs), tables.per_run(metrics, runs)))
+    assert "exceeds test top-1 by at least 0.1 for resnet18 (0.990 against 0.600)" in text
+    assert "toy-dilated (" not in text
+    assert "The smallest gap is toy-dilated's (0.000)" in text
+
+
+def test_original_train_table_scores_augmented_runs_as_the_original_did(tmp_path):
+    write_run(tmp_path, "resnet18", 0, {"train_200": [(100, 0.99)], "test": [(100, 0.60)]})
+    new = write_run(tmp_path, "resnet18-aug", 0, {"train_200": [(100, 0.70)], "train_200_aug": [(100, 0.41)],
+                                                  "test": [(100, 0.62)]}, settings={"use_augmentation": True})
+    old = write_run(tmp_path, "resnet18-aug", 1, {"train_200": [(100, 0.72)], "test": [(100, 0.61)]},
+                    settings={"use_augmentation": True})
+    metrics, runs = read_runs(tmp_path)
+    train_200, _ = tables.original_tables(metrics, runs)
+    rows = {Path(r["path"]): (r["split"], r["acc_top1"]) for r in train_200.iter_rows(named=True)}
+    assert rows[new] == ("train_200_aug", 0.41) and rows[old] == ("train_200 (clean)", 0.72)
+    assert ("train_200", 0.99) in rows.values()
+    # the generalisation gap stays on the clean score
+    gap = tables.per_variant(metrics, runs).filter(pl.col("variant") == "resnet18-aug")["gap_mean"][0]
+    assert gap == pytest.approx(((0.70 - 0.62) + (0.72 - 0.61)) / 2)
