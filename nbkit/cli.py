@@ -130,7 +130,12 @@ def cmd_sweep(args) -> None:
 def cmd_summary(args) -> None:
     from .summary import summary_markdown, variant_markdown
 
-    print(variant_markdown(args.runs_dir, args.dataset) if args.by_variant else summary_markdown(args.runs_dir, args.dataset))
+    if args.scorecard:
+        from .claims import scorecards_markdown
+
+        print(scorecards_markdown(args.runs_dir, args.dataset))
+    else:
+        print(variant_markdown(args.runs_dir, args.dataset) if args.by_variant else summary_markdown(args.runs_dir, args.dataset))
 
 
 def cmd_report(args) -> None:
@@ -214,6 +219,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_runs_dir(p)
     p.add_argument("--dataset", help="only runs on this dataset")
     p.add_argument("--by-variant", action="store_true", help="one row per variant: mean and std across seeds")
+    p.add_argument("--scorecard", action="store_true",
+                   help="each claim of the original study, checked against the runs (holds / does not hold / ...)")
     p.set_defaults(func=cmd_summary)
 
     p = sub.add_parser("report", help="export the three notebooks to HTML and their main charts to PNG and SVG")

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from nbkit import tables, workbench
+from nbkit.claims import scorecards_markdown
 from nbkit.comparisons import COMPARISONS
 from nbkit.curves import SEED_MODES, X_AXES
 from nbkit.reader import read_runs
@@ -27,9 +28,10 @@ WRONG = {
 WHOLE = {"list": "[1, 2]", "string": '"config"', "number": "3", "null": "null", "not json": "{", "binary": b"\x80\xff\x00",
          "deep": "[" * 100_000 + "]" * 100_000, "empty": ""}
 CONFIG_FIELDS = ["variant", "seed", "dataset", "dataset.name", "dataset.source", "settings", "settings.max_iter",
-                 "parameters", "steps_per_epoch", "label", "run_id", "world_size"]
+                 "parameters", "steps_per_epoch", "label", "run_id", "world_size", "precision", "device",
+                 "settings.use_augmentation", "settings.precision"]
 STATUS_FIELDS = ["state", "step", "images_per_second", "reason", "wall_seconds"]
-ROW_FIELDS = ["step", "split", "time", "acc_top1", "loss", "lr", "tau_mean"]
+ROW_FIELDS = ["step", "split", "time", "acc_top1", "loss", "lr", "tau_mean", "grad_norm", "loss_total"]
 GOOD = ("resnet18", "toy-dilated")
 DATASET = "cifar10-images"  # an image folder's name: the launch form reads each run's dataset source
 
@@ -123,7 +125,7 @@ def everything_a_view_shows(root: Path):
             tables.display(frame)
     workbench.launch_controls(comparison, runs, dataset)
     tables.in_progress(runs)
-    return runs, views[0], summary_markdown(root) + variant_markdown(root)
+    return runs, views[0], summary_markdown(root) + variant_markdown(root) + scorecards_markdown(root)
 
 
 @pytest.mark.parametrize("case", list(CASES))
