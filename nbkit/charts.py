@@ -117,3 +117,31 @@ def main_charts(metrics, runs, variants=None, splits=("train_200", "test"), x="s
     if tau is not None:
         charts["temperature"] = tau
     return charts
+
+
+def layer_temperatures(metrics: pl.DataFrame) -> pl.DataFrame:
+    """Each run's learned tau per layer at its last logged step (columns tau/<layer>): run_id,
+    variant, seed, step, layer, tau. Empty when no run logged them."""
+    columns = sorted((c for c in metrics.columns if c.startswith("tau/") and c[4:].isdigit()), key=lambda c: int(c[4:]))
+    if not columns:
+        return pl.DataFrame()
+    last = (metrics.filter((pl.col("split") == "train") & pl.col(columns[0]).is_not_null())
+            .sort("step").group_by("path", maintain_order=True).last())
+    return (last.unpivot(columns, index=["run_id", "variant", "seed", "step"], variable_name="layer", value_name="tau")
+            .with_columns(pl.col("layer").str.slice(4).cast(pl.Int64)).drop_nulls("tau"))
+
+
+def layer_temperature_chart(metrics: pl.DataFrame, variants=None) -> alt.LayerChart | None:
+    """Learned attention temperature of every layer at the run's last logged step (as the original's
+    get_all_taus.py read them from a checkpoint); None when no run logged them."""
+    df = layer_temperatures(curves.select(metrics, variants))
+    if df.is_empty():
+        return None
+    pick = _highlight()
+    color = alt.Color("variant:N", legend=alt.Legend(title="variant (click to highlight)"))
+    opacity = alt.when(pick).then(alt.value(1.0)).otherwise(alt.value(0.12))
+    base = alt.Chart(df).encode(alt.X("layer:O", title="layer"), alt.Y("tau:Q", title="tau", scale=alt.Scale(zero=False)),
+                                color, opacity=opacity, detail="run_id:N")
+    tooltip = ["variant:N", "seed:Q", "step:Q", "layer:O", alt.Tooltip("tau:Q", format=".4f")]
+    return alt.layer(base.mark_line(), base.mark_point(filled=True).encode(tooltip=tooltip).add_params(pick)).properties(
+        title="Learned attention temperature per layer (last logged step)", width=WIDTH, height=HEIGHT)

@@ -42,6 +42,7 @@ SETTING_FLAGS = {
     "seed": "seed for initialisation, data order and augmentation (default 0)",
     "val_size": "training images held out as a val split (default 0)",
     "data_dir": "where datasets and caches live (default data/)",
+    "precision": "auto (default: bf16 autocast on CUDA, fp32 elsewhere), bf16, or fp32 as the original",
 }
 
 

@@ -11,11 +11,11 @@ app = marimo.App(width="medium", app_title="nbkit: comparison")
 def _():
     import marimo as mo
 
-    from nbkit import background, tables, workbench as wb
+    from nbkit import background, charts, claims, tables, workbench as wb
     from nbkit.comparisons import get_comparison
     from nbkit.escape import md_code
     from nbkit.reader import read_runs
-    return background, get_comparison, md_code, mo, read_runs, tables, wb
+    return background, charts, claims, get_comparison, md_code, mo, read_runs, tables, wb
 
 
 @app.cell
@@ -96,6 +96,20 @@ def _(mo, view):
 @app.cell
 def _(mo, view):
     mo.md("## Findings\n" + "\n".join(f"- {f}" for f in view.findings))
+    return
+
+
+@app.cell
+def _(claims, comparison, dataset, metrics, mo, runs):
+    mo.md(claims.section(metrics, runs, comparison.name, dataset.value))
+    return
+
+
+@app.cell
+def _(charts, mo, view):
+    _layers = charts.layer_temperature_chart(view.metrics)
+    mo.vstack([mo.md("## Learned temperature per layer\nEach layer's tau at the run's last logged step."),
+               _layers]) if _layers is not None else None
     return
 
 

@@ -47,7 +47,8 @@ def summary_markdown(runs_dir: str | Path, dataset: str | None = None) -> str:
 
 
 def variant_markdown(runs_dir: str | Path, dataset: str | None = None) -> str:
-    """Per variant across seeds: best and final test top-1 (mean +- std), train_200 - test gap."""
+    """Per variant across seeds: best and final test top-1 (mean +- std), train_200 - test gap,
+    parameters, images/s and the precision trained in."""
     metrics, runs = read_runs(runs_dir, dataset)
     table = per_variant(metrics, runs)
     if table.is_empty():
@@ -61,8 +62,11 @@ def variant_markdown(runs_dir: str | Path, dataset: str | None = None) -> str:
         pl.col("gap_mean").round(4).cast(pl.String).alias("train_200 - test"),
         pl.col("seeds").cast(pl.String), pl.col("parameters").cast(pl.String),
         pl.col("images_per_second_mean").round(0).cast(pl.String).alias("img/s"))
+    if "precision" not in table.columns:
+        table = table.with_columns(pl.lit(None, pl.String).alias("precision"))
+    table = table.with_columns(pl.col("precision").fill_null("—").replace("", "—"))
     return markdown_table(table, ["variant", "seeds", "best test top-1", "final test top-1", "train_200 - test",
-                                  "parameters", "img/s"], "lrrrrrr")
+                                  "parameters", "img/s", "precision"], "lrrrrrrl")
 
 
 def findings(table: pl.DataFrame, runs_per_run: pl.DataFrame, baseline: str = "resnet18") -> list[str]:

@@ -161,3 +161,13 @@ def test_original_train_table_scores_augmented_runs_as_the_original_did(tmp_path
     # the generalisation gap stays on the clean score
     gap = tables.per_variant(metrics, runs).filter(pl.col("variant") == "resnet18-aug")["gap_mean"][0]
     assert gap == pytest.approx(((0.70 - 0.62) + (0.72 - 0.61)) / 2)
+
+
+def test_per_layer_temperature_is_read_at_each_runs_last_logged_step(logs):
+    metrics, _ = logs
+    layers = charts.layer_temperatures(metrics)
+    assert set(layers["layer"]) == {0, 1, 2} and set(layers["variant"]) == {"vitn-12x256-8x8-lt"}
+    last = layers.filter(pl.col("layer") == 2).row(0, named=True)
+    assert last["tau"] == pytest.approx(1 - last["step"] / 1000 + 0.01)
+    assert chart_rows(charts.layer_temperature_chart(metrics)) and charts.layer_temperature_chart(
+        metrics, ["resnet18"]) is None
