@@ -1,4 +1,5 @@
-"""Altair charts of run logs: training loss with epoch marks, top-1 per split, temperature.
+"""Altair charts of run logs: training loss with epoch marks, top-1 per split, temperature,
+gradient norm.
 
 Every chart has tooltips (variant, seed, step, value) and a legend whose click highlights a
 variant. Data preparation lives in nbkit.curves.
@@ -116,7 +117,21 @@ def main_charts(metrics, runs, variants=None, splits=("train_200", "test"), x="s
     tau = temperature_chart(metrics, runs, variants, x)
     if tau is not None:
         charts["temperature"] = tau
+    grad = gradient_norm_chart(metrics, runs, variants, x, seeds)
+    if grad is not None:
+        charts["gradient norm"] = grad
     return charts
+
+
+def gradient_norm_chart(metrics, runs, variants=None, x="step", seeds="each run"):
+    """The gradient norm before clipping (train rows' grad_norm), log scale; None where no run logged it."""
+    if metrics.is_empty() or "grad_norm" not in metrics.columns:
+        return None
+    df = curves.series(curves.select(metrics, variants), runs, "train", "grad_norm", x).filter(pl.col("value") > 0)
+    if df.is_empty():
+        return None
+    return curve_chart(df, title="Gradient norm before clipping", y_title="gradient norm", x=x, seeds=seeds,
+                       log_scale=True, variants=variants)
 
 
 def layer_temperatures(metrics: pl.DataFrame) -> pl.DataFrame:

@@ -95,6 +95,14 @@ def _(mo, view):
 
 @app.cell
 def _(mo, view):
+    _grad = view.charts.get("gradient norm")
+    mo.vstack([mo.md("## Gradient norm\nBefore clipping at 100, as the original logged it."),
+               _grad]) if _grad is not None else None
+    return
+
+
+@app.cell
+def _(mo, view):
     mo.md("## Findings\n" + "\n".join(f"- {f}" for f in view.findings))
     return
 

@@ -49,7 +49,7 @@ def export_figures(runs_dir: Path, out: Path, dataset: str | None = None) -> lis
         view = build_view(metrics, runs, chosen, variants, seeds="mean and min-max band")
         for kind, chart in view.charts.items():
             for suffix in ("png", "svg"):
-                path = out / f"{comparison.name}-{kind}.{suffix}"
+                path = out / f"{comparison.name}-{kind.replace(' ', '-')}.{suffix}"
                 chart.save(str(path), **({"scale_factor": 1.5} if suffix == "png" else {}))
                 written.append(path)
     return written

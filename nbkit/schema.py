@@ -138,7 +138,8 @@ SETTINGS = Record("config's settings", required={}, optional={
     "max_iter": integer(1), "eval_every": integer(1), "use_augmentation": boolean,
     "precision": one_of("auto", "bf16", "fp32")})
 STATUS = Record("status", required={"state": one_of(*STATES)}, optional={
-    "step": integer(), "images_per_second": number(0), "wall_seconds": number(0), "reason": text})
+    "step": integer(), "images_per_second": number(0), "wall_seconds": number(0), "reason": text,
+    "peak_rss_mb": number(0), "gpu_memory_mb": number(0)})
 METRICS_ROW = Record("metrics row", required={"step": integer(), "split": text},
                      optional={"time": number(0), "acc_top1": measure(0, 1), "loss": measure(0), "lr": measure(0),
                                "loss_total": measure(0), "grad_norm": measure(0)},

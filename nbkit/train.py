@@ -210,7 +210,7 @@ def _run(run: _Parts, checkpoint: dict | None, ds: Dataset, label: str | None) -
         with stop_signals() as stop_requested:
             _loop(run, state, stop_requested)
         run.log.status("done", state.step, images_per_second=round(state.images_per_second(run.s.batch_size), 1),
-                       wall_seconds=round(time.perf_counter() - state.start, 2))
+                       wall_seconds=round(time.perf_counter() - state.start, 2), **_peak_memory(run.dev))
         if run.world.main:
             drop_previous(run.run_dir)
     except RunStopped as e:
@@ -297,6 +297,16 @@ def _write_train_row(run: _Parts, state: LoopState, stop_requested: list[str]) -
     if nonfinite:
         raise NonFiniteLoss(f"non-finite loss (NaN or Inf) in steps {state.step - len(stacked) + 1}..{state.step}")
     return bool(stops and stops[0])
+
+
+def _peak_memory(dev: torch.device) -> dict:
+    """This process's peak host memory (RSS) and, on a GPU, the most memory its tensors held, in MiB."""
+    import resource
+
+    out = {"peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}  # KiB on Linux
+    if dev.type == "cuda":
+        out["gpu_memory_mb"] = round(torch.cuda.max_memory_allocated(dev) / 2**20, 1)
+    return out
 
 
 def _normalizer_stats(model) -> dict[str, Tensor]:

@@ -83,7 +83,7 @@ def workbench_runs(root: Path, dataset: str = "synthetic") -> Path:
             with open(run / "metrics.jsonl", "a") as f:
                 for s in range(10, steps[-1] + 1, 10):
                     f.write(json.dumps({"step": s, "split": "train", "time": s, "tau_mean": 1 - s / 1000,
-                                        "tau_std": 0.01 * seed + 0.02,
+                                        "tau_std": 0.01 * seed + 0.02, "grad_norm": 5 / (1 + s / 100),
                                         **{f"tau/{i}": 1 - s / 1000 + 0.01 * (i - 1) for i in range(3)}}) + "\n")
         return run
 

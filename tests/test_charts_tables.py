@@ -171,3 +171,11 @@ def test_per_layer_temperature_is_read_at_each_runs_last_logged_step(logs):
     assert last["tau"] == pytest.approx(1 - last["step"] / 1000 + 0.01)
     assert chart_rows(charts.layer_temperature_chart(metrics)) and charts.layer_temperature_chart(
         metrics, ["resnet18"]) is None
+
+
+def test_gradient_norm_is_charted_where_runs_logged_it(logs):
+    metrics, runs = logs
+    shown = charts.main_charts(metrics, runs, ["vitn-12x256-8x8-lt", "resnet18"])
+    rows = chart_rows(shown["gradient norm"])
+    assert rows and {r["variant"] for r in rows} == {"vitn-12x256-8x8-lt"}
+    assert "gradient norm" not in charts.main_charts(metrics, runs, ["resnet18"])

@@ -54,6 +54,9 @@ def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path):
         close = a["step"] <= 4
         assert b["loss"] == pytest.approx(a["loss"], rel=1e-4 if close else 5e-3, abs=1e-5), (a, b)
         assert b["acc_top1"] == pytest.approx(a["acc_top1"], abs=1e-6 if close else 1 / 16), (a, b)
+        if a["split"] == "train":  # the norm of the whole batch's gradient, the input statistics of the global batch
+            for key in ("grad_norm", "loss_total", "norm_mean", "norm_var"):
+                assert b[key] == pytest.approx(a[key], rel=1e-4 if close else 5e-3), (key, a, b)
     test_losses = [r["loss"] for r in rows1 if r["split"] == "test"]
     assert test_losses[-1] < test_losses[0] - 0.05  # it learned, so this is no comparison of two idle runs
 

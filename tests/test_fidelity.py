@@ -79,6 +79,8 @@ def test_precision_setting_picks_the_autocast_and_is_recorded(tmp_path, monkeypa
         config = json.loads((run / "config.json").read_text())
         assert config["precision"] == ("bf16" if dtype else "fp32") and config["settings"]["precision"] == precision
         losses[precision] = rows_of(run, "train")[-1]["loss"]
+        status = json.loads((run / "status.json").read_text())  # what the study benchmark reports per run
+        assert status["peak_rss_mb"] > 50 and "gpu_memory_mb" not in status
     assert losses["fp32"] != losses["bf16"]
     # 2 steps inside a 500-step warm-up: the run says why it will look broken
     assert "ends within its learning-rate warm-up (2 of 500 warm-up steps)" in capsys.readouterr().err
