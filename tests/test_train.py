@@ -5,6 +5,7 @@ import torch
 
 from nbkit import resolve
 from nbkit.cli import main
+from nbkit.data import load_dataset
 from nbkit.reader import read_runs
 from nbkit.runlog import read_metrics
 from nbkit.settings import Settings
@@ -111,12 +112,22 @@ def test_augmented_run_trains(tmp_path):
 
 
 def test_real_cifar10_archive_learns(tmp_path, cifar10_archive):
-    """toy-dilated for 120 steps on the real CIFAR-10 image folder (test top-1 0.404 measured): well
-    above 10% chance."""
+    """toy-dilated for 80 steps of 64 on the real CIFAR-10 image folder: test top-1 well above 10%
+    chance (after 120 steps: 0.404 on all 10,000 test images; the running train top-1 measured
+    0.37-0.40 from step 70 on, and test top-1 runs above it). The dataset is what train() loads from
+    these settings (the archive through the image-folder loader and its decode cache), except that
+    the test split is a fixed random 2,000 of its 10,000 images, which measure top-1 to about 0.01:
+    the one evaluation of all 10,200 (train_200 and test) took 62 of the run's 434 s (measured)."""
     archive, data_dir = cifar10_archive
-    name, s = resolve("toy-dilated", dataset=str(archive), data_dir=str(data_dir), max_iter=120,
-                      eval_every=120, batch_size=64, tailor_num_classes=True, constant_lr=3e-3)
-    run = train(name, s, runs_dir=tmp_path / "runs", device="cpu")
+    name, s = resolve("toy-dilated", dataset=str(archive), data_dir=str(data_dir), max_iter=80,
+                      eval_every=80, batch_size=64, tailor_num_classes=True, constant_lr=3e-3)
+    ds = load_dataset(s.dataset, s.data_dir, s.val_size)
+    keep = torch.randperm(ds.size("test"), generator=torch.Generator().manual_seed(0))[:2000].sort().values
+    ds.images["test"], ds.labels["test"] = ds.images["test"][keep], ds.labels["test"][keep]
+    run = train(name, s, runs_dir=tmp_path / "runs", device="cpu", dataset=ds)
+    described = json.loads((run / "config.json").read_text())["dataset"]
+    assert described["name"] == "cifar10-images" and described["sizes"]["train"] == 50000
+    assert described["sizes"]["test"] == 2000
     test = [r for r in read_metrics(run / "metrics.jsonl") if r["split"] == "test"]
     assert test[-1]["acc_top1"] > 0.3, test
 
