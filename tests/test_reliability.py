@@ -69,7 +69,7 @@ def logged_step(run) -> int:
     return max(map(int, re.findall(r'"step": (\d+), "split": "train"', text)), default=0)
 
 
-def interrupt(run, save_every: int, sig, timeout=120) -> subprocess.Popen:
+def interrupt(run, save_every: int, sig, timeout=300) -> subprocess.Popen:
     """Start a run in a child process and send it sig at a random step: once it has logged a train
     row at a random step between 8 and 28 (of 40), and a random moment more; the process."""
     p = cli("train", *base("--max-steps", STEPS, "--eval-every", EVERY, "--run-dir", run,
@@ -348,7 +348,9 @@ def _small(**changes):
 
 
 def test_an_unreadable_last_checkpoint_falls_back_to_the_one_before(tmp_path, capsys):
-    name, s = _small()
+    # checkpoints at 4 and 8; evaluations (the progress hook) at 12 and 16 only, each costing about as
+    # much as the 16 training steps: the power cut at step 12 leaves checkpoints 8 and 4
+    name, s = _small(eval_every=12)
     reference = train(name, s, run_dir=tmp_path / "reference", device="cpu")
 
     def fail_at_12(p):
