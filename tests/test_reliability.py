@@ -4,6 +4,7 @@ import errno
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -46,56 +47,73 @@ def status(run_dir):
     return json.loads((run_dir / "status.json").read_text())
 
 
+# the interrupted runs: 40 steps (batch 16), a train row every 4, evaluations at 20 and 40
+STEPS, EVERY = 40, 20
+
+
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
+    """The uninterrupted run, trained in this process: the CLI's own code path and thread count."""
     run = tmp_path_factory.mktemp("ref") / "run"
-    p = cli("train", *base("--max-steps", 80, "--eval-every", 16, "--run-dir", run, sets=["save_every=5"]))
-    assert p.wait(timeout=300) == 0, p.stderr.read()
+    assert main(["train", *base("--max-steps", STEPS, "--eval-every", EVERY, "--run-dir", run,
+                                sets=["save_every=5"])]) == 0
     return run
 
 
-def wait_for(path, timeout=120):
-    deadline = time.time() + timeout
-    while not path.exists():
-        assert time.time() < deadline, f"{path} never appeared"
+def logged_step(run) -> int:
+    """The last step with a train row in the run's metrics (0 before the first)."""
+    try:
+        text = (run / "metrics.jsonl").read_text()
+    except FileNotFoundError:
+        return 0
+    return max(map(int, re.findall(r'"step": (\d+), "split": "train"', text)), default=0)
+
+
+def interrupt(run, save_every: int, sig, timeout=300) -> subprocess.Popen:
+    """Start a run in a child process and send it sig at a random step: once it has logged a train
+    row at a random step between 8 and 28 (of 40), and a random moment more; the process."""
+    p = cli("train", *base("--max-steps", STEPS, "--eval-every", EVERY, "--run-dir", run,
+                           sets=[f"save_every={save_every}"]))
+    target, deadline = random.choice(range(8, STEPS - 8, 4)), time.time() + timeout
+    while logged_step(run) < target:
+        assert p.poll() is None, p.stderr.read()
+        assert time.time() < deadline, f"{run} never reached step {target}"
         time.sleep(0.01)
-
-
-def interrupt(run, save_every: int, first_file: str, delay: tuple, sig) -> subprocess.Popen:
-    """Start an 80-step run, wait for first_file in it and a random delay, send sig; the process."""
-    p = cli("train", *base("--max-steps", 80, "--eval-every", 16, "--run-dir", run, sets=[f"save_every={save_every}"]))
-    wait_for(run / first_file)
-    time.sleep(random.uniform(*delay))
+    time.sleep(random.uniform(0.0, 0.2))
     p.send_signal(sig)
     return p
 
 
-def test_sigkill_at_a_random_step_then_resume_gives_the_uninterrupted_metrics(reference, tmp_path):
+def resume_in_process(run, capsys) -> None:
+    """Resume with the CLI in this process (no second interpreter and torch import to pay for)."""
+    capsys.readouterr()
+    assert main(["train", "--resume", str(run), "--device", "cpu"]) == 0, capsys.readouterr().err
+
+
+def test_sigkill_at_a_random_step_then_resume_gives_the_uninterrupted_metrics(reference, tmp_path, capsys):
     run = tmp_path / "run"
-    p = interrupt(run, 5, "checkpoint.pt", (0.0, 1.5), signal.SIGKILL)
+    p = interrupt(run, 5, signal.SIGKILL)
     p.wait()
     killed_at = torch.load(run / "checkpoint.pt", weights_only=True)["step"]
-    assert killed_at < 80 and status(run)["state"] == "running", "the run finished before the kill"
-    r = cli("train", "--resume", str(run), "--device", "cpu")
-    assert r.wait(timeout=300) == 0, r.stderr.read()
+    assert killed_at < STEPS and status(run)["state"] == "running", "the run finished before the kill"
+    resume_in_process(run, capsys)
     assert status(run)["state"] == "done"
     steps = [(row["step"], row["split"]) for row in read_metrics(run / "metrics.jsonl")]
     assert len(steps) == len(set(steps)), f"duplicated rows after a kill at step {killed_at}"
     assert strip_time(run) == strip_time(reference), f"killed after checkpoint {killed_at}"
 
 
-def test_sigterm_checkpoints_marks_stopped_and_resumes_exactly(reference, tmp_path):
+def test_sigterm_checkpoints_marks_stopped_and_resumes_exactly(reference, tmp_path, capsys):
     run = tmp_path / "run"
     # save_every far away: the only mid-run checkpoint is the one SIGTERM writes
-    p = interrupt(run, 1000, "status.json", (0.5, 1.5), signal.SIGTERM)
+    p = interrupt(run, 1000, signal.SIGTERM)
     assert p.wait(timeout=120) != 0
     st = status(run)
     if st["state"] == "done":
         pytest.skip("the run finished before SIGTERM arrived")
     assert st["state"] == "stopped" and "SIGTERM" in st["reason"]
     assert torch.load(run / "checkpoint.pt", weights_only=True)["step"] == st["step"]
-    r = cli("train", "--resume", str(run), "--device", "cpu")
-    assert r.wait(timeout=300) == 0, r.stderr.read()
+    resume_in_process(run, capsys)
     assert strip_time(run) == strip_time(reference)
 
 
@@ -324,12 +342,15 @@ def test_disk_full_while_writing_fails_the_run_cleanly(tmp_path, capsys, monkeyp
 # --- an unreadable last checkpoint ---------------------------------------------------------------
 
 def _small(**changes):
-    return resolve("toy-dilated", dataset="synthetic", batch_size=16, max_iter=16, eval_every=4, save_every=4,
-                   log_every=2, tailor_num_classes=True, constant_lr=3e-3, eval_batch_size=256, **changes)
+    return resolve("toy-dilated", **{**dict(dataset="synthetic", batch_size=16, max_iter=16, eval_every=4,
+                                            save_every=4, log_every=2, tailor_num_classes=True, constant_lr=3e-3,
+                                            eval_batch_size=256), **changes})
 
 
 def test_an_unreadable_last_checkpoint_falls_back_to_the_one_before(tmp_path, capsys):
-    name, s = _small()
+    # checkpoints at 4 and 8; evaluations (the progress hook) at 12 and 16 only, each costing about as
+    # much as the 16 training steps: the power cut at step 12 leaves checkpoints 8 and 4
+    name, s = _small(eval_every=12)
     reference = train(name, s, run_dir=tmp_path / "reference", device="cpu")
 
     def fail_at_12(p):
@@ -387,22 +408,22 @@ def small_tmpfs(tmp_path):
     subprocess.run(["umount", "-l", str(mount)])
 
 
-def test_a_really_full_disk_fails_the_run_cleanly_and_it_resumes_exactly(small_tmpfs, tmp_path):
-    args = base("--max-steps", 16, "--eval-every", 4, sets=["save_every=4", "log_every=2"])
+def test_a_really_full_disk_fails_the_run_cleanly_and_it_resumes_exactly(small_tmpfs, tmp_path, capsys):
+    # checkpoints every 4 steps, the third does not fit; evaluations at 8 and 16 (they cost more than training)
+    args = base("--max-steps", 16, "--eval-every", 8, sets=["save_every=4", "log_every=2"])
     reference = tmp_path / "reference"
     assert main(["train", *args, "--run-dir", str(reference)]) == 0
     run = small_tmpfs / "run"
-    p = cli("train", *args, "--run-dir", run)
-    assert p.wait(timeout=300) == 2
-    assert p.stderr.read().strip().splitlines()[-1] == \
+    capsys.readouterr()
+    assert main(["train", *args, "--run-dir", str(run)]) == 2  # the CLI, in this process: no torch import to repeat
+    assert capsys.readouterr().err.strip().splitlines()[-1] == \
         "nbkit train: error: [Errno 28] No space left on device (writing checkpoint.pt)"
     st = status(run)
     assert st["state"] == "failed" and "No space left on device" in st["reason"] and st["step"] < 16
     assert sorted(f.name for f in run.iterdir()) == sorted([".lock", "checkpoint.pt", "checkpoint.prev.pt",
                                                            "config.json", "metrics.jsonl", "status.json"])
     subprocess.run(["mount", "-o", "remount,size=4m", str(small_tmpfs)], check=True)
-    r = cli("train", "--resume", str(run), "--device", "cpu")
-    assert r.wait(timeout=300) == 0, r.stderr.read()
+    assert main(["train", "--resume", str(run), "--device", "cpu"]) == 0, capsys.readouterr().err
     assert status(run)["state"] == "done" and strip_time(run) == strip_time(reference)
     assert sorted(f.name for f in run.iterdir()) == [".lock", "checkpoint.pt", "config.json", "metrics.jsonl",
                                                     "status.json"]

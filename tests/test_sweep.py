@@ -47,21 +47,30 @@ def test_sweep_runs_in_parallel_isolates_a_failure_and_skips_finished_runs(tmp_p
 
 
 def test_sweep_resumes_a_killed_run_to_the_same_metrics(tmp_path):
-    import signal, subprocess, time
+    import re, signal, subprocess, time
     from nbkit.sweep import command
 
-    settings = {**SMALL, "max_iter": 60, "eval_every": 12, "save_every": 6}
+    # a checkpoint every 6 steps, a train row every 3, evaluations at 12 and 24
+    settings = {**SMALL, "max_iter": 24, "eval_every": 12, "save_every": 6}
     (reference,) = plan(["toy-dilated"], 1, settings, tmp_path / "reference")
     run_sweep([reference], device="cpu")
     (job,) = plan(["toy-dilated"], 1, settings, tmp_path / "killed")
     job.run_dir.mkdir(parents=True)
     child = subprocess.Popen(command(job, "cpu"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 60
-    while not (job.run_dir / "checkpoint.pt").exists() and time.time() < deadline:
-        time.sleep(0.02)
-    time.sleep(0.3)
+
+    def logged():  # the steps of the train rows written so far
+        path = job.run_dir / "metrics.jsonl"
+        return [int(s) for s in re.findall(r'"step": (\d+), "split": "train"', path.read_text())] if path.exists() else []
+
+    # killed once it has logged step 9: past the checkpoint at 6, with rows the resume must not repeat
+    deadline = time.time() + 300
+    while 9 not in logged():
+        assert child.poll() is None, "the child ended before it logged step 9"
+        assert time.time() < deadline, "the child never logged step 9"
+        time.sleep(0.01)
     child.send_signal(signal.SIGKILL)
     child.wait()
+    assert (job.run_dir / "checkpoint.pt").exists()
     assert json.loads((job.run_dir / "status.json").read_text())["state"] == "running"
     assert job_state(job) == "resume"
     outcome = run_sweep([job], device="cpu")

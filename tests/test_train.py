@@ -5,6 +5,7 @@ import torch
 
 from nbkit import resolve
 from nbkit.cli import main
+from nbkit.data import load_dataset
 from nbkit.reader import read_runs
 from nbkit.runlog import read_metrics
 from nbkit.settings import Settings
@@ -12,8 +13,10 @@ from nbkit.train import warmup_decay_lr, train
 
 
 
+# 64 steps of 32 of the 2000 synthetic training images: the run crosses an epoch (62 steps) and its
+# test top-1 is 1.0 from step 40 on (0.1 is chance)
 FAST = dict(dataset="synthetic", tailor_num_classes=True, constant_lr=3e-3, batch_size=32,
-            max_iter=120, eval_every=40, log_every=10)
+            max_iter=64, eval_every=32, log_every=8)
 
 
 def test_warmup_decay_schedule_matches_the_original():
@@ -43,20 +46,20 @@ def test_synthetic_run_learns_and_writes_a_complete_run_dir(synthetic_runs):
     runs, run, _ = synthetic_runs
     assert run.parent.parent.name == "synthetic" and run.parent.name == "toy-dilated"
     config = json.loads((run / "config.json").read_text())
-    assert config["settings"]["max_iter"] == 120 and config["seed"] == 0
+    assert config["settings"]["max_iter"] == 64 and config["seed"] == 0
     assert config["dataset"]["name"] == "synthetic" and config["dataset"]["num_classes"] == 10
     for key in ("nbkit_version", "git_commit", "torch_version", "device", "start_time", "parameters"):
         assert key in config
     status = json.loads((run / "status.json").read_text())
-    assert status["state"] == "done" and status["step"] == 120 and status["images_per_second"] > 0
+    assert status["state"] == "done" and status["step"] == 64 and status["images_per_second"] > 0
     ckpt = torch.load(run / "checkpoint.pt", weights_only=True)
-    assert ckpt["step"] == 120 and "normalizer.running_mean" in ckpt["model"]
+    assert ckpt["step"] == 64 and "normalizer.running_mean" in ckpt["model"]
     rows = read_metrics(run / "metrics.jsonl")
     train_rows = [r for r in rows if r["split"] == "train"]
-    assert [r["step"] for r in train_rows] == list(range(10, 121, 10))
+    assert [r["step"] for r in train_rows] == list(range(8, 65, 8))
     assert train_rows[-1]["loss"] < 0.5 * train_rows[0]["loss"]
     test = [r for r in rows if r["split"] == "test"]
-    assert [r["step"] for r in test] == [40, 80, 120]
+    assert [r["step"] for r in test] == [32, 64]
     assert test[-1]["acc_top1"] > 0.6  # 10 classes: chance is 0.1
     assert {r["split"] for r in rows} == {"train", "train_200", "test"}
 
@@ -79,18 +82,19 @@ def test_metrics_round_trip_through_the_reader(synthetic_runs):
 
 
 def test_other_seed_differs(tmp_path):
-    name, s = resolve("toy-dilated", **{**FAST, "max_iter": 20, "eval_every": 20})
+    # a few steps suffice: the seed sets the initial weights and the data order, so the first train row differs
+    name, s = resolve("toy-dilated", **{**FAST, "max_iter": 4, "eval_every": 4, "log_every": 2})
     a = train(name, s, runs_dir=tmp_path, device="cpu")
     b = train(name, s.replace(seed=1), runs_dir=tmp_path, device="cpu")
     assert strip_time(read_metrics(a / "metrics.jsonl")) != strip_time(read_metrics(b / "metrics.jsonl"))
 
 
 def test_val_split_is_evaluated_and_model_extras_are_logged(tmp_path):
-    name, s = resolve("vitn-12x256-8x8-lt", **{**FAST, "max_iter": 4, "eval_every": 2, "log_every": 2,
+    name, s = resolve("vitn-12x256-8x8-lt", **{**FAST, "max_iter": 2, "eval_every": 2, "log_every": 2,
                                                 "val_size": 100, "eval_batch_size": 256})
     run = train(name, s, runs_dir=tmp_path, device="cpu")
     rows = read_metrics(run / "metrics.jsonl")
-    assert [r["split"] for r in rows if r["step"] == 4] == ["train", "train_200", "val", "test"]
+    assert [r["split"] for r in rows if r["step"] == 2] == ["train", "train_200", "val", "test"]
     assert all("tau_mean" in r and "tau_std" in r for r in rows if r["split"] == "train")
 
 
@@ -108,12 +112,22 @@ def test_augmented_run_trains(tmp_path):
 
 
 def test_real_cifar10_archive_learns(tmp_path, cifar10_archive):
-    """toy-dilated for 120 steps on the real CIFAR-10 image folder (test top-1 0.404 measured): well
-    above 10% chance."""
+    """toy-dilated for 80 steps of 64 on the real CIFAR-10 image folder: test top-1 well above 10%
+    chance (after 120 steps: 0.404 on all 10,000 test images; the running train top-1 measured
+    0.37-0.40 from step 70 on, and test top-1 runs above it). The dataset is what train() loads from
+    these settings (the archive through the image-folder loader and its decode cache), except that
+    the test split is a fixed random 2,000 of its 10,000 images, which measure top-1 to about 0.01:
+    the one evaluation of all 10,200 (train_200 and test) took 62 of the run's 434 s (measured)."""
     archive, data_dir = cifar10_archive
-    name, s = resolve("toy-dilated", dataset=str(archive), data_dir=str(data_dir), max_iter=120,
-                      eval_every=120, batch_size=64, tailor_num_classes=True, constant_lr=3e-3)
-    run = train(name, s, runs_dir=tmp_path / "runs", device="cpu")
+    name, s = resolve("toy-dilated", dataset=str(archive), data_dir=str(data_dir), max_iter=80,
+                      eval_every=80, batch_size=64, tailor_num_classes=True, constant_lr=3e-3)
+    ds = load_dataset(s.dataset, s.data_dir, s.val_size)
+    keep = torch.randperm(ds.size("test"), generator=torch.Generator().manual_seed(0))[:2000].sort().values
+    ds.images["test"], ds.labels["test"] = ds.images["test"][keep], ds.labels["test"][keep]
+    run = train(name, s, runs_dir=tmp_path / "runs", device="cpu", dataset=ds)
+    described = json.loads((run / "config.json").read_text())["dataset"]
+    assert described["name"] == "cifar10-images" and described["sizes"]["train"] == 50000
+    assert described["sizes"]["test"] == 2000
     test = [r for r in read_metrics(run / "metrics.jsonl") if r["split"] == "test"]
     assert test[-1]["acc_top1"] > 0.3, test
 
