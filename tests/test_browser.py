@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from .conftest import REPO
-from .helpers import workbench_runs
+from .helpers import workbench_runs, write_run
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(),
@@ -54,30 +54,43 @@ def served(tmp_path_factory):
             break
         except OSError:
             time.sleep(0.3)
-    yield f"http://127.0.0.1:{port}", log
+    yield f"http://127.0.0.1:{port}", log, runs
     server.terminate()
     server.wait(timeout=30)
 
 
-def test_served_notebook_renders_and_reacts_to_a_widget(browser, served, tmp_path):
-    url, log = served
+def test_served_notebook_reads_hovers_and_keeps_its_settings_while_it_refreshes(browser, served, tmp_path):
+    """As a user: the comparison shows on open; hovering the loss chart reads every run's value
+    at that step; with auto-refresh on, a run that appears is shown and no setting resets."""
+    url, log, runs = served
     page = browser.new_page(viewport={"width": 1300, "height": 3000})
     page.goto(url)
     page.wait_for_selector(".vega-embed canvas, .vega-embed svg.marks", timeout=90_000)
-    page.wait_for_timeout(1500)
     text = page.inner_text("body")
-    for heading in ("Training loss", "Top-1 accuracy", "Learned attention temperature", "Findings",
-                    "Per variant, across seeds", "Launch runs"):
+    for heading in ("This run set", "Differs from the original's protocol", "Curves", "Findings",
+                    "Per variant, across seeds", "The original's tables", "Runs", "Launch runs"):
         assert heading in text
     chart = page.locator(".vega-embed").first
-    before = chart.screenshot()
-    page.get_by_text("mean and min-max band").click()
-    page.wait_for_timeout(3000)
-    after = page.locator(".vega-embed").first.screenshot()
-    assert before != after  # the loss chart redrew with seed bands
-    page.screenshot(path=str(tmp_path / "models.png"), full_page=True)
-    assert (tmp_path / "models.png").stat().st_size > 10_000
-    errors = [l for l in log.read_text().splitlines() if re.match(r"\[E ", l)]
+    chart.scroll_into_view_if_needed()
+    box = chart.bounding_box()
+    for dx in (400, 410, 420):  # the loss panel sits under the legend
+        page.mouse.move(box["x"] + dx, box["y"] + 200)
+        page.wait_for_timeout(200)
+    tip = page.locator("#vg-tooltip-element").inner_text()
+    assert "resnet18 s0" in tip and "resnet18 s1" in tip and "vitn-12x256-8x8-lt s1" in tip
+    selects = page.locator("select")
+    x_axis = next(selects.nth(i) for i in range(selects.count()) if "wall time" in selects.nth(i).inner_text())
+    x_axis.select_option("epoch")
+    steps = page.locator("input[aria-label*='>steps<']")  # the launch form's
+    steps.fill("123")
+    steps.press("Tab")
+    page.wait_for_timeout(1500)
+    selects.first.select_option("2s")  # auto-refresh
+    write_run(runs, "resnet18", 7, {"train_200": [(100, 0.9)], "test": [(100, 0.45)]}, train=[(10, 2.0)])
+    page.get_by_text("fixture-s7").first.wait_for(timeout=30_000)  # the new run, in the tables
+    page.wait_for_timeout(2500)  # another tick or two
+    assert x_axis.input_value() == "epoch" and selects.first.input_value() == "2s" and steps.input_value() == "123"
+    errors = [l for l in log.read_text().splitlines() if re.match(r"\[E ", l) or "Traceback" in l]
     assert not errors, errors  # marimo logs every cell that raised
 
 

@@ -22,21 +22,29 @@ def test_loss_chart_encodes_each_runs_training_loss(logs):
     chart = charts.loss_chart(metrics, runs, ["resnet18"])
     rows = [r for r in chart_rows(chart) if "value" in r]
     expected = {(seed, s): 2.0 - s / 300 - seed * 0.05 for seed in (0, 1) for s in range(10, 201, 10)}
-    assert {(r["seed"], r["step"]): r["value"] for r in rows} == pytest.approx(expected)
-    spec = chart.to_dict()
-    assert spec["layer"][-1]["encoding"]["tooltip"][0]["field"] == "variant"
-    assert spec["params"][0]["bind"] == "legend" or any(p.get("bind") == "legend" for l in spec["layer"] for p in l.get("params", []))
+    assert {(r["seed"], r["step"]): r["value"] for r in rows} == pytest.approx(expected, rel=1e-5)
+    assert not any("path" in r for r in chart_rows(chart))  # a report carries no local paths
+    params = {p["name"]: p for p in chart.to_dict()["params"]}
+    assert params["highlight"]["bind"] == "legend" and params["highlight"]["views"] == ["loss_lines"]
+    assert params["zoom_loss"]["bind"] == "scales"
+    assert params["hover_loss"]["select"]["nearest"] and params["hover_loss"]["views"] == ["loss_readout"]
+    readout = next(l for l in chart.to_dict()["layer"] if l.get("name") == "loss_readout")
+    assert [t.get("title") for t in readout["encoding"]["tooltip"]] == [None, "resnet18 s0", "resnet18 s1"]
 
 
-def test_smoothing_is_an_ema_per_run_in_step_order(logs):
+def test_smoothing_is_a_debiased_ema_drawn_over_the_raw_curve(logs):
     metrics, runs = logs
     raw = curves.series(metrics, runs, "train", "loss").filter(pl.col("path") == runs["path"][0])
     smooth = curves.series(metrics, runs, "train", "loss", smoothing=0.8).filter(pl.col("path") == runs["path"][0])
-    ema, by_hand = None, []
-    for v in raw["value"]:
-        ema = v if ema is None else 0.8 * ema + 0.2 * v
-        by_hand.append(ema)
-    assert smooth["value"].to_list() == pytest.approx(by_hand)
+    last, by_hand = 0.0, []
+    for i, v in enumerate(raw["value"]):  # TensorBoard: an EMA from 0, divided by 1 - w^(i+1)
+        last = 0.8 * last + 0.2 * v
+        by_hand.append(last / (1 - 0.8 ** (i + 1)))
+    assert smooth["value"].to_list() == pytest.approx(by_hand) and smooth["raw"].to_list() == raw["value"].to_list()
+    assert smooth["value"][0] == raw["value"][0]  # no lag towards zero at the start
+    chart = charts.accuracy_chart(metrics, runs, ["resnet18"], smoothing=0.8)
+    layers = chart.to_dict()["hconcat"][0]["layer"]
+    assert [l["encoding"]["y"]["field"] for l in layers if l["mark"]["type"] == "line"] == ["raw", "value"]
     with pytest.raises(ValueError, match="smoothing expects a weight in"):
         curves.series(metrics, runs, "train", "loss", smoothing=1.0)
 
@@ -72,8 +80,66 @@ def test_temperature_chart_only_where_runs_learned_one(logs):
     metrics, runs = logs
     assert charts.temperature_chart(metrics, runs, ["resnet18"]) is None
     chart = charts.temperature_chart(metrics, runs, ["vitn-12x256-8x8-lt"])
-    rows = [r for r in chart_rows(chart) if "std" in r and r["step"] == 100]
-    assert {(r["seed"], round(r["value"], 6), round(r["std"], 6)) for r in rows} == {(0, 0.9, 0.02), (1, 0.9, 0.03)}
+    rows = [r for r in chart_rows(chart) if "low" in r and r["step"] == 100]
+    assert {(r["seed"], round(r["value"], 6), round(r["high"] - r["value"], 6)) for r in rows} == {
+        (0, 0.9, 0.02), (1, 0.9, 0.03)}
+
+
+def test_colours_tell_23_variants_apart_and_seeds_by_dash(logs):
+    from nbkit.variants import VARIANTS
+
+    metrics, runs = logs
+    scale = charts.color(["resnet18"], order=list(VARIANTS)).to_dict()["scale"]
+    assert len(scale["domain"]) == 23 and len(set(scale["range"])) == 23
+    one = charts.loss_chart(metrics, runs, ["toy-dilated"], order=["resnet18", "toy-dilated"]).to_dict()
+    lines = next(l for l in one["layer"] if l.get("name") == "loss_lines")["encoding"]
+    assert lines["color"]["scale"]["range"][1] == charts.PALETTE[1]  # toy-dilated keeps its colour alone
+    assert lines["color"]["legend"]["values"] == ["toy-dilated"] and lines["strokeDash"]["field"] == "seed"
+
+
+def test_y_range_fits_what_is_shown_per_split(logs):
+    metrics, runs = logs
+    chart = charts.accuracy_chart(metrics, runs, ["resnet18"], splits=("train_200", "test")).to_dict()
+    domains = [next(l for l in p["layer"] if l.get("name", "").endswith("_lines"))["encoding"]["y"]["scale"]["domain"]
+               for p in chart["hconcat"]]
+    test = curves.series(curves.select(metrics, ["resnet18"]), runs, "test", "acc_top1")["value"]
+    low, high = domains[1]
+    assert test.min() - 0.01 < low < test.min() and test.max() < high < test.max() + 0.01  # not 0 to 1
+    assert domains[0] != domains[1] and chart["resolve"]["scale"]["y"] == "independent"
+
+
+def test_any_logged_scalar_can_be_plotted(logs):
+    metrics, runs = logs
+    options = curves.scalars(metrics)
+    assert {"train lr", "train loss", "test loss", "train_200 acc_top1", "train tau_mean"} <= set(options)
+    assert not {o for o in options if o.split(" ")[1] in ("step", "time", "seed")}
+    chart = charts.scalar_chart(metrics, runs, "train lr", ["resnet18"])
+    assert {r["value"] for r in chart_rows(chart) if "value" in r} == {1e-3}
+    with pytest.raises(ValueError, match="no logged scalar 'train grad_norm'; the logs hold test loss, test acc_top1"):
+        charts.scalar_chart(metrics, runs, "train grad_norm")
+
+
+def test_dashboard_links_the_legend_across_panels_and_compiles(logs):
+    import vl_convert as vlc
+
+    from nbkit import workbench
+
+    metrics, runs = logs
+    view = workbench.build_view(metrics, runs, "synthetic", ["resnet18", "vitn-12x256-8x8-lt"], scalar="test loss")
+    spec = view.dashboard.to_dict()
+    highlight = [p for p in spec["params"] if p["name"] == "highlight"]
+    assert len(highlight) == 1 and highlight[0]["views"] == [
+        "loss_lines", "top1_train_200_lines", "top1_test_lines", "tau_lines", "scalar_lines"]
+    assert "signals" in vlc.vegalite_to_vega(spec)  # Vega accepts it (a selection defined twice is refused)
+
+
+def test_thinning_keeps_steps_aligned_and_each_last_point():
+    df = pl.DataFrame({"path": ["a"] * 1000 + ["b"] * 400, "step": list(range(1000)) + list(range(400)),
+                       "value": [0.0] * 1400})
+    thin = curves.thin(df, max_points=250)
+    a, b = (thin.filter(pl.col("path") == p)["step"].to_list() for p in "ab")
+    assert a[-1] == 999 and b[-1] == 399 and len(a) <= 251
+    assert set(b[:-1]) <= set(a)  # the same steps in every run: the hover readout lines up
 
 
 def test_per_variant_table_matches_hand_computation(logs):
