@@ -118,7 +118,8 @@ def _(mo, view):
     mo.vstack([
         mo.md("## Per variant, across seeds\nBest test top-1: the best step chosen on test, as the original did"
               + ("; test top-1 at the step chosen on the val split is the honest pick." if view.has_val else ".")
-              + " ± is the standard deviation across seeds (none with one seed)."),
+              + " ± is the standard deviation across seeds (none with one seed); the gap is final train_200 minus "
+                  "final test top-1."),
         mo.ui.table(view.variant_rows, selection=None, show_data_types=False, show_column_summaries=False,
                     page_size=25),
         mo.md("## The original's tables\nEach run's best train_200 top-1 and best test top-1, each with its step "

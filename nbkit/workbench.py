@@ -138,11 +138,13 @@ def view_controls(metrics: pl.DataFrame, runs: pl.DataFrame, comparison: Compari
 
     from .curves import SEED_MODES, X_AXES, scalars
 
-    options, _ = variant_options(runs, comparison, dataset)  # all chosen: runs launched later show up too
+    options, default = variant_options(runs, comparison, dataset)
+    if set(default) & set(comparison.variants):  # all the comparison's: runs launched later show up too
+        default = list(comparison.variants)
     splits = sorted(set(metrics["split"].unique()) - {"train"}) if not metrics.is_empty() else ["train_200", "test"]
     extra = ["(none)", *scalars(metrics)]
     return mo.ui.dictionary({
-        "variants": mo.ui.multiselect(options, value=options, label="variants (those without runs draw nothing)",
+        "variants": mo.ui.multiselect(options, value=default, label="variants (those without runs draw nothing)",
                                       full_width=True),
         "splits": mo.ui.multiselect(splits, value=[s for s in ("train_200", "val", "test") if s in splits],
                                     label="top-1 on"),

@@ -1,7 +1,6 @@
 """Real-browser checks: the served notebook and the exported HTML report, in headless Chromium
 (Debian's, driven by Playwright; no browser is ever downloaded)."""
 
-import mimetypes
 import re
 import shutil
 import socket
@@ -94,35 +93,31 @@ def test_served_notebook_reads_hovers_and_keeps_its_settings_while_it_refreshes(
     assert not errors, errors  # marimo logs every cell that raised
 
 
-def route_cdn_to_installed_marimo(page):
-    """Exported HTML loads marimo's frontend from a CDN: serve it from the installed package."""
-    import marimo
+def test_report_renders_whole_with_every_request_refused(browser, tmp_path):
+    """A report is one file: with the network off it shows its charts (with the hover readout)
+    and tables, and asks for nothing."""
+    from nbkit.report import write_report
 
-    static = Path(marimo.__file__).parent / "_static"
-
-    def handle(route):
-        url = route.request.url
-        match = re.search(r"/npm/@marimo-team/frontend@[^/]+/dist/(.*?)(\?.*)?$", url)
-        path = static / match.group(1) if match else None
-        if path and path.is_file():
-            route.fulfill(path=str(path), content_type=mimetypes.guess_type(path.name)[0] or "application/octet-stream")
-        else:
-            route.abort()
-
-    page.route(re.compile(r"^https?://(?!127\.0\.0\.1|localhost).*"), handle)
-
-
-def test_exported_report_loads_offline_with_its_charts(browser, tmp_path):
-    runs = workbench_runs(tmp_path / "runs")
-    out = tmp_path / "reports"
-    done = subprocess.run([sys.executable, "-m", "nbkit", "report", "--runs-dir", str(runs), "--out", str(out)],
-                          capture_output=True, text=True, timeout=600, cwd=REPO)
-    assert done.returncode == 0, done.stderr
+    path = write_report("models", workbench_runs(tmp_path / "runs"), tmp_path / "reports")
     page = browser.new_page(viewport={"width": 1300, "height": 3000})
-    route_cdn_to_installed_marimo(page)
-    page.goto((out / "models.html").as_uri())
-    page.wait_for_selector(".vega-embed canvas, .vega-embed svg.marks", timeout=90_000)
+    asked = []
+
+    def refuse(route):
+        if route.request.url.startswith("file:"):
+            return route.continue_()
+        asked.append(route.request.url)
+        route.abort()
+
+    page.route("**/*", refuse)
+    page.goto(path.as_uri())
+    page.wait_for_selector("#curves canvas, #curves svg.marks", timeout=30_000)
+    box = page.locator("#curves").bounding_box()
+    for dx in (400, 410):
+        page.mouse.move(box["x"] + dx, box["y"] + 200)
+        page.wait_for_timeout(200)
+    assert "vitn-12x256-8x8-lt s1" in page.locator("#vg-tooltip-element").inner_text()
     text = page.inner_text("body")
-    assert "Training loss" in text and "Findings" in text
-    assert page.locator(".vega-embed").count() >= 2
-    page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
+    for heading in ("Comparison: models", "This run set", "Findings", "Per variant, across seeds", "Runs"):
+        assert heading in text
+    assert page.locator(".wide table").count() == 3 and page.locator("input, select, button").count() <= 1  # the chart menu
+    assert asked == []
