@@ -98,11 +98,8 @@ def _(mo, view):
 
 
 @app.cell
-def _(mo, view):
-    mo.vstack([mo.md("## Curves\nHover a step for every run's value there; drag to pan, scroll to zoom, "
-                     "double-click to reset; click a legend entry to highlight a variant in every chart. "
-                     "Dashed rules on the loss mark epoch ends: the original's open puzzle is the loss dropping at "
-                     "each one."), view.dashboard])
+def _(mo, view, wb):
+    mo.vstack([mo.md("## Curves\n" + wb.notes(view)["curves"]), view.dashboard])
     return
 
 
@@ -114,22 +111,13 @@ def _(mo, view):
 
 
 @app.cell
-def _(mo, view):
-    mo.vstack([
-        mo.md("## Per variant, across seeds\nBest test top-1: the best step chosen on test, as the original did"
-              + ("; test top-1 at the step chosen on the val split is the honest pick." if view.has_val else ".")
-              + " ± is the standard deviation across seeds (none with one seed); the gap is final train_200 minus "
-                  "final test top-1."),
-        mo.ui.table(view.variant_rows, selection=None, show_data_types=False, show_column_summaries=False,
-                    page_size=25),
-        mo.md("## The original's tables\nEach run's best train_200 top-1 and best test top-1, each with its step "
-              "(ties go to the earlier step), best test first."),
-        mo.ui.table(view.original_rows, selection=None, show_data_types=False, show_column_summaries=False,
-                    page_size=25),
-        mo.md("## Runs\nEach run's state, protocol and the settings that set it apart from the others."),
-        mo.ui.table(view.run_rows, selection=None, show_data_types=False, show_column_summaries=False,
-                    page_size=25),
-    ])
+def _(mo, view, wb):
+    _notes = wb.notes(view)
+    _table = lambda rows: mo.ui.table(rows, selection=None, show_data_types=False, show_column_summaries=False,
+                                      page_size=25)
+    mo.vstack([mo.md("## Per variant, across seeds\n" + _notes["per variant"]), _table(view.variant_rows),
+               mo.md("## The original's tables\n" + _notes["original"]), _table(view.original_rows),
+               mo.md("## Runs\n" + _notes["runs"]), _table(view.run_rows)])
     return
 
 
@@ -150,15 +138,20 @@ def _(comparison, dataset, first_runs, mo, wb):
 
 
 @app.cell
-def _(background, launch_button, launch_form, mo, runs_dir):
-    launched, _error = None, None
-    if launch_button.value:
-        try:
-            launched = background.launch_sweep(runs_dir.value, **launch_form.value)
-        except ValueError as _e:
-            _error = str(_e)
-    mo.callout(mo.md(f"Not launched: {_error}"), kind="danger") if _error else None
-    return (launched,)
+def _(mo):
+    # the sweep launched from this page: kept while the form is edited again (a run button is true only once)
+    get_launched, set_launched = mo.state(None)
+    return get_launched, set_launched
+
+
+@app.cell
+def _(background, launch_button, launch_form, mo, runs_dir, set_launched):
+    mo.stop(not launch_button.value)
+    try:
+        set_launched(background.launch_sweep(runs_dir.value, **launch_form.value))
+    except ValueError as _e:
+        mo.output.replace(mo.callout(mo.md(f"Not launched: {_e}"), kind="danger"))
+    return
 
 
 @app.cell
@@ -169,9 +162,9 @@ def _(background, mo, runs_dir, stop_button):
 
 
 @app.cell
-def _(background, launched, md_code, mo, refresh, runs_dir, wb):
+def _(background, get_launched, md_code, mo, refresh, runs_dir, wb):
     refresh.value
-    mo.vstack(wb.sweep_report(background.active_sweeps(runs_dir.value), launched, md_code))
+    mo.vstack(wb.sweep_report(background.active_sweeps(runs_dir.value), get_launched(), md_code))
     return
 
 

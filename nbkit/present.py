@@ -70,9 +70,10 @@ def variant_table(per_variant: pl.DataFrame) -> pl.DataFrame:
     has_val = "test_at_best_val_mean" in per_variant.columns
     rows = []
     for r in per_variant.iter_rows(named=True):
+        best = mean_std(_get(r, "best_test_mean"), _get(r, "best_test_std") if r["seeds"] > 1 else None)
+        at = _get(r, "best_test_step_mean")
         row = {"Variant": r["variant"], "Seeds": str(r["seeds"]),
-               "Best test top-1": mean_std(_get(r, "best_test_mean"), _get(r, "best_test_std") if r["seeds"] > 1 else None),
-               "at step": step(_get(r, "best_test_step_mean"))}
+               "Best test top-1 (step)": best + (f" ({step(at)})" if at is not None and best != DASH else "")}
         if has_val:
             row["Test top-1 at best val step"] = top1(_get(r, "test_at_best_val_mean"))
         row |= {"Final test top-1": mean_std(_get(r, "final_test_mean"),

@@ -15,7 +15,7 @@ import markdown
 from .comparisons import COMPARISONS, Comparison
 from .present import to_html
 from .reader import read_runs
-from .workbench import build_view, datasets, intro, variant_options
+from .workbench import build_view, datasets, intro, notes, variant_options
 
 STYLE = """
 body { font: 15px/1.55 system-ui, -apple-system, "Segoe UI", sans-serif; color: #222; max-width: 1020px;
@@ -56,22 +56,15 @@ def document(comparison: Comparison, runs_dir: str | Path, dataset: str | None =
                          f"`nbkit sweep {comparison.name}`, then run `nbkit report` again."))
         return _page(comparison, parts, None, script)
     view = build_view(metrics, runs, chosen, variants, splits=("train_200", "val", "test"), order=options)
+    said = notes(view)
     parts += ["<h2>This run set</h2>", _md(view.protocol),
-              "<h2>Curves</h2><p class='note'>Hover a step for every run's value there; drag to pan, scroll to zoom, "
-              "double-click to reset; click a legend entry to highlight a variant in every chart. Dashed rules on "
-              "the loss mark epoch ends.</p><div id='curves'></div>",
+              "<h2>Curves</h2>", _md(said["curves"]), "<div id='curves'></div>",
               "<h2>Findings</h2>", _md("\n".join(f"- {f}" for f in view.findings) or "No findings yet."),
-              "<h2>Per variant, across seeds</h2>",
-              _md("Best test top-1: the best step chosen on test, as the original did"
-                  + ("; test top-1 at the step chosen on the val split is the honest pick." if view.has_val else ".")
-                  + " ± is the standard deviation across seeds (none with one seed); the gap is final train_200 minus "
-                  "final test top-1."),
+              "<h2>Per variant, across seeds</h2>", _md(said["per variant"]),
               f"<div class='wide'>{to_html(view.variant_rows)}</div>",
-              "<h2>The original's tables</h2>",
-              _md("Each run's best train_200 top-1 and best test top-1, each with its step (ties go to the earlier "
-                  "step), best test first."), f"<div class='wide'>{to_html(view.original_rows)}</div>",
-              "<h2>Runs</h2>", _md("Each run's state, protocol and the settings that set it apart from the others."),
-              f"<div class='wide'>{to_html(view.run_rows)}</div>"]
+              "<h2>The original's tables</h2>", _md(said["original"]),
+              f"<div class='wide'>{to_html(view.original_rows)}</div>",
+              "<h2>Runs</h2>", _md(said["runs"]), f"<div class='wide'>{to_html(view.run_rows)}</div>"]
     return _page(comparison, parts, view.dashboard.to_dict(), script)
 
 

@@ -102,6 +102,23 @@ def intro(comparison: Comparison) -> str:
             "runs have several.")
 
 
+def notes(view: View) -> dict[str, str]:
+    """What each section of a comparison says above its chart or table (markdown), for the
+    notebook, the Jupyter panel and the reports alike."""
+    return {
+        "curves": "Hover a step for every run's value there; drag to pan, scroll to zoom, double-click to reset; "
+                  "click a legend entry to highlight a variant in every chart. Dashed rules on the loss mark epoch "
+                  "ends: the original's open puzzle is the loss dropping at each one.",
+        "per variant": "Best test top-1: at the best step chosen on test (its mean step in brackets), as the original "
+                       "did" + ("; test top-1 at the step chosen on the val split is the honest pick." if view.has_val
+                                else ".") + " ± is the standard deviation across seeds (none with one seed); the gap "
+                       "is final train_200 minus final test top-1.",
+        "original": "Each run's best train_200 top-1 and best test top-1, each with its step (ties go to the earlier "
+                    "step), best test first.",
+        "runs": "Each run's state, protocol and the settings that set it apart from the others.",
+    }
+
+
 def launch_defaults(runs: pl.DataFrame, dataset: str | None) -> dict:
     """The launch form's starting values, from the loaded runs of `dataset`: where their data
     came from (preferring a path that exists here), their steps, evaluation interval, seeds and

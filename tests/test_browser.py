@@ -89,6 +89,12 @@ def test_served_notebook_reads_hovers_and_keeps_its_settings_while_it_refreshes(
     page.get_by_text("fixture-s7").first.wait_for(timeout=30_000)  # the new run, in the tables
     page.wait_for_timeout(2500)  # another tick or two
     assert x_axis.input_value() == "epoch" and selects.first.input_value() == "2s" and steps.input_value() == "123"
+    dataset = page.get_by_label("dataset (name or path)")
+    dataset.fill(str(tmp_path / "missing.tar.xz"))  # a sweep that fails at once: its error shows on the page
+    dataset.press("Tab")
+    page.get_by_role("button", name="Launch runs").click()
+    page.get_by_text("Launched sweep (pid").first.wait_for(timeout=30_000)
+    page.get_by_text("The sweep failed: nbkit sweep: error:").first.wait_for(timeout=60_000)
     errors = [l for l in log.read_text().splitlines() if re.match(r"\[E ", l) or "Traceback" in l]
     assert not errors, errors  # marimo logs every cell that raised
 

@@ -17,11 +17,11 @@ def logs(tmp_path_factory):
 def test_variant_table_reads_as_a_table_not_a_frame(logs):
     metrics, runs = logs
     rows = present.variant_table(tables.per_variant(metrics, runs))
-    assert rows.columns == ["Variant", "Seeds", "Best test top-1", "at step", "Final test top-1",
+    assert rows.columns == ["Variant", "Seeds", "Best test top-1 (step)", "Final test top-1",
                             "train_200 top-1", "Gap", "Params", "Time", "img/s"]
     by = {r["Variant"]: r for r in rows.iter_rows(named=True)}
-    assert by["resnet18"]["Best test top-1"] == "0.5050 ± 0.0071" and by["resnet18"]["Params"] == "1,000"
-    assert by["vitn-12x256-8x8-ra"]["Seeds"] == "1" and by["vitn-12x256-8x8-ra"]["Best test top-1"] == "0.3800"
+    assert by["resnet18"]["Best test top-1 (step)"] == "0.5050 ± 0.0071 (200)" and by["resnet18"]["Params"] == "1,000"
+    assert by["vitn-12x256-8x8-ra"]["Seeds"] == "1" and by["vitn-12x256-8x8-ra"]["Best test top-1 (step)"] == "0.3800 (100)"
     assert by["resnet18"]["Time"] == "20 s" and "None" not in str(rows.rows())
 
 
