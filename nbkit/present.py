@@ -91,9 +91,9 @@ def original_table(train_200: pl.DataFrame, test: pl.DataFrame) -> pl.DataFrame:
     if test.is_empty() and train_200.is_empty():
         return pl.DataFrame({"Run": []}, schema={"Run": pl.String})
     keys = ["run_id", "variant", "seed", "path"]
-    part = lambda t, name: (t.select(*keys, pl.col("acc_top1").alias(name), pl.col("step").alias(name + " step"))
-                            if not t.is_empty() else pl.DataFrame(schema={k: pl.String for k in keys}))
-    both = part(train_200, "train_200").join(part(test, "test"), on=keys, how="full", coalesce=True)
+    parts = [t.select(*keys, pl.col("acc_top1").alias(name), pl.col("step").alias(name + " step"))
+             for t, name in ((train_200, "train_200"), (test, "test")) if not t.is_empty()]
+    both = parts[0].join(parts[1], on=keys, how="full", coalesce=True) if len(parts) == 2 else parts[0]
     if "test" in both.columns:
         both = both.sort(["test", "run_id"], descending=[True, False], nulls_last=True)
     return pl.DataFrame([{"Run": r["run_id"], "Variant": r["variant"], "Seed": DASH if r["seed"] is None else str(r["seed"]),

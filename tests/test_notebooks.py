@@ -110,6 +110,21 @@ def test_jupyter_panel_builds_and_its_controls_drive_the_view(runs_dir, tmp_path
     assert panel.view is None and panel.dataset.options == ()
 
 
+def test_jupyter_panel_refresh_shows_new_runs_and_keeps_the_settings(tmp_path):
+    from nbkit.jupyter import Panel
+
+    from .helpers import write_run
+
+    write_run(tmp_path, "resnet18", 0, {"test": [(100, 0.3)]}, train=[(10, 2.0), (20, 1.9)])
+    panel = Panel("models", runs_dir=str(tmp_path))
+    panel.load_button.click()
+    panel.x.value, panel.smoothing.value = "epoch", 0.5
+    write_run(tmp_path, "resnet18", 1, {"test": [(100, 0.4)]}, train=[(10, 2.0), (20, 1.8)])
+    panel.refresh_button.click()
+    assert panel.view.runs.height == 2 and (panel.x.value, panel.smoothing.value) == ("epoch", 0.5)
+    assert "smoothed (EMA 0.5)" in panel.view.charts["loss"]["title"]
+
+
 def test_jupyter_panel_refuses_an_unknown_comparison():
     from nbkit.jupyter import Panel
 

@@ -33,6 +33,8 @@ def test_the_original_tables_are_one_table_best_test_first(logs):
     assert (first["Variant"], first["Seed"], first["Best test top-1"], first["at step"]) == ("resnet18", "1", "0.5100", "200")
     failed = rows.filter(pl.col("Variant") == "vitn-12x256-8x8").row(0, named=True)
     assert failed["Best test top-1"] == "0.2500" and rows.height == 8
+    only_test = present.original_table(pl.DataFrame(), tables.original_tables(metrics)[1])  # no train_200 yet
+    assert only_test.row(0, named=True)["Best train_200 top-1"] == "—" and only_test.height == 8
 
 
 def test_run_table_shows_state_protocol_and_settings_that_set_a_run_apart(tmp_path):
