@@ -122,13 +122,13 @@ def panel_spec(df: pl.DataFrame, *, key: str, title: str, y_title: str, x: str =
         X, Y, colour, *by_seed, detail=detail,
         opacity=alt.when(pick).then(alt.value(1.0)).otherwise(alt.value(0.1))).properties(name=f"{key}_lines"))
     labels = sorted(df["label"].unique().to_list()) if not df.is_empty() else []
-    layers.append(_readout(key, labels, each_run, x_field, base))
+    layers.append(_readout(key, labels, each_run, x_field, X_TITLES[x], base))
     spec = alt.layer(*layers).properties(title=title, width=width, height=height).to_dict(validate=False)
     spec["datasets"] = datasets
     return spec
 
 
-def _readout(key: str, labels: list[str], each_run: bool, x_field: str, base) -> alt.Chart:
+def _readout(key: str, labels: list[str], each_run: bool, x_field: str, x_title: str, base) -> alt.Chart:
     """A rule at the hovered step whose tooltip lists every line's value there (pivoted in the
     browser from the lines' own data)."""
     hover = alt.param(name=f"hover_{key}", empty=False)
@@ -138,7 +138,7 @@ def _readout(key: str, labels: list[str], each_run: bool, x_field: str, base) ->
             .transform_joinaggregate(at=f"mean({x_field})", groupby=["step"])
             .transform_pivot("label", value="value", groupby=["step", "at"])
             .mark_rule(color="#888", strokeWidth=1).encode(
-                x=alt.X("at:Q", title=None), opacity=alt.when(hover).then(alt.value(0.6)).otherwise(alt.value(0)),
+                x=alt.X("at:Q", title=x_title), opacity=alt.when(hover).then(alt.value(0.6)).otherwise(alt.value(0)),
                 tooltip=tooltip).properties(name=f"{key}_readout"))
 
 

@@ -70,10 +70,14 @@ def test_epoch_marks_are_multiples_of_steps_per_epoch(logs):
     assert marks == [float(k) for k in range(10, 201, 10)]
 
 
-def test_epoch_axis_divides_steps(logs):
+def test_epoch_axis_divides_steps_and_says_so(logs):
     metrics, runs = logs
     df = curves.series(metrics, runs, "test", "acc_top1", x="epoch")
     assert (df["x"] == df["step"] / 10).all()
+    import vl_convert as vlc
+
+    spec = charts.loss_chart(metrics, runs, ["resnet18"], x="epoch").to_dict()
+    assert ">epoch</text>" in vlc.vegalite_to_svg(spec)  # the axis is titled, whatever layer shares it
 
 
 def test_temperature_chart_only_where_runs_learned_one(logs):
