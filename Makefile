@@ -6,7 +6,7 @@ TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 NOTEBOOK ?= models
 RUNS ?= artifacts/runs
 
-.PHONY: run test chromium variants summary report benchmark clean-venv
+.PHONY: run jupyter test chromium variants summary report benchmark clean-venv
 
 $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +17,12 @@ $(VENV)/.installed: pyproject.toml Makefile
 # The main job: the workbench on the shipped runs (NOTEBOOK=resnets|learning|models).
 run: $(VENV)/.installed
 	$(VENV)/bin/marimo edit notebooks/$(NOTEBOOK).py -- --runs-dir $(abspath $(RUNS))
+
+# The same comparisons as an ipywidgets panel in JupyterLab (installs the jupyter extra once):
+#   from nbkit.jupyter import Panel; Panel("models")
+jupyter: $(VENV)/.installed
+	$(PY) -c "import jupyterlab" 2>/dev/null || $(PY) -m pip install -q -e '.[jupyter]'
+	NBKIT_RUNS_DIR=$(abspath $(RUNS)) $(VENV)/bin/jupyter lab
 
 # The test suite; CI runs exactly this. Browser tests need Debian's chromium (installed here as root).
 test: $(VENV)/.installed chromium

@@ -47,7 +47,9 @@ def launch_sweep(runs_dir: str | Path, variants: list[str], dataset: str, max_it
                                 start_new_session=True)
     _CHILDREN[proc.pid] = proc
     info = {"pid": proc.pid, "start_ticks": _proc_start(proc.pid), "command": command, "args": args,
-            "started": stamp, "log": str(log_path)}
+            "started": stamp, "log": str(log_path), "runs_dir": str(runs_dir),
+            "request": {"variants": list(variants), "dataset": dataset, "max_iter": int(max_iter),
+                        "seeds": int(seeds), "eval_every": int(eval_every) if eval_every else None}}
     (registry / f"{proc.pid}.json").write_text(json.dumps(info))
     return info
 
@@ -111,3 +113,43 @@ def stop_sweeps(runs_dir: str | Path) -> int:
         except ProcessLookupError:
             pass
     return stopped
+
+
+def last_error(log: str | Path) -> str | None:
+    """The one line that says why a sweep failed: its last `error:` or `FAILED` line."""
+    try:
+        lines = [l.strip() for l in Path(log).read_text(errors="replace").splitlines() if l.strip()]
+    except OSError:
+        return None
+    return next((l[-300:] for l in reversed(lines) if "error:" in l or l.startswith("FAILED")), None)
+
+
+def sweep_state(info: dict) -> dict:
+    """A launched sweep now: state (running, done or failed), its one-line error if it failed,
+    and its runs (variant, seed, state, step of steps, reason), queued ones included."""
+    proc = _CHILDREN.get(info.get("pid"))
+    code = proc.poll() if proc is not None else None
+    running = _ours(info, Path(info.get("log", "")))
+    error = last_error(info["log"]) if "log" in info else None
+    state = "running" if running else "failed" if (code not in (None, 0) or error) else "done"
+    return {"state": state, "error": error if state == "failed" else None, "runs": _planned_runs(info)}
+
+
+def _planned_runs(info: dict) -> list[dict]:
+    from .runlog import read_status
+    from .sweep import plan
+
+    req = info.get("request") or {}
+    overrides = {"dataset": req.get("dataset"), "max_iter": req.get("max_iter")}
+    if req.get("eval_every"):
+        overrides["eval_every"] = req["eval_every"]
+    try:
+        jobs = plan(req.get("variants") or [], req.get("seeds") or 1, overrides, info["runs_dir"])
+    except (ValueError, KeyError, OSError):
+        return []
+    rows = []
+    for job in jobs:
+        st = read_status(job.run_dir) or {}
+        rows.append({"variant": job.variant, "seed": job.settings.seed, "state": st.get("state") or "queued",
+                     "step": f"{st.get('step', 0)} of {job.settings.max_iter}", "reason": st.get("reason") or ""})
+    return rows

@@ -34,6 +34,7 @@ def _progress_printer():
 
 
 # settings with a flag of their own (--max-iter, ...); every other setting goes through --set
+METAVARS = {"dataset": "NAME|PATH", "data_dir": "DIR", "seed": "S"}  # the rest are counts: N
 SETTING_FLAGS = {
     "dataset": "cifar100 (default), cifar10, synthetic, or an image folder/archive path",
     "max_iter": "training steps (default 5000); --max-steps is the same flag",
@@ -52,7 +53,7 @@ def add_setting_flags(p: argparse.ArgumentParser) -> None:
     types = {k: type(v) for k, v in Settings().to_dict().items()}
     for key, help in SETTING_FLAGS.items():
         names = ["--" + key.replace("_", "-")] + (["--max-steps"] if key == "max_iter" else [])
-        p.add_argument(*names, dest=key, type=types[key], help=help)
+        p.add_argument(*names, dest=key, type=types[key], help=help, metavar=METAVARS.get(key, "N"))
     p.add_argument("--set", nargs="*", metavar="KEY=VALUE", help="any other setting, e.g. --set use_augmentation=true")
 
 
@@ -157,7 +158,7 @@ def _at_least_one(value: str) -> int:
 
 
 def add_runs_dir(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--runs-dir", type=_runs_dir, default=_runs_dir(None),
+    p.add_argument("--runs-dir", type=_runs_dir, default=_runs_dir(None), metavar="DIR",
                    help="where run logs are (default: $NBKIT_RUNS_DIR, else artifacts/runs of the project "
                         "holding the working directory)")
 
@@ -194,11 +195,22 @@ def build_parser() -> argparse.ArgumentParser:
                         "with --resume to keep the run's settings)")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("sweep", help="run a comparison or several variants, K runs at a time per GPU")
-    p.add_argument("names", nargs="+", metavar="COMPARISON|VARIANT", help="resnets, learning, models, or variant names")
-    p.add_argument("--seeds", type=int, default=1, help="seeds per variant, counting up from --seed (default 1)")
-    p.add_argument("--jobs", type=int, default=1, help="runs at once per GPU, or on the CPU (default 1); with "
-                                                       "--backend ray, runs sharing one GPU")
+    p = sub.add_parser(
+        "sweep", help="run a comparison or several variants, K runs at a time per GPU",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Train every variant of the comparisons or variants named, --seeds runs each, --jobs at\n"
+                    "a time per GPU (or on the CPU). A run's directory is fixed by its settings and seed:\n"
+                    "running the same sweep again skips finished runs and resumes interrupted ones.",
+        epilog="examples:\n  nbkit sweep models --seeds 2\n"
+               "  nbkit sweep resnet18 resnet18-gn --dataset cifar10 --max-iter 500 --eval-every 50 --jobs 2\n"
+               "  nbkit sweep learning --dataset path/to/images.tar.xz --device cpu --label 'a quick CPU look'\n"
+               "  nbkit sweep resnets --backend ray --address auto")
+    p.add_argument("names", nargs="+", metavar="COMPARISON|VARIANT",
+                   help="resnets, learning, models, or variant names (see `nbkit variants`)")
+    p.add_argument("--seeds", type=int, default=1, metavar="N",
+                   help="seeds per variant, counting up from --seed (default 1)")
+    p.add_argument("--jobs", type=int, default=1, metavar="N", help="runs at once per GPU, or on the CPU (default 1); "
+                                                                    "with --backend ray, runs sharing one GPU")
     add_setting_flags(p)
     p.add_argument("--device", default="auto", help="auto (default), cpu or cuda (all visible GPUs)")
     add_runs_dir(p)
@@ -208,27 +220,36 @@ def build_parser() -> argparse.ArgumentParser:
     ray = p.add_argument_group("ray backend")
     ray.add_argument("--address", help="the Ray cluster: auto (one started with ray start) or HOST:PORT; "
                                        "default RAY_ADDRESS, else a new local instance")
-    ray.add_argument("--cpus-per-run", type=int, default=1, help="CPUs each CPU run asks for (default 1)")
-    ray.add_argument("--max-retries", type=int, default=2,
+    ray.add_argument("--cpus-per-run", type=int, default=1, metavar="N", help="CPUs each CPU run asks for (default 1)")
+    ray.add_argument("--max-retries", type=int, default=2, metavar="N",
                      help="times a run whose worker died starts again from its checkpoint (default 2)")
     ray.add_argument("--shared-fs", choices=["auto", "yes", "no"], default="auto",
                      help="whether workers write into the runs directory; auto (default) checks per worker, "
                           "no copies each run back to this machine")
     p.set_defaults(func=cmd_sweep)
 
-    p = sub.add_parser("summary", help="the original's two tables (best train_200 and test top-1 per run)")
+    p = sub.add_parser("summary", help="the original's two tables (best train_200 and test top-1 per run)",
+                       description="Print the original's two tables (each run's best train_200 and best test "
+                                   "top-1, with its step) as markdown, or one row per variant across seeds.")
     add_runs_dir(p)
-    p.add_argument("--dataset", help="only runs on this dataset")
-    p.add_argument("--by-variant", action="store_true", help="one row per variant: mean and std across seeds")
+    p.add_argument("--dataset", metavar="NAME", help="only runs on this dataset (default: every dataset)")
+    p.add_argument("--by-variant", action="store_true",
+                   help="one row per variant: mean and std across seeds (default: one row per run)")
     p.add_argument("--scorecard", action="store_true",
-                   help="each claim of the original study, checked against the runs (holds / does not hold / ...)")
+                   help="each claim of the original study checked against the runs: holds, does not hold, "
+                        "within noise or not measured (default: off)")
     p.set_defaults(func=cmd_summary)
 
-    p = sub.add_parser("report", help="export the three notebooks to HTML and their main charts to PNG and SVG")
+    p = sub.add_parser("report", help="each comparison as one HTML file that works offline, its charts as PNG and SVG",
+                       description="Write <out>/<comparison>.html for resnets, learning and models: intro, the run "
+                                   "set's protocol, the interactive charts, findings and tables in one file that "
+                                   "needs no network (mail or archive it); and each main chart as PNG and SVG.")
     add_runs_dir(p)
-    p.add_argument("--out", default="artifacts/reports", help="where the HTML goes (default artifacts/reports)")
-    p.add_argument("--figures", help="where the PNG/SVG charts go (default <out>/figures)")
-    p.add_argument("--dataset", help="the dataset the figures show (default: the one with most runs)")
+    p.add_argument("--out", default="artifacts/reports", metavar="DIR",
+                   help="where the HTML reports go (default: artifacts/reports)")
+    p.add_argument("--figures", metavar="DIR", help="where the PNG/SVG charts go (default: <out>/figures)")
+    p.add_argument("--dataset", metavar="NAME",
+                   help="the dataset the reports and figures show (default: the one with most runs of each comparison)")
     p.set_defaults(func=cmd_report)
     return parser
 

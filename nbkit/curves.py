@@ -1,5 +1,6 @@
 """Curve data for charts: the run logs reshaped to (run, x, value) with smoothing, seed
-aggregation and epoch marks. Pure Polars, so it is tested without drawing anything."""
+aggregation, thinning for drawing, epoch marks and the fitted y range. Pure Polars, so it is
+tested without drawing anything."""
 
 from __future__ import annotations
 
@@ -8,6 +9,9 @@ import polars as pl
 X_AXES = {"step": "step", "epoch": "epoch", "wall time": "time"}
 SEED_MODES = ("each run", "mean and min-max band")
 MAX_EPOCH_MARKS = 500
+NOT_SCALARS = {"step", "time", "epoch", "seed"}  # logged numbers that are axes or identities, not curves
+SERIES_SCHEMA = {"variant": pl.String, "seed": pl.Int64, "run_id": pl.String, "path": pl.String, "label": pl.String,
+                 "step": pl.Int64, "x": pl.Float64, "raw": pl.Float64, "value": pl.Float64}
 
 
 def select(metrics: pl.DataFrame, variants: list[str] | None = None) -> pl.DataFrame:
@@ -27,30 +31,85 @@ def with_epoch(metrics: pl.DataFrame, runs: pl.DataFrame) -> pl.DataFrame:
 
 def series(metrics: pl.DataFrame, runs: pl.DataFrame, split: str, value: str, x: str = "step",
            smoothing: float = 0.0) -> pl.DataFrame:
-    """One split's value per run along x: columns variant, seed, run_id, path, step, x, value.
-    smoothing is the EMA weight of the past (0 = raw, 0.9 = heavy), applied per run in step order."""
-    if metrics.is_empty() or value not in metrics.columns:
-        return pl.DataFrame(schema={"variant": pl.String, "seed": pl.Int64, "run_id": pl.String, "path": pl.String,
-                                    "step": pl.Int64, "x": pl.Float64, "value": pl.Float64})
+    """One split's value per run along x: columns variant, seed, run_id, path, label ("variant
+    s<seed>"), step, x, raw and value. value is raw smoothed by an exponential moving average
+    whose weight of the past is `smoothing` (0 = raw, 0.9 = heavy), per run in step order and
+    debiased at the start as TensorBoard does (a weighted mean of the points so far)."""
+    if metrics.is_empty() or value not in metrics.columns or not metrics.schema[value].is_numeric():
+        return pl.DataFrame(schema=SERIES_SCHEMA)
     if not 0 <= smoothing < 1:
         raise ValueError(f"smoothing expects a weight in [0, 1), got {smoothing}")
     column = X_AXES[x]
     df = with_epoch(metrics.filter((pl.col("split") == split) & pl.col(value).is_not_null()), runs)
     df = df.sort("path", "step").select(
-        "variant", "seed", "run_id", "path", "step",
-        pl.col(column).cast(pl.Float64).alias("x"), pl.col(value).cast(pl.Float64).alias("value"))
-    if smoothing > 0:
-        df = df.with_columns(pl.col("value").ewm_mean(alpha=1 - smoothing, adjust=False).over("path"))
-    return df
+        "variant", "seed", "run_id", "path",
+        pl.format("{} s{}", "variant", pl.col("seed").fill_null("?")).alias("label"), "step",
+        pl.col(column).cast(pl.Float64).alias("x"), pl.col(value).cast(pl.Float64).alias("raw"))
+    df = df.filter(pl.col("raw").is_finite())
+    smoothed = pl.col("raw").ewm_mean(alpha=1 - smoothing, adjust=True).over("path") if smoothing > 0 else pl.col("raw")
+    return df.with_columns(smoothed.alias("value"))
 
 
 def aggregate_seeds(df: pl.DataFrame) -> pl.DataFrame:
-    """Mean, min and max across a variant's seeds at each step (x is the steps' mean x)."""
+    """Mean, min and max across a variant's seeds at each step (x is the steps' mean x); the
+    label is the variant."""
     return (df.group_by("variant", "step")
-            .agg(pl.col("x").mean(), pl.col("value").mean().alias("value"),
+            .agg(pl.col("x").mean(), pl.col("raw").mean(), pl.col("value").mean().alias("value"),
                  pl.col("value").min().alias("low"), pl.col("value").max().alias("high"),
                  pl.col("seed").n_unique().alias("seeds"))
+            .with_columns(pl.col("variant").alias("label"))
             .sort("variant", "step"))
+
+
+def thin(df: pl.DataFrame, max_points: int = 250) -> pl.DataFrame:
+    """At most about max_points per line for drawing (every k-th logged point, the same k for
+    every run so their steps stay aligned, and each run's last point); smooth before thinning."""
+    if df.is_empty():
+        return df
+    key = "path" if "path" in df.columns else "label"
+    longest = int(df.group_by(key).len()["len"].max())
+    k = -(-longest // max_points)
+    if k <= 1:
+        return df
+    i = pl.int_range(pl.len()).over(key)
+    return df.filter((i % k == 0) | (i == pl.len().over(key) - 1))
+
+
+def y_domain(df: pl.DataFrame, skip_start: float = 0.0) -> list[float] | None:
+    """The y range of what is drawn, padded by 4%: the lines, their bands, and (when
+    skip_start > 0) without the first skip_start of the steps, where a loss starts far above
+    where it settles."""
+    if df.is_empty():
+        return None
+    if skip_start > 0:
+        start = df["step"].min() + skip_start * (df["step"].max() - df["step"].min())
+        later = df.filter(pl.col("step") >= start)
+        df = later if not later.is_empty() else df
+    columns = [c for c in ("value", "low", "high") if c in df.columns]
+    values = pl.concat([df[c].cast(pl.Float64) for c in columns]).drop_nulls()
+    values = values.filter(values.is_finite())
+    if values.is_empty():
+        return None
+    low, high = float(values.min()), float(values.max())
+    pad = (high - low) * 0.04 or abs(high) * 0.04 or 0.01
+    return [low - pad, high + pad]
+
+
+def scalars(metrics: pl.DataFrame) -> dict[str, tuple[str, str]]:
+    """Every logged scalar by split: {"test loss": ("test", "loss"), "train lr": ("train", "lr"), ...};
+    any numeric column of the logs that some row of that split holds."""
+    if metrics.is_empty() or "split" not in metrics.columns:
+        return {}
+    columns = [c for c, t in metrics.schema.items() if t.is_numeric() and c not in NOT_SCALARS]
+    if not columns:
+        return {}
+    counts = metrics.group_by("split").agg(pl.col(c).is_not_null().sum() for c in columns).sort("split")
+    out = {}
+    for row in counts.iter_rows(named=True):
+        for c in columns:
+            if row[c]:
+                out[f"{row['split']} {c}"] = (row["split"], c)
+    return out
 
 
 def epoch_marks(runs: pl.DataFrame, variants: list[str] | None, x: str, max_step: int) -> pl.DataFrame:

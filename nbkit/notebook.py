@@ -1,5 +1,9 @@
 """The comparison notebook: one source for the three comparisons. notebooks/{resnets,learning,
-models}.py embed it with their comparison; run alone: marimo edit nbkit/notebook.py -- --comparison NAME."""
+models}.py embed it with their comparison; run alone: marimo edit nbkit/notebook.py -- --comparison NAME.
+
+Widgets live in cells that read the runs directory once (first_runs); only the cell that
+re-reads the logs depends on auto-refresh, so a refresh redraws charts and tables and keeps
+every setting."""
 
 import marimo
 
@@ -11,11 +15,11 @@ app = marimo.App(width="medium", app_title="nbkit: comparison")
 def _():
     import marimo as mo
 
-    from nbkit import background, charts, claims, tables, workbench as wb
+    from nbkit import background, charts, claims, workbench as wb
     from nbkit.comparisons import get_comparison
     from nbkit.escape import md_code
     from nbkit.reader import read_runs
-    return background, charts, claims, get_comparison, md_code, mo, read_runs, tables, wb
+    return background, charts, claims, get_comparison, md_code, mo, read_runs, wb
 
 
 @app.cell
@@ -46,6 +50,30 @@ def _(mo, wb):
 
 
 @app.cell
+def _(read_runs, runs_dir):
+    # the first read: what the controls offer (a refresh does not rebuild them)
+    first_metrics, first_runs = read_runs(runs_dir.value)
+    return first_metrics, first_runs
+
+
+@app.cell
+def _(comparison, first_runs, mo, wb):
+    _datasets = wb.datasets(first_runs, comparison) or ["(none)"]
+    dataset = mo.ui.dropdown(_datasets, value=_datasets[0], label="dataset")
+    return (dataset,)
+
+
+@app.cell
+def _(comparison, dataset, first_metrics, first_runs, mo, wb):
+    controls = wb.view_controls(first_metrics, first_runs, comparison, dataset.value)
+    colour_order = wb.variant_options(first_runs, comparison, dataset.value)[0]  # a variant keeps its colour
+    mo.vstack([mo.hstack([dataset, controls["x"], controls["splits"], controls["scalar"]], justify="start"),
+               controls["variants"],
+               mo.hstack([controls["smoothing"], controls["log_scale"], controls["seeds"]], justify="start")])
+    return colour_order, controls
+
+
+@app.cell
 def _(read_runs, refresh, runs_dir):
     refresh.value  # re-read the logs on every tick while runs write
     metrics, runs = read_runs(runs_dir.value)
@@ -53,56 +81,31 @@ def _(read_runs, refresh, runs_dir):
 
 
 @app.cell
-def _(comparison, mo, runs, wb):
-    _datasets = wb.datasets(runs, comparison) or ["(none)"]
-    dataset = mo.ui.dropdown(_datasets, value=_datasets[0], label="dataset")
-    return (dataset,)
-
-
-@app.cell
-def _(comparison, dataset, metrics, mo, runs, wb):
-    controls = wb.view_controls(metrics, runs, comparison, dataset.value)
-    mo.vstack([mo.hstack([dataset, controls["x"], controls["splits"], controls["log_scale"]], justify="start"),
-               controls["variants"], mo.hstack([controls["smoothing"], controls["seeds"]], justify="start")])
-    return (controls,)
-
-
-@app.cell
-def _(comparison, controls, dataset, metrics, mo, runs, runs_dir, wb):
+def _(colour_order, comparison, controls, dataset, metrics, mo, runs, runs_dir, wb):
     _c = controls.value
     mo.stop(runs.is_empty() or metrics.is_empty() or not _c["variants"],
             mo.callout(mo.md(wb.guidance(comparison, runs_dir.value)), kind="info"))
     view = wb.build_view(metrics, runs, dataset.value, _c["variants"], splits=_c["splits"], x=_c["x"],
-                         smoothing=_c["smoothing"], seeds=_c["seeds"], log_scale=_c["log_scale"])
+                         smoothing=_c["smoothing"], seeds=_c["seeds"], log_scale=_c["log_scale"],
+                         scalar=None if _c["scalar"] == "(none)" else _c["scalar"], order=colour_order)
     return (view,)
 
 
 @app.cell
 def _(mo, view):
-    mo.vstack([mo.md("## Training loss\nDashed lines mark epoch ends: the original's open puzzle is the loss "
-                     "dropping at each one."), mo.ui.altair_chart(view.charts["loss"]),
-               mo.md("## Top-1 accuracy"), view.charts["accuracy"]])
+    mo.md("## This run set\n" + view.protocol)
+    return
+
+
+@app.cell
+def _(mo, view, wb):
+    mo.vstack([mo.md("## Curves\n" + wb.notes(view)["curves"]), view.dashboard])
     return
 
 
 @app.cell
 def _(mo, view):
-    _tau = view.charts.get("temperature")
-    mo.vstack([mo.md("## Learned attention temperature\nMean tau across layers, with a band of one standard "
-                     "deviation across layers."), _tau]) if _tau is not None else None
-    return
-
-
-@app.cell
-def _(mo, view):
-    _grad = view.charts.get("gradient norm")
-    mo.vstack([mo.md("## Gradient norm\nBefore clipping at 100, as the original logged it."),
-               _grad]) if _grad is not None else None
-    return
-
-
-@app.cell
-def _(mo, view):
+    # sections that build on the findings (a scorecard, per-layer views) go in cells right after this one
     mo.md("## Findings\n" + "\n".join(f"- {f}" for f in view.findings))
     return
 
@@ -122,39 +125,46 @@ def _(charts, mo, view):
 
 
 @app.cell
-def _(mo, tables, view):
-    mo.vstack([
-        mo.md("## Per variant, across seeds\n`best_test`: the best step chosen on test, as the original did"
-              + ("; `test_at_best_val`: test top-1 at the step chosen on the val split, the honest pick."
-                 if view.has_val else ".")),
-        mo.ui.table(tables.display(view.variant_table), selection=None),
-        mo.md("## The original's tables\nBest train_200 top-1 per run, and best test top-1 per run with its step "
-              "(ties go to the earlier step)."),
-        mo.hstack([mo.ui.table(tables.display(view.train_200_table.drop("path")), selection=None, label="train subset"),
-                   mo.ui.table(tables.display(view.test_table.drop("path")), selection=None, label="test set")]),
-    ])
+def _(mo, view, wb):
+    _notes = wb.notes(view)
+    _table = lambda rows: mo.ui.table(rows, selection=None, show_data_types=False, show_column_summaries=False,
+                                      page_size=25)
+    mo.vstack([mo.md("## Per variant, across seeds\n" + _notes["per variant"]), _table(view.variant_rows),
+               mo.md("## The original's tables\n" + _notes["original"]), _table(view.original_rows),
+               mo.md("## Runs\n" + _notes["runs"]), _table(view.run_rows)])
     return
 
 
 @app.cell
-def _(comparison, dataset, mo, runs, wb):
-    launch_form = wb.launch_controls(comparison, runs, dataset.value)
+def _(comparison, dataset, first_runs, mo, wb):
+    launch_form = wb.launch_controls(comparison, first_runs, dataset.value)
     launch_button = mo.ui.run_button(label="Launch runs", kind="success")
     stop_button = mo.ui.run_button(label="Stop running sweeps", kind="danger")
     mo.vstack([mo.md("## Launch runs\nStarts `nbkit sweep` in the background, here or on a Ray cluster; turn on "
-                     "auto-refresh above to watch the charts fill. Finished runs are skipped, interrupted ones resume."),
+                     "auto-refresh above to watch the charts fill. Finished runs are skipped, interrupted ones resume. "
+                     "The defaults repeat the loaded runs' dataset, steps and evaluation interval."),
                launch_form["variants"], launch_form["dataset"],
-               mo.hstack([launch_form[k] for k in ("max_iter", "seeds", "device", "jobs")], justify="start"),
+               mo.hstack([launch_form[k] for k in ("max_iter", "eval_every", "seeds", "device", "jobs")],
+                         justify="start"),
                mo.hstack([launch_form["backend"], launch_form["address"]], justify="start", widths=[1, 4]),
                mo.hstack([launch_button, stop_button], justify="start")])
     return launch_button, launch_form, stop_button
 
 
 @app.cell
-def _(background, launch_button, launch_form, md_code, mo, runs_dir):
+def _(mo):
+    # the sweep launched from this page: kept while the form is edited again (a run button is true only once)
+    get_launched, set_launched = mo.state(None)
+    return get_launched, set_launched
+
+
+@app.cell
+def _(background, launch_button, launch_form, mo, runs_dir, set_launched):
     mo.stop(not launch_button.value)
-    _info = background.launch_sweep(runs_dir.value, **launch_form.value)
-    mo.md(f"Launched sweep (pid {_info['pid']}); its log: {md_code(_info['log'])}")
+    try:
+        set_launched(background.launch_sweep(runs_dir.value, **launch_form.value))
+    except ValueError as _e:
+        mo.output.replace(mo.callout(mo.md(f"Not launched: {_e}"), kind="danger"))
     return
 
 
@@ -166,13 +176,9 @@ def _(background, mo, runs_dir, stop_button):
 
 
 @app.cell
-def _(background, mo, refresh, runs, runs_dir, tables):
+def _(background, get_launched, md_code, mo, refresh, runs_dir, wb):
     refresh.value
-    _active = background.active_sweeps(runs_dir.value)
-    _running = tables.in_progress(runs)
-    mo.vstack([mo.md(f"**{len(_active)} sweep(s) launched from a notebook are running on this runs directory.**"),
-               mo.ui.table(_running, selection=None, label="runs in progress") if not _running.is_empty()
-               else mo.md("No run in progress.")])
+    mo.vstack(wb.sweep_report(background.active_sweeps(runs_dir.value), get_launched(), md_code))
     return
 
 

@@ -189,7 +189,7 @@ def run_sweep_ray(jobs: list[Job], runs_dir: str | Path, address: str | None = N
     runs_dir = Path(runs_dir).resolve()
     outcome, queue, display = begin(jobs, stream)
     if not queue:
-        display.event(outcome.final_line())
+        display.close(outcome.final_line())
         return outcome
 
     ray = import_ray()
@@ -252,7 +252,7 @@ def run_sweep_ray(jobs: list[Job], runs_dir: str | Path, address: str | None = N
     finally:
         marker.unlink(missing_ok=True)
         ray.shutdown()
-    display.event(outcome.final_line())
+    display.close(outcome.final_line())
     return outcome
 
 

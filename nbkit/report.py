@@ -1,35 +1,102 @@
-"""Reports: the comparison notebook exported to HTML once per comparison, and each main chart
-as PNG and SVG. Works from an installed nbkit: the notebook is part of the package."""
+"""Reports: each comparison as one self-contained HTML document (intro, the run set's protocol,
+the linked interactive charts, findings and tables) that renders with the network off, and each
+main chart as PNG and SVG. The charts' JavaScript (Vega, Vega-Lite, Vega-Embed) is inlined from
+the copy vl-convert ships, so a report is one file to mail or archive. A report is a document:
+no code, no widgets, no local paths. Works from an installed nbkit."""
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-import sys
-import tempfile
+import html
+import json
 from pathlib import Path
 
-from .comparisons import COMPARISONS
+import markdown
+
+from . import claims
+from .charts import layer_temperature_chart
+from .comparisons import COMPARISONS, Comparison
+from .present import to_html
 from .reader import read_runs
-from .workbench import build_view, datasets, variant_options
+from .workbench import build_view, datasets, default_scalar, intro, notes, variant_options
 
-NOTEBOOK = Path(__file__).with_name("notebook.py")  # the one comparison notebook
+STYLE = """
+body { font: 15px/1.55 system-ui, -apple-system, "Segoe UI", sans-serif; color: #222; max-width: 1020px;
+       margin: 2rem auto; padding: 0 1.5rem; }
+h1 { font-size: 1.9rem; margin-bottom: .5rem; } h2 { margin-top: 2.2rem; border-bottom: 1px solid #ddd; }
+table { border-collapse: collapse; font-size: 13px; margin: .8rem 0; width: 100%; }
+th, td { padding: 4px 8px; border-bottom: 1px solid #e5e5e5; text-align: left; white-space: nowrap; }
+th { background: #f6f6f6; } tbody tr:hover { background: #fafafa; }
+.wide { overflow-x: auto; } .note { color: #555; font-size: 13px; } #curves { margin: 1rem 0; }
+"""
+EMBED_OPTIONS = {"actions": {"export": True, "source": False, "compiled": False, "editor": False}}
 
 
-def export_notebook(name: str, runs_dir: Path, out: Path) -> Path:
-    """Run the comparison notebook for comparison `name` on runs_dir and write its HTML; a
-    failing cell is an error."""
-    target = out / f"{name}.html"
-    tmp = out / f".{name}.html.tmp"
-    with tempfile.TemporaryDirectory() as scratch:  # marimo leaves a session snapshot beside what it exports
-        source = Path(shutil.copy(NOTEBOOK, scratch))
-        cmd = [sys.executable, "-m", "marimo", "export", "html", str(source), "-o", str(tmp),
-               "--force", "--", "--comparison", name, "--runs-dir", str(runs_dir)]
-        done = subprocess.run(cmd, capture_output=True, text=True)
-    text = done.stdout + done.stderr
-    if done.returncode != 0 or "failed to execute" in text or not tmp.exists():
-        tmp.unlink(missing_ok=True)
-        raise RuntimeError(f"exporting the {name} comparison failed: {text.strip().splitlines()[-1] if text.strip() else done.returncode}")
+def javascript() -> str:
+    """Vega, Vega-Lite and Vega-Embed as one script (vl-convert's bundled copy, about 0.9 MB)."""
+    import vl_convert as vlc
+
+    return vlc.javascript_bundle()
+
+
+def _md(text: str) -> str:
+    return markdown.markdown(text)
+
+
+def _script_json(value) -> str:
+    return json.dumps(value).replace("</", "<\\/")  # safe inside <script>
+
+
+def document(comparison: Comparison, runs_dir: str | Path, dataset: str | None = None,
+             script: str | None = None) -> str:
+    """The report of one comparison as an HTML string."""
+    metrics, runs = read_runs(runs_dir)
+    chosen = dataset or (datasets(runs, comparison) or [None])[0]
+    options, variants = variant_options(runs, comparison, chosen)
+    parts = [_md(intro(comparison))]
+    if runs.is_empty() or metrics.is_empty() or not variants:
+        parts.append(_md(f"**No runs of this comparison in this run set.** Train some with "
+                         f"`nbkit sweep {comparison.name}`, then run `nbkit report` again."))
+        return _page(comparison, parts, None, script)
+    view = build_view(metrics, runs, chosen, variants, splits=("train_200", "val", "test"), order=options,
+                      scalar=default_scalar(metrics))
+    said = notes(view)
+    layers = layer_temperature_chart(view.metrics, order=options)
+    parts += ["<h2>This run set</h2>", _md(view.protocol),
+              "<h2>Curves</h2>", _md(said["curves"]), "<div id='curves'></div>",
+              "<h2>Findings</h2>", _md("\n".join(f"- {f}" for f in view.findings) or "No findings yet."),
+              _md(claims.section(metrics, runs, comparison.name, chosen)),
+              *(["<h2>Learned temperature per layer</h2>", _md("Each layer's tau at the run's last logged step."),
+                 "<div id='layers'></div>"] if layers is not None else []),
+              "<h2>Per variant, across seeds</h2>", _md(said["per variant"]),
+              f"<div class='wide'>{to_html(view.variant_rows)}</div>",
+              "<h2>The original's tables</h2>", _md(said["original"]),
+              f"<div class='wide'>{to_html(view.original_rows)}</div>",
+              "<h2>Runs</h2>", _md(said["runs"]), f"<div class='wide'>{to_html(view.run_rows)}</div>"]
+    specs = {"curves": view.dashboard.to_dict(), **({"layers": layers.to_dict()} if layers is not None else {})}
+    return _page(comparison, parts, specs, script)
+
+
+def _page(comparison: Comparison, parts: list[str], specs: dict[str, dict] | None, script: str | None) -> str:
+    """The page; specs: element id -> the Vega-Lite chart drawn there."""
+    charts = ""
+    if specs:
+        charts = f"<script>{script if script is not None else javascript()}</script>\n" + "\n".join(
+            f"<script>vegaEmbed('#{key}', {_script_json(spec)}, {_script_json(EMBED_OPTIONS)})"
+            f".catch(e => {{ document.getElementById('{key}').textContent = 'The charts failed: ' + e; }});</script>"
+            for key, spec in specs.items())
+    return (f"<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
+            f"<meta name='viewport' content='width=device-width, initial-scale=1'>"
+            f"<title>nbkit: {html.escape(comparison.name)}</title><style>{STYLE}</style></head>\n<body>\n"
+            + "\n".join(parts) + f"\n{charts}\n</body></html>\n")
+
+
+def write_report(name: str, runs_dir: str | Path, out: str | Path, dataset: str | None = None,
+                 script: str | None = None) -> Path:
+    """Write <out>/<name>.html (replaced whole, never left half-written)."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    target, tmp = out / f"{name}.html", out / f".{name}.html.tmp"
+    tmp.write_text(document(COMPARISONS[name], runs_dir, dataset, script), encoding="utf-8")
     tmp.replace(target)
     return target
 
@@ -43,14 +110,14 @@ def export_figures(runs_dir: Path, out: Path, dataset: str | None = None) -> lis
     out.mkdir(parents=True, exist_ok=True)
     for comparison in COMPARISONS.values():
         chosen = dataset or (datasets(runs, comparison) or [None])[0]
-        _, variants = variant_options(runs, comparison, chosen)
+        options, variants = variant_options(runs, comparison, chosen)
         if not variants:
             continue
-        view = build_view(metrics, runs, chosen, variants, seeds="mean and min-max band")
+        view = build_view(metrics, runs, chosen, variants, seeds="mean and min-max band", order=options)
         for kind, chart in view.charts.items():
             for suffix in ("png", "svg"):
-                path = out / f"{comparison.name}-{kind.replace(' ', '-')}.{suffix}"
-                chart.save(str(path), **({"scale_factor": 1.5} if suffix == "png" else {}))
+                path = out / f"{comparison.name}-{kind}.{suffix}"
+                chart.save(path, **({"scale_factor": 1.5} if suffix == "png" else {}))
                 written.append(path)
     return written
 
@@ -58,7 +125,7 @@ def export_figures(runs_dir: Path, out: Path, dataset: str | None = None) -> lis
 def export_all(runs_dir: str | Path, out_dir: str | Path, figures_dir: str | Path | None = None,
                dataset: str | None = None) -> list[Path]:
     runs_dir, out = Path(runs_dir).resolve(), Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    written = [export_notebook(name, runs_dir, out) for name in COMPARISONS]
+    script = javascript()  # once for the three reports
+    written = [write_report(name, runs_dir, out, dataset, script) for name in COMPARISONS]
     written += export_figures(runs_dir, Path(figures_dir) if figures_dir else out / "figures", dataset)
     return written

@@ -113,40 +113,57 @@ def slots(device: str, jobs_per_device: int) -> list[tuple[str, dict]]:
 
 
 class Display:
-    """One line per active run and a total; redrawn in place on a terminal, events otherwise."""
+    """On a terminal, a tqdm bar per running run (steps, images/s) under one for the sweep;
+    events are printed above the bars. Elsewhere (a log file), events only, one per line."""
 
     def __init__(self, total: int, stream=None):
-        stream = stream or sys.stderr
-        self.total, self.stream, self.tty = total, stream, stream.isatty()
-        self.drawn = 0
+        from tqdm import tqdm
+
+        self.stream = stream or sys.stderr
+        self.tty = self.stream.isatty()
+        self.sweep = tqdm(total=total, desc="sweep", unit="run", file=self.stream, disable=not self.tty,
+                          position=0, dynamic_ncols=True, bar_format="{desc}: {n}/{total} runs |{bar}| {postfix}")
+        self.bars: dict[str, object] = {}  # a running job's label -> its bar
 
     def event(self, text: str) -> None:
         if self.tty:
-            self._clear()
-        print(text, file=self.stream, flush=True)
-
-    def _clear(self):
-        if self.drawn:
-            self.stream.write(f"\x1b[{self.drawn}F\x1b[J")
-            self.drawn = 0
+            self.sweep.write(text, file=self.stream)
+        else:
+            print(text, file=self.stream, flush=True)
 
     def draw(self, running: list[Job], counts: dict) -> None:
         if not self.tty:
             return
-        self._clear()
-        lines = []
+        from tqdm import tqdm
+
+        self.sweep.n = counts["done"] + counts["failed"] + counts["stopped"]
+        self.sweep.set_postfix_str(f"{counts['failed']} failed, {len(running)} running, {counts['queued']} queued",
+                                   refresh=False)
+        self.sweep.refresh()
+        labels = {job.label for job in running}
+        for label in [l for l in self.bars if l not in labels]:
+            self.bars.pop(label).close()
         for job in running:
+            bar = self.bars.get(job.label)
+            if bar is None:
+                taken = {b.pos for b in self.bars.values()}
+                position = next(i for i in range(1, len(self.bars) + 2) if i not in taken and -i not in taken)
+                bar = self.bars[job.label] = tqdm(total=job.settings.max_iter, desc=f"  {job.label}", unit="step",
+                                                  file=self.stream, position=position, leave=False, dynamic_ncols=True)
             st = read_status(job.run_dir)
-            step, total = st.get("step", 0), job.settings.max_iter
-            done = int(20 * min(step, total) / total)
-            bar = "#" * done + "." * (20 - done)
+            bar.n = min(int(st.get("step") or 0), job.settings.max_iter)
             ips = st.get("images_per_second")
-            lines.append(f"  {job.label:<34} [{bar}] {step}/{total}" + (f"  {ips:,.0f} img/s" if ips else ""))
-        lines.append(f"sweep: {counts['done']} done, {counts['failed']} failed, {len(running)} running, "
-                     f"{counts['queued']} queued of {self.total}")
-        self.stream.write("\n".join(lines) + "\n")
-        self.stream.flush()
-        self.drawn = len(lines)
+            bar.set_postfix_str(f"{ips:,.0f} img/s" if isinstance(ips, (int, float)) else "", refresh=False)
+            bar.refresh()
+
+    def close(self, final: str | None = None) -> None:
+        """Remove the run bars, end the sweep's, then print the final line."""
+        for bar in self.bars.values():
+            bar.close()
+        self.bars.clear()
+        self.sweep.close()
+        if final:
+            self.event(final)
 
 
 class Outcome(dict):
@@ -255,5 +272,5 @@ def run_sweep(jobs: list[Job], device: str = "auto", jobs_per_device: int = 1, p
                 queue = []
             display.draw([job for job, _, _ in running.values()], outcome.counts(len(queue)))
             time.sleep(poll if running else 0)
-    display.event(outcome.final_line())
+    display.close(outcome.final_line())
     return outcome

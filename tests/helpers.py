@@ -59,7 +59,8 @@ def write_run(runs_dir: Path, variant: str, seed: int, evals: dict[str, list[tup
     run = new_run_dir(runs_dir, dataset, variant, f"fixture-s{seed}")
     w = RunWriter(run)
     w.config({"variant": variant, "seed": seed, "dataset": {"name": dataset}, "run_id": run.name,
-              "settings": {"max_iter": max((s for rows in evals.values() for s, _ in rows), default=0)},
+              "settings": {"max_iter": max((s for rows in evals.values() for s, _ in rows), default=0)
+                                           or max((s for s, _ in train), default=1)},
               "parameters": 1000, "steps_per_epoch": 10, **config})
     rows = [{"step": s, "split": "train", "time": s / 10, "loss": l, "acc_top1": 0.5, "lr": 1e-3} for s, l in train]
     for split, points in evals.items():

@@ -4,6 +4,7 @@ import polars as pl
 import pytest
 
 from nbkit import charts, curves, summary, tables
+from nbkit.comparisons import COMPARISONS
 from nbkit.reader import read_runs
 
 from .helpers import workbench_runs, write_run
@@ -24,21 +25,29 @@ def test_loss_chart_encodes_each_runs_training_loss(logs):
     chart = charts.loss_chart(metrics, runs, ["resnet18"])
     rows = [r for r in chart_rows(chart) if "value" in r]
     expected = {(seed, s): 2.0 - s / 300 - seed * 0.05 for seed in (0, 1) for s in range(10, 201, 10)}
-    assert {(r["seed"], r["step"]): r["value"] for r in rows} == pytest.approx(expected)
-    spec = chart.to_dict()
-    assert spec["layer"][-1]["encoding"]["tooltip"][0]["field"] == "variant"
-    assert spec["params"][0]["bind"] == "legend" or any(p.get("bind") == "legend" for l in spec["layer"] for p in l.get("params", []))
+    assert {(r["seed"], r["step"]): r["value"] for r in rows} == pytest.approx(expected, rel=1e-5)
+    assert not any("path" in r for r in chart_rows(chart))  # a report carries no local paths
+    params = {p["name"]: p for p in chart.to_dict()["params"]}
+    assert params["highlight"]["bind"] == "legend" and params["highlight"]["views"] == ["loss_lines"]
+    assert params["zoom_loss"]["bind"] == "scales"
+    assert params["hover_loss"]["select"]["nearest"] and params["hover_loss"]["views"] == ["loss_readout"]
+    readout = next(l for l in chart.to_dict()["layer"] if l.get("name") == "loss_readout")
+    assert [t.get("title") for t in readout["encoding"]["tooltip"]] == [None, "resnet18 s0", "resnet18 s1"]
 
 
-def test_smoothing_is_an_ema_per_run_in_step_order(logs):
+def test_smoothing_is_a_debiased_ema_drawn_over_the_raw_curve(logs):
     metrics, runs = logs
     raw = curves.series(metrics, runs, "train", "loss").filter(pl.col("path") == runs["path"][0])
     smooth = curves.series(metrics, runs, "train", "loss", smoothing=0.8).filter(pl.col("path") == runs["path"][0])
-    ema, by_hand = None, []
-    for v in raw["value"]:
-        ema = v if ema is None else 0.8 * ema + 0.2 * v
-        by_hand.append(ema)
-    assert smooth["value"].to_list() == pytest.approx(by_hand)
+    last, by_hand = 0.0, []
+    for i, v in enumerate(raw["value"]):  # TensorBoard: an EMA from 0, divided by 1 - w^(i+1)
+        last = 0.8 * last + 0.2 * v
+        by_hand.append(last / (1 - 0.8 ** (i + 1)))
+    assert smooth["value"].to_list() == pytest.approx(by_hand) and smooth["raw"].to_list() == raw["value"].to_list()
+    assert smooth["value"][0] == raw["value"][0]  # no lag towards zero at the start
+    chart = charts.accuracy_chart(metrics, runs, ["resnet18"], smoothing=0.8)
+    layers = chart.to_dict()["hconcat"][0]["layer"]
+    assert [l["encoding"]["y"]["field"] for l in layers if l["mark"]["type"] == "line"] == ["raw", "value"]
     with pytest.raises(ValueError, match="smoothing expects a weight in"):
         curves.series(metrics, runs, "train", "loss", smoothing=1.0)
 
@@ -64,18 +73,80 @@ def test_epoch_marks_are_multiples_of_steps_per_epoch(logs):
     assert marks == [float(k) for k in range(10, 201, 10)]
 
 
-def test_epoch_axis_divides_steps(logs):
+def test_epoch_axis_divides_steps_and_says_so(logs):
     metrics, runs = logs
     df = curves.series(metrics, runs, "test", "acc_top1", x="epoch")
     assert (df["x"] == df["step"] / 10).all()
+    import vl_convert as vlc
+
+    spec = charts.loss_chart(metrics, runs, ["resnet18"], x="epoch").to_dict()
+    assert ">epoch</text>" in vlc.vegalite_to_svg(spec)  # the axis is titled, whatever layer shares it
 
 
 def test_temperature_chart_only_where_runs_learned_one(logs):
     metrics, runs = logs
     assert charts.temperature_chart(metrics, runs, ["resnet18"]) is None
     chart = charts.temperature_chart(metrics, runs, ["vitn-12x256-8x8-lt"])
-    rows = [r for r in chart_rows(chart) if "std" in r and r["step"] == 100]
-    assert {(r["seed"], round(r["value"], 6), round(r["std"], 6)) for r in rows} == {(0, 0.9, 0.02), (1, 0.9, 0.03)}
+    rows = [r for r in chart_rows(chart) if "low" in r and r["step"] == 100]
+    assert {(r["seed"], round(r["value"], 6), round(r["high"] - r["value"], 6)) for r in rows} == {
+        (0, 0.9, 0.02), (1, 0.9, 0.03)}
+
+
+def test_colours_tell_23_variants_apart_and_seeds_by_dash(logs):
+    from nbkit.variants import VARIANTS
+
+    metrics, runs = logs
+    scale = charts.color(["resnet18"], order=list(VARIANTS)).to_dict()["scale"]
+    assert len(scale["domain"]) == 23 and len(set(scale["range"])) == 23
+    one = charts.loss_chart(metrics, runs, ["toy-dilated"], order=["resnet18", "toy-dilated"]).to_dict()
+    lines = next(l for l in one["layer"] if l.get("name") == "loss_lines")["encoding"]
+    assert lines["color"]["scale"]["range"][1] == charts.PALETTE[1]  # toy-dilated keeps its colour alone
+    assert lines["color"]["legend"]["values"] == ["toy-dilated"] and lines["strokeDash"]["field"] == "seed"
+
+
+def test_y_range_fits_what_is_shown_per_split(logs):
+    metrics, runs = logs
+    chart = charts.accuracy_chart(metrics, runs, ["resnet18"], splits=("train_200", "test")).to_dict()
+    domains = [next(l for l in p["layer"] if l.get("name", "").endswith("_lines"))["encoding"]["y"]["scale"]["domain"]
+               for p in chart["hconcat"]]
+    test = curves.series(curves.select(metrics, ["resnet18"]), runs, "test", "acc_top1")["value"]
+    low, high = domains[1]
+    assert test.min() - 0.01 < low < test.min() and test.max() < high < test.max() + 0.01  # not 0 to 1
+    assert domains[0] != domains[1] and chart["resolve"]["scale"]["y"] == "independent"
+
+
+def test_any_logged_scalar_can_be_plotted(logs):
+    metrics, runs = logs
+    options = curves.scalars(metrics)
+    assert {"train lr", "train loss", "test loss", "train_200 acc_top1", "train tau_mean"} <= set(options)
+    assert not {o for o in options if o.split(" ")[1] in ("step", "time", "seed")}
+    chart = charts.scalar_chart(metrics, runs, "train lr", ["resnet18"])
+    assert {r["value"] for r in chart_rows(chart) if "value" in r} == {1e-3}
+    with pytest.raises(ValueError, match="no logged scalar 'train momentum'; the logs hold test loss, test acc_top1"):
+        charts.scalar_chart(metrics, runs, "train momentum")
+
+
+def test_dashboard_links_the_legend_across_panels_and_compiles(logs):
+    import vl_convert as vlc
+
+    from nbkit import workbench
+
+    metrics, runs = logs
+    view = workbench.build_view(metrics, runs, "synthetic", ["resnet18", "vitn-12x256-8x8-lt"], scalar="test loss")
+    spec = view.dashboard.to_dict()
+    highlight = [p for p in spec["params"] if p["name"] == "highlight"]
+    assert len(highlight) == 1 and highlight[0]["views"] == [
+        "loss_lines", "top1_train_200_lines", "top1_test_lines", "tau_lines", "scalar_lines"]
+    assert "signals" in vlc.vegalite_to_vega(spec)  # Vega accepts it (a selection defined twice is refused)
+
+
+def test_thinning_keeps_steps_aligned_and_each_last_point():
+    df = pl.DataFrame({"path": ["a"] * 1000 + ["b"] * 400, "step": list(range(1000)) + list(range(400)),
+                       "value": [0.0] * 1400})
+    thin = curves.thin(df, max_points=250)
+    a, b = (thin.filter(pl.col("path") == p)["step"].to_list() for p in "ab")
+    assert a[-1] == 999 and b[-1] == 399 and len(a) <= 251
+    assert set(b[:-1]) <= set(a)  # the same steps in every run: the hover readout lines up
 
 
 def test_per_variant_table_matches_hand_computation(logs):
@@ -173,9 +244,13 @@ def test_per_layer_temperature_is_read_at_each_runs_last_logged_step(logs):
         metrics, ["resnet18"]) is None
 
 
-def test_gradient_norm_is_charted_where_runs_logged_it(logs):
+def test_gradient_norm_is_charted_by_default_where_runs_logged_it(logs):
+    from nbkit import workbench
+
     metrics, runs = logs
-    shown = charts.main_charts(metrics, runs, ["vitn-12x256-8x8-lt", "resnet18"])
-    rows = chart_rows(shown["gradient norm"])
-    assert rows and {r["variant"] for r in rows} == {"vitn-12x256-8x8-lt"}
-    assert "gradient norm" not in charts.main_charts(metrics, runs, ["resnet18"])
+    assert workbench.default_scalar(metrics) == "train grad_norm"
+    assert workbench.view_controls(metrics, runs, COMPARISONS["models"], "synthetic")["scalar"].value == "train grad_norm"
+    shown = charts.main_charts(metrics, runs, ["vitn-12x256-8x8-lt", "resnet18"], scalar="train grad_norm")
+    assert {r["variant"] for r in chart_rows(shown["scalar"]) if "variant" in r} == {"vitn-12x256-8x8-lt"}
+    without = metrics.filter(pl.col("variant") == "resnet18").drop("grad_norm")
+    assert workbench.default_scalar(without) is None

@@ -1,4 +1,5 @@
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -38,8 +39,8 @@ def export(name, runs_dir, out):
     return out.read_text()
 
 
-@pytest.mark.parametrize("name", NOTEBOOKS)
-def test_empty_runs_directory_shows_how_to_get_runs(name, tmp_path):
+def test_empty_runs_directory_shows_how_to_get_runs(tmp_path):
+    name = "models"  # the three notebooks differ only in their comparison's name (tested below)
     html = export(name, tmp_path / "no-runs", tmp_path / f"{name}.html")
     assert "No runs yet" in html and f"nbkit sweep {name}" in html
 
@@ -49,8 +50,10 @@ def test_report_command_writes_html_and_chart_images(runs_dir, tmp_path, capsys)
     out = tmp_path / "reports"
     for name in NOTEBOOKS:
         html = (out / f"{name}.html").read_text()
-        assert "vega" in html.lower()
-        assert "resnet18" in html  # the charts' data travel inside the page
+        assert "vegaEmbed(" in html and "resnet18" in html  # the charts' code and data travel inside the page
+        assert str(runs_dir) not in html and str(REPO) not in html  # no local paths
+        assert not re.search(r"""(src|href)=["']?https?:""", html)  # nothing loaded from the network
+        assert "<input" not in html and "Launch runs" not in html and "from nbkit" not in html  # a document
     models = (out / "models.html").read_text()
     assert "vitn-12x256-8x8-lt" in models and "Learned attention temperature" in models
     assert "Learned attention temperature per layer" in models and "Replication scorecard" in models
@@ -72,8 +75,8 @@ def test_report_needs_only_the_installed_package(runs_dir, tmp_path):
 
     site = tmp_path / "site"
     shutil.copytree(Path(nbkit.__file__).parent, site / "nbkit", ignore=shutil.ignore_patterns("__pycache__"))
-    code = ("import sys; from pathlib import Path; import nbkit; from nbkit.report import export_notebook; "
-            "export_notebook('learning', Path(sys.argv[1]), Path('.')); print(nbkit.__file__)")
+    code = ("import sys; import nbkit; from nbkit.report import write_report; "
+            "write_report('learning', sys.argv[1], '.'); print(nbkit.__file__)")
     done = subprocess.run([sys.executable, "-c", code, str(runs_dir)], capture_output=True, text=True, timeout=300,
                           cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(site)})
     assert done.returncode == 0, done.stderr[-2000:]
@@ -82,11 +85,11 @@ def test_report_needs_only_the_installed_package(runs_dir, tmp_path):
     assert "Comparison: learning" in html and "resnet18" in html
 
 
-def test_jupyter_panel_builds_and_its_controls_drive_the_view(runs_dir):
+def test_jupyter_panel_builds_and_its_controls_drive_the_view(runs_dir, tmp_path):
     from nbkit.jupyter import Panel
 
     panel = Panel("models", runs_dir=str(runs_dir))
-    assert panel.dataset.value == "synthetic"
+    assert panel.dataset.value == "synthetic" and panel.launch_dataset.value == "synthetic"
     assert set(panel.variants.value) == {"resnet18", "toy-dilated", "vitn-12x256-8x8", "vitn-12x256-8x8-ra",
                                          "vitn-12x256-8x8-lt"}
     panel.variants.value = ("resnet18", "vitn-12x256-8x8-lt")
@@ -94,13 +97,35 @@ def test_jupyter_panel_builds_and_its_controls_drive_the_view(runs_dir):
     panel.load_button.click()
     assert set(panel.view.variant_table["variant"]) == {"resnet18", "vitn-12x256-8x8-lt"}
     assert set(panel.view.charts) == {"loss", "accuracy", "temperature"}
+    panel.x.value = "epoch"  # once loaded, a control redraws by itself
+    lines = next(l for l in panel.view.charts["loss"]["layer"] if l.get("name") == "loss_lines")
+    assert lines["encoding"]["x"]["title"] == "epoch"
+    panel.scalar.value = "train lr"
+    assert "scalar" in panel.view.charts
     panel.variants.value = ("toy-dilated",)
-    panel.load_button.click()
     assert panel.view.variant_table["variant"].to_list() == ["toy-dilated"]
     assert "temperature" not in panel.view.charts
+    panel.launch_variants.value = ()
+    panel.launch_button.click()  # nothing picked: said on the panel, nothing started
+    assert panel.launched is None and "Not launched:</strong> pick at least one variant" in panel.launch_status.value
     panel.runs_dir.value = str(runs_dir / "missing")
     panel.load_button.click()
     assert panel.view is None and panel.dataset.options == ()
+
+
+def test_jupyter_panel_refresh_shows_new_runs_and_keeps_the_settings(tmp_path):
+    from nbkit.jupyter import Panel
+
+    from .helpers import write_run
+
+    write_run(tmp_path, "resnet18", 0, {"test": [(100, 0.3)]}, train=[(10, 2.0), (20, 1.9)])
+    panel = Panel("models", runs_dir=str(tmp_path))
+    panel.load_button.click()
+    panel.x.value, panel.smoothing.value = "epoch", 0.5
+    write_run(tmp_path, "resnet18", 1, {"test": [(100, 0.4)]}, train=[(10, 2.0), (20, 1.8)])
+    panel.refresh_button.click()
+    assert panel.view.runs.height == 2 and (panel.x.value, panel.smoothing.value) == ("epoch", 0.5)
+    assert "smoothed (EMA 0.5)" in panel.view.charts["loss"]["title"]
 
 
 def test_jupyter_panel_refuses_an_unknown_comparison():
@@ -202,4 +227,7 @@ def test_launch_sends_a_sweep_to_ray_and_reports_an_unreachable_cluster(tmp_path
         time.sleep(0.2)
     log = Path(info["log"]).read_text()
     assert "nbkit sweep: error: cannot reach the Ray cluster at auto" in log, log
+    state = wb.sweep_state(info)  # what the page shows: the sweep, its runs, its one-line error
+    assert state["state"] == "failed" and state["error"].startswith("nbkit sweep: error: cannot reach the Ray")
+    assert [(r["variant"], r["seed"], r["state"], r["step"]) for r in state["runs"]] == [("toy-dilated", 0, "queued", "0 of 4")]
     assert not list(tmp_path.glob("synthetic/*/*/config.json"))

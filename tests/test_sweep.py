@@ -130,3 +130,28 @@ def _cmdline_has(pid: str, text: str) -> bool:
             return text.encode() in f.read()
     except OSError:  # ended meanwhile
         return False
+
+
+def test_progress_shows_a_bar_per_running_run_on_a_terminal_and_events_in_a_log(tmp_path):
+    import io
+
+    from nbkit.runlog import RunWriter
+    from nbkit.sweep import Display
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    job = plan(["toy-dilated"], 1, {"dataset": "synthetic", "max_iter": 400}, tmp_path)[0]
+    job.run_dir.mkdir(parents=True)
+    RunWriter(job.run_dir).status("running", 100, images_per_second=1234.0)
+    counts = {"done": 1, "failed": 0, "stopped": 0, "queued": 2}
+    screen, log = Terminal(), io.StringIO()
+    for stream in (screen, log):
+        display = Display(4, stream)
+        display.event("starting toy-dilated seed 0")
+        display.draw([job], counts)
+        display.close("sweep: 1 done")
+    assert "toy-dilated seed 0" in screen.getvalue() and "100/400" in screen.getvalue()
+    assert "1,234 img/s" in screen.getvalue() and "1/4 runs" in screen.getvalue()
+    assert log.getvalue() == "starting toy-dilated seed 0\nsweep: 1 done\n"  # no bars in a log file
