@@ -26,7 +26,7 @@ h1 { font-size: 1.9rem; margin-bottom: .5rem; } h2 { margin-top: 2.2rem; border-
 table { border-collapse: collapse; font-size: 13px; margin: .8rem 0; width: 100%; }
 th, td { padding: 4px 8px; border-bottom: 1px solid #e5e5e5; text-align: left; white-space: nowrap; }
 th { background: #f6f6f6; } tbody tr:hover { background: #fafafa; }
-.wide { overflow-x: auto; } .note { color: #555; font-size: 13px; } #curves { margin: 1rem 0; }
+.wide { overflow-x: auto; } .wrap td { white-space: normal; } .note { color: #555; font-size: 13px; } #curves { margin: 1rem 0; }
 """
 EMBED_OPTIONS = {"actions": {"export": True, "source": False, "compiled": False, "editor": False}}
 
@@ -39,7 +39,7 @@ def javascript() -> str:
 
 
 def _md(text: str) -> str:
-    return markdown.markdown(text)
+    return markdown.markdown(text, extensions=["tables"])
 
 
 def _script_json(value) -> str:
@@ -64,7 +64,7 @@ def document(comparison: Comparison, runs_dir: str | Path, dataset: str | None =
     parts += ["<h2>This run set</h2>", _md(view.protocol),
               "<h2>Curves</h2>", _md(said["curves"]), "<div id='curves'></div>",
               "<h2>Findings</h2>", _md("\n".join(f"- {f}" for f in view.findings) or "No findings yet."),
-              _md(claims.section(metrics, runs, comparison.name, chosen)),
+              f"<div class='wrap'>{_md(claims.section(metrics, runs, comparison.name, chosen))}</div>",
               *(["<h2>Learned temperature per layer</h2>", _md("Each layer's tau at the run's last logged step."),
                  "<div id='layers'></div>"] if layers is not None else []),
               "<h2>Per variant, across seeds</h2>", _md(said["per variant"]),

@@ -58,7 +58,7 @@ def test_report_command_writes_html_and_chart_images(runs_dir, tmp_path, capsys)
     assert "vitn-12x256-8x8-lt" in models and "Learned attention temperature" in models
     assert "Learned attention temperature per layer" in models and "Replication scorecard" in models
     assert "The learned temperature falls below 1 (log 1/tau)" in models
-    assert "Augmentation narrows the clean train_200 - test gap" in (out / "learning.html").read_text()
+    assert ">Augmentation narrows the clean train_200 - test gap</td>" in (out / "learning.html").read_text()
     for name in NOTEBOOKS:
         for kind in ("loss", "accuracy"):
             for suffix in ("png", "svg"):
