@@ -215,31 +215,30 @@ def _tau_text(tau: float | None, n: int) -> str | None:
     return None if tau is None else f"Kendall tau {tau:+.2f} over {n} variants"
 
 
-def scorecard(metrics: pl.DataFrame, runs: pl.DataFrame, comparison: str) -> pl.DataFrame:
-    """Every claim of the comparison, checked against these runs (one dataset's runs)."""
-    here = measured(metrics, runs)
+def scorecard(here: dict[str, dict], comparison: str) -> pl.DataFrame:
+    """Every claim of the comparison, checked against what one dataset's runs measured (`measured`)."""
     rows = [check(c, here) for c in CLAIMS if c.comparison == comparison]
     schema = {"comparison": pl.String, "claim": pl.String, "original": pl.String, "here": pl.String,
               "difference": pl.Float64, "spread": pl.Float64, "verdict": pl.String}
     return pl.DataFrame(rows, schema=schema)
 
 
-def rank_agreement(metrics: pl.DataFrame, runs: pl.DataFrame, comparison: str) -> tuple[float | None, int]:
+def rank_agreement(here: dict[str, dict], comparison: str) -> tuple[float | None, int]:
     """Kendall's tau between the original's ordering of the comparison's variants by test top-1 and
-    the one measured here, over the variants both have; and how many that is."""
-    here = measured(metrics, runs)
+    the one measured here (`measured`), over the variants both have; and how many that is."""
     both = [v for v in get_comparison(comparison).variants if v in here and v in ORIGINAL]
     return kendall_tau([ORIGINAL[v][1] for v in both], [here[v]["best_test_mean"] for v in both]), len(both)
 
 
-def scorecard_markdown(metrics: pl.DataFrame, runs: pl.DataFrame, comparison: str) -> str:
-    """The scorecard as a markdown table with a line on rank agreement and what the numbers are."""
-    card = scorecard(metrics, runs, comparison)
+def scorecard_markdown(here: dict[str, dict], comparison: str) -> str:
+    """The scorecard as a markdown table with a line on rank agreement (the note on what the
+    numbers are is NOTE)."""
+    card = scorecard(here, comparison)
     shown = card.with_columns(
         *(pl.col(c).map_elements(lambda v, f=f: "—" if v is None else format(v, f), return_dtype=pl.String, skip_nulls=False)
           for c, f in (("difference", "+.4f"), ("spread", ".4f"))),
         *(pl.col(c).fill_null("—") for c in ("original", "here")))
-    tau, n = rank_agreement(metrics, runs, comparison)
+    tau, n = rank_agreement(here, comparison)
     agreement = (f"Rank agreement with the original's ordering by test top-1: Kendall tau {tau:+.2f} over {n} "
                  "variants both have." if tau is not None else
                  "Rank agreement with the original's ordering: not measured (fewer than two variants both have).")
@@ -250,8 +249,9 @@ def scorecard_markdown(metrics: pl.DataFrame, runs: pl.DataFrame, comparison: st
 
 NOTE = ("Numbers are best test top-1 per run (the best step picked on test, as the original did), mean over "
         "seeds; spread is the widest max - min across seeds (for a rank correlation: how far Kendall tau strays "
-        "from 0 by chance, 95%); *within noise*: the difference is no larger than that spread. The original ran CIFAR-100 for 5,000 steps, one run per variant: compare orderings and "
-        "signs, not the values, where these runs use another dataset or protocol.")
+        "from 0 by chance, 95%); *within noise*: the difference is no larger than that spread. The original "
+        "ran CIFAR-100 for 5,000 steps, one run per variant: compare orderings and signs, not the values, where "
+        "these runs use another dataset or protocol.")
 
 
 def of_dataset(metrics: pl.DataFrame, runs: pl.DataFrame, dataset: str) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -267,7 +267,7 @@ def section(metrics: pl.DataFrame, runs: pl.DataFrame, comparison: str, dataset:
             f"{md_text(dataset)} runs loaded here?\n\n")
     if runs.is_empty() or metrics.is_empty():
         return head + "No runs to check the claims against yet."
-    return head + scorecard_markdown(metrics, runs, comparison) + "\n\n" + NOTE
+    return head + scorecard_markdown(measured(metrics, runs), comparison) + "\n\n" + NOTE
 
 
 def scorecards_markdown(runs_dir, dataset: str | None = None) -> str:
@@ -276,6 +276,6 @@ def scorecards_markdown(runs_dir, dataset: str | None = None) -> str:
     if runs.is_empty() or metrics.is_empty():
         return f"No runs with metrics under {runs_dir}."
     dataset = dataset or runs.group_by("dataset").len().sort(["len", "dataset"], descending=[True, False])["dataset"][0]
-    metrics, runs = of_dataset(metrics, runs, dataset)
-    return "\n\n".join([*(f"## Scorecard: {name} (dataset {md_text(dataset)})\n\n" + scorecard_markdown(metrics, runs, name)
+    here = measured(*of_dataset(metrics, runs, dataset))
+    return "\n\n".join([*(f"## Scorecard: {name} (dataset {md_text(dataset)})\n\n" + scorecard_markdown(here, name)
                            for name in COMPARISONS), NOTE])

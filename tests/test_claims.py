@@ -47,7 +47,7 @@ def test_a_weak_rank_correlation_is_within_noise(tmp_path):
     for variant, (train_200, test) in zip(resnets, [(0.99, 0.60), (0.98, 0.62), (0.97, 0.61), (0.96, 0.63)]):
         run(tmp_path, variant, [test], train_200=train_200)
     metrics, runs = read_runs(tmp_path)
-    card = {r["claim"]: r for r in claims.scorecard(metrics, runs, "resnets").iter_rows(named=True)}
+    card = {r["claim"]: r for r in claims.scorecard(claims.measured(metrics, runs), "resnets").iter_rows(named=True)}
     inverse = card["Models with lower training accuracy have larger test accuracy"]
     assert inverse["difference"] == pytest.approx(-4 / 6) and inverse["spread"] == pytest.approx(claims.tau_noise(4))
     assert inverse["verdict"] == "within noise"  # -0.67 over 4 variants: chance can do that
@@ -63,16 +63,16 @@ def test_verdicts_from_the_runs(tmp_path):
     run(tmp_path, "resnet18-aug", [0.70, 0.71], train_200=0.72)  # best, and narrows the gap
     run(tmp_path, "resnet18-clr1e-4", [0.61, 0.63])  # 'worst' by 0.01: inside resnet18's 0.02 spread
     metrics, runs = read_runs(tmp_path)
-    card = {r["claim"]: r for r in claims.scorecard(metrics, runs, "learning").iter_rows(named=True)}
+    card = {r["claim"]: r for r in claims.scorecard(claims.measured(metrics, runs), "learning").iter_rows(named=True)}
     best = card["Augmentation gives the best test top-1"]
     assert best["verdict"] == "holds" and best["difference"] == pytest.approx(0.705 - 0.62)
     assert best["spread"] == pytest.approx(0.02) and best["original"] == "resnet18-aug 0.4077, next: resnet18 0.3539"
     worst = card["A constant learning rate of 1e-4 is worst"]
     assert worst["verdict"] == "within noise" and worst["difference"] == pytest.approx(0.61 - 0.62)
     assert card["Augmentation narrows the clean train_200 - test gap"]["verdict"] == "holds"
-    models = claims.scorecard(metrics, runs, "models")
+    models = claims.scorecard(claims.measured(metrics, runs), "models")
     assert set(models.filter(models["claim"] != "toy-dilated is far below every other model")["verdict"]) == {"not measured"}
-    tau, n = claims.rank_agreement(metrics, runs, "learning")
+    tau, n = claims.rank_agreement(claims.measured(metrics, runs), "learning")
     assert n == 3 and tau == pytest.approx(1 / 3)  # original: aug > resnet18 > clr; here: aug > clr > resnet18
 
 
@@ -81,7 +81,7 @@ def test_a_gain_against_the_claim_does_not_hold_and_no_gain_holds(tmp_path):
     run(tmp_path, "vitn-12x256-8x8-ra", [0.35, 0.36])  # below vitn by more than the spread
     run(tmp_path, "vitn-12x256-8x8-lt", [0.405, 0.415])  # not above vitn beyond the spread
     metrics, runs = read_runs(tmp_path)
-    card = {r["claim"]: r["verdict"] for r in claims.scorecard(metrics, runs, "models").iter_rows(named=True)}
+    card = {r["claim"]: r["verdict"] for r in claims.scorecard(claims.measured(metrics, runs), "models").iter_rows(named=True)}
     assert card["Relative positional attention improves on plain vitn"] == "does not hold"
     assert card["The learnable temperature (log 1/tau) does not help"] == "holds"
 
