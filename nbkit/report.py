@@ -46,10 +46,9 @@ def _script_json(value) -> str:
     return json.dumps(value).replace("</", "<\\/")  # safe inside <script>
 
 
-def document(comparison: Comparison, runs_dir: str | Path, dataset: str | None = None,
-             script: str | None = None) -> str:
-    """The report of one comparison as an HTML string."""
-    metrics, runs = read_runs(runs_dir)
+def document(comparison: Comparison, frames: tuple, dataset: str | None = None, script: str | None = None) -> str:
+    """The report of one comparison as an HTML string; frames: read_runs' (metrics, runs)."""
+    metrics, runs = frames
     chosen = dataset or (datasets(runs, comparison) or [None])[0]
     options, variants = variant_options(runs, comparison, chosen)
     parts = [_md(intro(comparison))]
@@ -91,19 +90,20 @@ def _page(comparison: Comparison, parts: list[str], specs: dict[str, dict] | Non
 
 
 def write_report(name: str, runs_dir: str | Path, out: str | Path, dataset: str | None = None,
-                 script: str | None = None) -> Path:
-    """Write <out>/<name>.html (replaced whole, never left half-written)."""
+                 script: str | None = None, frames: tuple | None = None) -> Path:
+    """Write <out>/<name>.html (replaced whole, never left half-written); frames: the runs
+    directory already read (read_runs), else it is read here."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     target, tmp = out / f"{name}.html", out / f".{name}.html.tmp"
-    tmp.write_text(document(COMPARISONS[name], runs_dir, dataset, script), encoding="utf-8")
+    tmp.write_text(document(COMPARISONS[name], frames or read_runs(runs_dir), dataset, script), encoding="utf-8")
     tmp.replace(target)
     return target
 
 
-def export_figures(runs_dir: Path, out: Path, dataset: str | None = None) -> list[Path]:
+def export_figures(runs_dir: Path, out: Path, dataset: str | None = None, frames: tuple | None = None) -> list[Path]:
     """Each comparison's main charts (mean and min-max band over seeds) as PNG and SVG."""
-    metrics, runs = read_runs(runs_dir)
+    metrics, runs = frames or read_runs(runs_dir)
     written = []
     if runs.is_empty() or metrics.is_empty():
         return written
@@ -125,7 +125,7 @@ def export_figures(runs_dir: Path, out: Path, dataset: str | None = None) -> lis
 def export_all(runs_dir: str | Path, out_dir: str | Path, figures_dir: str | Path | None = None,
                dataset: str | None = None) -> list[Path]:
     runs_dir, out = Path(runs_dir).resolve(), Path(out_dir)
-    script = javascript()  # once for the three reports
-    written = [write_report(name, runs_dir, out, dataset, script) for name in COMPARISONS]
-    written += export_figures(runs_dir, Path(figures_dir) if figures_dir else out / "figures", dataset)
+    script, frames = javascript(), read_runs(runs_dir)  # once for the three reports and the figures
+    written = [write_report(name, runs_dir, out, dataset, script, frames) for name in COMPARISONS]
+    written += export_figures(runs_dir, Path(figures_dir) if figures_dir else out / "figures", dataset, frames)
     return written
