@@ -1,13 +1,12 @@
-"""Every table over run logs, as Polars frames (rendered as markdown by nbkit.summary, shown as
-tables by the notebooks):
+"""Every table over run logs, as Polars frames (rendered as markdown by nbkit.summary, formatted
+for the notebooks and reports by nbkit.present):
 
 - each run's best top-1 on a split and its step, and the original's two tables built from it
   (best train_200 and best test top-1 per run; an augmented run's train_200 scored on augmented
   images, as the original scored it);
 - per run: final and best numbers; per variant across seeds: final and best test top-1 (mean,
   std), step of the best, the generalisation gap, parameters, wall time, images/s; with a val
-  split, test top-1 at the best validation step beside the best-on-test column;
-- the runs still in progress.
+  split, test top-1 at the best validation step beside the best-on-test column.
 """
 
 from __future__ import annotations
@@ -98,19 +97,3 @@ def original_tables(metrics: pl.DataFrame, runs: pl.DataFrame | None = None) -> 
     test = best_per_run(metrics, "test")
     return tuple(t.sort(["acc_top1", "path"], descending=[True, False]) if not t.is_empty() else t
                  for t in (train, test))
-
-
-def display(frame: pl.DataFrame, digits: int = 4) -> pl.DataFrame:
-    """Rounded floats for showing (the frames above keep full precision)."""
-    if frame.is_empty():
-        return frame
-    return frame.with_columns(pl.col(pl.Float64, pl.Float32).round(digits))
-
-
-def in_progress(runs: pl.DataFrame) -> pl.DataFrame:
-    """Runs still running: variant, seed, step of max_iter."""
-    if runs.is_empty():
-        return runs
-    return (runs.filter(pl.col("state") == "running")
-            .select("dataset", "variant", "seed", pl.col("last_step").alias("step"), pl.col("max_iter"),
-                    (pl.col("last_step") / pl.col("max_iter") * 100).round(1).alias("percent")))

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from nbkit import tables, workbench
+from nbkit import present, report, workbench
 from nbkit.claims import scorecards_markdown
 from nbkit.comparisons import COMPARISONS
 from nbkit.curves import SEED_MODES, X_AXES
@@ -121,10 +121,10 @@ def everything_a_view_shows(root: Path):
     for view in views:
         for chart in view.charts.values():
             chart.to_dict()
-        for frame in (view.variant_table, view.run_table, view.train_200_table, view.test_table):
-            tables.display(frame)
+        for frame in (view.variant_rows, view.run_rows, view.original_rows):
+            present.to_html(frame)
     workbench.launch_controls(comparison, runs, dataset)
-    tables.in_progress(runs)
+    report.document(comparison, (metrics, runs), script="")  # what `nbkit report` writes, charts' code aside
     return runs, views[0], summary_markdown(root) + variant_markdown(root) + scorecards_markdown(root)
 
 
