@@ -6,6 +6,7 @@
 (a) plain loop in the original's style: a torchvision dataset of PIL images with ToTensor in a
     DataLoader without workers, fp32, a host sync per step (loss.item());
 (b) nbkit's trainer on the same variant, batch and steps (data on the device, no per-step sync);
+    on a GPU twice: as it trains (the step a CUDA graph) and with cuda_graph=false (eager);
 (c) a sweep (`nbkit sweep`) of the chosen variants, K runs at a time, timed end to end, with
     the GPU's utilisation sampled during it.
 Prints a table and writes JSON under benchmarks/results/.
@@ -75,8 +76,8 @@ def plain_loop(variant: str, dataset, steps: int, batch: int, device: torch.devi
     return steps * batch / (time.perf_counter() - start)
 
 
-def nbkit_loop(variant: str, dataset, steps: int, batch: int, device: str, runs_dir: Path) -> float:
-    _, s = resolve(variant, max_iter=steps, eval_every=steps, batch_size=batch, save_every=10**9)
+def nbkit_loop(variant: str, dataset, steps: int, batch: int, device: str, runs_dir: Path, **settings) -> float:
+    _, s = resolve(variant, max_iter=steps, eval_every=steps, batch_size=batch, save_every=10**9, **settings)
     run = train(variant, s, runs_dir=runs_dir, device=device, dataset=dataset)
     return json.loads((run / "status.json").read_text())["images_per_second"]
 
@@ -144,14 +145,20 @@ def main() -> None:
               "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)",
               "torch": torch.__version__, "dataset": dataset.name, "batch": args.batch, "steps": args.steps,
               "loops": []}
-    print(f"{'variant':<22} {'plain img/s':>12} {'nbkit img/s':>12} {'ratio':>6}")
+    cuda = device.type == "cuda"
+    print(f"{'variant':<22} {'plain img/s':>12} {'nbkit img/s':>12} {'ratio':>6}" + (f" {'eager img/s':>12}" if cuda else ""))
     with tempfile.TemporaryDirectory() as tmp:
         for variant in args.variants:
             plain = plain_loop(variant, dataset, args.steps, args.batch, device)
             ours = nbkit_loop(variant, dataset, args.steps, args.batch, device.type, Path(tmp) / "loops")
-            result["loops"].append({"variant": variant, "plain_images_per_second": round(plain, 1),
-                                    "nbkit_images_per_second": round(ours, 1), "ratio": round(ours / plain, 3)})
-            print(f"{variant:<22} {plain:>12,.0f} {ours:>12,.0f} {ours / plain:>6.2f}", flush=True)
+            row = {"variant": variant, "plain_images_per_second": round(plain, 1),
+                   "nbkit_images_per_second": round(ours, 1), "ratio": round(ours / plain, 3)}
+            if cuda:  # what the CUDA graph adds: the same trainer with the step launched op by op
+                row["nbkit_eager_images_per_second"] = round(nbkit_loop(
+                    variant, dataset, args.steps, args.batch, device.type, Path(tmp) / "loops", cuda_graph=False), 1)
+            result["loops"].append(row)
+            print(f"{variant:<22} {plain:>12,.0f} {ours:>12,.0f} {ours / plain:>6.2f}"
+                  + (f" {row['nbkit_eager_images_per_second']:>12,.0f}" if cuda else ""), flush=True)
         if args.sweep:
             names = expand(["resnets", "learning", "models"]) if args.sweep == ["all"] else args.sweep
             result["sweep"] = sweep(names, args.seeds, args.jobs, args.sweep_steps, args.sweep_eval_every,

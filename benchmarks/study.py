@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import os
 import platform
 import signal
 import subprocess
@@ -39,7 +40,8 @@ def per_run(runs_dir: Path, before: set[Path]) -> list[dict]:
                      "step": status.get("step"), "wall_seconds": status.get("wall_seconds"),
                      "images_per_second": status.get("images_per_second"),
                      "gpu_memory_mb": status.get("gpu_memory_mb"), "peak_rss_mb": status.get("peak_rss_mb"),
-                     "precision": config.get("precision"), "skipped": run in before,
+                     "precision": config.get("precision"), "cuda_graph": config.get("cuda_graph"),
+                     "skipped": run in before,
                      "path": str(run.relative_to(runs_dir))})
     return rows
 
@@ -84,6 +86,7 @@ def main(argv: list[str] | None = None) -> Path:
     busy = sampler.samples
     result = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
               "host": platform.node(), "command": cmd[1:], "exit_status": rc, "wall_seconds": round(wall, 1),
+              "mps": bool(os.environ.get("CUDA_MPS_PIPE_DIRECTORY")),  # set by gpu_session.sh when MPS started
               "gpu_busy_percent_mean": round(sum(busy) / len(busy), 1) if busy else None, "gpu_busy_samples": len(busy),
               **summarise(rows), "per_run": rows}
     out = Path(args.out) / f"study-{args.device}-{time.strftime('%Y%m%d-%H%M%S')}.json"

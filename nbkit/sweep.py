@@ -211,11 +211,30 @@ class Outcome(dict):
                 + (f", {len(self['busy'])} left to another process" if self["busy"] else ""))
 
 
+def longest_first(jobs: list[Job]) -> list[Job]:
+    """The jobs by estimated work, most first (forward FLOPs x batch x steps), so that the
+    sweep's last minutes are not one long run alone. Seeds of a variant keep their order."""
+    if len({j.settings.model for j in jobs}) < 2:
+        return list(jobs)  # one architecture: nothing worth counting (its options barely change the work)
+    from .models import forward_flops
+
+    per_image: dict[str, float] = {}
+    try:
+        for j in jobs:
+            if j.settings.model not in per_image:
+                per_image[j.settings.model] = forward_flops(j.settings)
+    except Exception:  # noqa: BLE001 - an estimate never stops a sweep; the run reports its own error
+        return list(jobs)
+    work = lambda j: per_image[j.settings.model] * j.settings.batch_size * j.settings.max_iter
+    return sorted(jobs, key=work, reverse=True)
+
+
 def begin(jobs: list[Job], stream=None) -> tuple[Outcome, list[Job], Display]:
-    """Every sweep's start: finished runs are skipped; the rest queue."""
+    """Every sweep's start: finished runs are skipped; the rest queue, longest first."""
     outcome, queue = Outcome(), []
     for job in jobs:
         (outcome["skipped"] if job_state(job) == "done" else queue).append(job)
+    queue = longest_first(queue)
     display = Display(len(jobs), stream)
     if outcome["skipped"]:
         display.event(f"sweep: skipping {len(outcome['skipped'])} finished run(s)")

@@ -33,6 +33,7 @@ from .errors import NonFiniteLoss, RunStopped, stop_signals
 from .loader import TrainBatches, eval_shards, prepare, probe_generator
 from .models import create_model, parameter_count
 from .settings import Settings
+from .step import TrainStep, after_load, make_optimizer
 
 
 def warmup_decay_lr(step: int, s: Settings) -> float:
@@ -69,19 +70,22 @@ def precision_name(s: Settings, dev: torch.device) -> str:
 
 @torch.inference_mode()
 def evaluate(model, images: Tensor, labels: Tensor, batch_size: int, fmt: torch.memory_format,
-             augmented: tuple | None = None) -> Tensor:
+             augmented: tuple | None = None, dtype: torch.dtype | None = None) -> Tensor:
     """(correct, summed loss) over the images given, left on the device: the caller syncs once
     (and, in a multi-process run, sums them over the ranks first). augmented: (generator, part,
-    total) scores the images augmented as training augments them (the original's train_200 probe)."""
+    total) scores the images augmented as training augments them (the original's train_200 probe).
+    dtype: the training's autocast, used here too (bf16 evaluation costs a fraction of fp32's)."""
     was_training = model.training
     model.eval()
     totals = torch.zeros(2, device=images.device)
     if augmented is not None:
         images = prepare(images, fmt, *augmented)
+    autocast = torch.autocast(images.device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
     for i in range(0, len(labels), batch_size):
         y = labels[i:i + batch_size]
         x = images[i:i + batch_size]
-        logits, _ = model(x if augmented is not None else prepare(x, fmt))
+        with autocast:
+            logits, _ = model(x if augmented is not None else prepare(x, fmt))
         totals[0] += (logits.argmax(-1) == y).sum()
         totals[1] += F.cross_entropy(logits.float(), y, reduction="sum")
     model.train(was_training)
@@ -141,6 +145,7 @@ class _Parts:
     forward: Callable  # the model, or its DDP / compiled wrapper
     opt: torch.optim.Optimizer
     params: list
+    step: TrainStep
     batches: TrainBatches
     evals: dict
     generator: torch.Generator
@@ -181,13 +186,20 @@ def _build(variant: str, s: Settings, ds: Dataset, world: World, dev: torch.devi
                   "results differ slightly from a single-process run", flush=True)
         forward = torch.nn.parallel.DistributedDataParallel(model, device_ids=[dev.index] if cuda else None)
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.Adam(params, lr=warmup_decay_lr(0, s), betas=(0.9, 0.999), eps=1e-8,
-                           weight_decay=0.0, **({"fused": True} if cuda else {}))
+    opt = make_optimizer(params, warmup_decay_lr(0, s), dev)
     forward = torch.compile(forward) if s.compile else forward
+    step = TrainStep(model, forward, opt, params, s.gradient_clipping, autocast_dtype(s, dev), dev,
+                     capture=uses_cuda_graph(s, dev, world))
     generator = torch.Generator(dev).manual_seed(s.seed)  # data order and augmentation, the same on every rank
     batches = TrainBatches(ds, s.batch_size, world, dev, generator, augmented=s.use_augmentation)
-    return _Parts(variant, s, world, dev, model, forward, opt, params, batches, eval_shards(ds, world, dev),
+    return _Parts(variant, s, world, dev, model, forward, opt, params, step, batches, eval_shards(ds, world, dev),
                   generator, progress)
+
+
+def uses_cuda_graph(s: Settings, dev: torch.device, world: World) -> bool:
+    """Whether the step is captured: on a GPU, in one process (DDP's hooks are not captured
+    here), and not under torch.compile (which makes its own choices)."""
+    return s.cuda_graph and dev.type == "cuda" and not world.launched and not s.compile
 
 
 def _run(run: _Parts, checkpoint: dict | None, ds: Dataset, label: str | None) -> None:
@@ -230,30 +242,15 @@ def _run(run: _Parts, checkpoint: dict | None, ds: Dataset, label: str | None) -
 
 def _loop(run: _Parts, state: LoopState, stop_requested: list[str]) -> None:
     s = run.s
-    dtype = autocast_dtype(s, run.dev)
-    autocast = torch.autocast(run.dev.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
     run.model.train()
     while state.step < s.max_iter:
-        # learning rate
-        for g in run.opt.param_groups:
-            g["lr"] = warmup_decay_lr(state.step, s)
-        # forward, backward, step
+        # forward, backward, clipping, Adam at this step's learning rate (captured once on a GPU)
         x, y = run.batches(state.step)
-        with autocast:
-            logits, extras = run.forward(x, y)
-            loss = F.cross_entropy(logits.float(), y)
-            total = loss + sum((v for k, v in extras.items() if k.startswith("aux/")), torch.zeros((), device=run.dev))
-        run.opt.zero_grad(set_to_none=True)
-        total.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(run.params, s.gradient_clipping, foreach=True)  # before clipping
-        run.opt.step()
+        # log window: the step's statistics stay on the device until the window is written
+        state.window.append(run.step(x, y, warmup_decay_lr(state.step, s)))
         state.step += 1
-        # log window: this step's statistics stay on the device until the window is written
-        if not state.extra_keys and extras:
-            state.extra_keys = list(extras)
-        acc = (logits.detach().argmax(-1) == y).float().mean()
-        state.window.append(torch.stack([loss.detach(), acc, total.detach().float(), grad_norm.float(),
-                                         *(extras[k].detach().float() for k in state.extra_keys)]))
+        if not state.extra_keys:
+            state.extra_keys = run.step.extra_keys
         evaluating = state.step % s.eval_every == 0 or state.step == s.max_iter
         stop_agreed = False
         if len(state.window) >= s.log_every or evaluating:
@@ -335,7 +332,8 @@ def _evaluate(run: _Parts, state: LoopState) -> None:
     rows = []
     for split, (images, labels, n) in run.evals.items():
         for name, augmented in _probes(run, split, state.step, n):
-            sums = distributed.total(evaluate(run.model, images, labels, run.s.eval_batch_size, run.batches.fmt, augmented))
+            sums = distributed.total(evaluate(run.model, images, labels, run.s.eval_batch_size, run.batches.fmt,
+                                              augmented, autocast_dtype(run.s, run.dev)))
             acc, loss = (sums / n).tolist()
             rows.append({"step": state.step, "split": name, "time": round(time.perf_counter() - state.start, 3),
                          "acc_top1": acc, "loss": loss})
@@ -378,6 +376,7 @@ def _restore(run: _Parts, state: LoopState, checkpoint: dict) -> float:
     """Model, optimiser, loop state, RNGs and data order as they were; returns the time trained so far."""
     run.model.load_state_dict(checkpoint["model"])
     run.opt.load_state_dict(checkpoint["optimizer"])
+    after_load(run.opt, run.dev)
     state.step = state.first_step = checkpoint["step"]
     run.generator.set_state(checkpoint["generator"].cpu())
     torch.set_rng_state(checkpoint["cpu_rng"].cpu())
@@ -404,7 +403,7 @@ def _config_record(run: _Parts, ds: Dataset, label: str | None) -> dict:
         "variant": run.variant, "label": label, "run_id": run.run_dir.name, "seed": run.s.seed,
         "settings": run.s.to_dict(), "dataset": ds.describe(), "parameters": parameter_count(run.model),
         "steps_per_epoch": run.batches.steps, "world_size": run.world.size,
-        "precision": precision_name(run.s, run.dev),
+        "precision": precision_name(run.s, run.dev), "cuda_graph": uses_cuda_graph(run.s, run.dev, run.world),
         "nbkit_version": __version__, "git_commit": _git_commit(), "torch_version": torch.__version__,
         "device": torch.cuda.get_device_name(run.dev) if cuda else "cpu",
         "start_time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),

@@ -5,7 +5,8 @@ import pytest
 from nbkit.cli import main
 from nbkit.reader import read_runs
 from nbkit.runlog import read_metrics
-from nbkit.sweep import job_state, plan, run_sweep
+from nbkit import sweep
+from nbkit.sweep import job_state, longest_first, plan, run_sweep
 
 SMALL = {"dataset": "synthetic", "max_iter": 12, "eval_every": 6, "batch_size": 16, "log_every": 3,
          "tailor_num_classes": True, "constant_lr": 3e-3, "eval_batch_size": 256}
@@ -21,6 +22,24 @@ def test_plan_names_runs_by_settings_and_seed(tmp_path):
     assert jobs[0].run_dir != longer[0].run_dir
     with pytest.raises(ValueError, match="unknown comparison or variant 'resnet81'; did you mean 'resnet18'"):
         plan(["resnet81"], 1, SMALL, tmp_path)
+
+
+def test_the_queue_starts_the_most_work_first_and_keeps_seeds_in_order(tmp_path, monkeypatch):
+    jobs = plan(["toy-dilated", "resnet18", "vit-b-8x8", "resnet50"], 2, SMALL, tmp_path)
+    assert [j.label for j in longest_first(jobs)] == [
+        "vit-b-8x8 seed 0", "vit-b-8x8 seed 1", "resnet50 seed 0", "resnet50 seed 1",
+        "resnet18 seed 0", "resnet18 seed 1", "toy-dilated seed 0", "toy-dilated seed 1"]
+    longer = plan(["toy-dilated"], 1, {**SMALL, "max_iter": 100 * SMALL["max_iter"]}, tmp_path)
+    assert longest_first(jobs + longer)[0].label == "toy-dilated seed 0"  # steps count too
+    _, queue, display = sweep.begin(jobs)
+    display.close()
+    assert queue[0].label == "vit-b-8x8 seed 0"
+
+    def broken(*_):
+        raise RuntimeError("no estimate")
+
+    monkeypatch.setattr("nbkit.models.forward_flops", broken)
+    assert longest_first(jobs) == jobs  # an estimate that fails leaves the plan's order
 
 
 def test_sweep_runs_in_parallel_isolates_a_failure_and_skips_finished_runs(tmp_path):

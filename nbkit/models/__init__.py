@@ -101,6 +101,19 @@ def parameter_count(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+def forward_flops(s: Settings, num_classes: int = 100, size: int = 32) -> float:
+    """Floating-point operations of one training image's forward pass (a multiply-add is two),
+    counted on the meta device: no weights allocated, nothing computed."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with torch.device("meta"):
+        model = create_model(s, num_classes).train()
+        x, y = torch.empty(2, 3, size, size), torch.zeros(2, dtype=torch.long)  # 2: BatchNorm needs two
+    with FlopCounterMode(display=False) as counter:
+        model(x, y)
+    return counter.get_total_flops() / 2
+
+
 def variant_table(num_classes: int = 100) -> list[dict]:
     """Every variant with its description, model reference and parameter count."""
     from ..variants import VARIANTS

@@ -60,11 +60,19 @@ class MixStyle(nn.Module):
     def __init__(self, p: float = 0.5, alpha: float = 0.1, eps: float = 1e-6):
         super().__init__()
         self.p, self.alpha, self.eps = p, alpha, eps
+        self.device_coin = False  # set for a CUDA-graph-captured step: no host decision inside it
 
     def forward(self, x: Tensor) -> Tensor:  # (B, C, H, W)
-        # the coin is drawn from the CPU generator: no device sync, and seeded with the run
-        if not self.training or torch.rand(()).item() > self.p:
+        if not self.training:
             return x
+        if self.device_coin:  # mix always, keep it with probability p: the same draw, made on the device
+            return torch.where(torch.rand((), device=x.device) <= self.p, self._mix(x), x)
+        # the coin is drawn from the CPU generator: no device sync, and seeded with the run
+        if torch.rand(()).item() > self.p:
+            return x
+        return self._mix(x)
+
+    def _mix(self, x: Tensor) -> Tensor:
         B = x.size(0)
         mu = x.mean(dim=(2, 3), keepdim=True).detach()
         sig = (x.var(dim=(2, 3), keepdim=True) + self.eps).sqrt().detach()
