@@ -63,6 +63,7 @@ def main(argv: list[str] | None = None) -> Path:
     ap.add_argument("--dataset", default=str(SHARED_CIFAR10), help="dataset name or path (default: the CIFAR-10 folder)")
     ap.add_argument("--runs-dir", default=None, help="where the runs go (default: a new folder under /tmp)")
     ap.add_argument("--max-iter", type=int, help="training steps (default: the original's 5,000)")
+    ap.add_argument("--pack", type=int, default=1, help="seeds of a variant trained as one model (nbkit sweep --pack)")
     ap.add_argument("--label", help="a note stored in every run's config.json")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results"), help="where the JSON goes")
     args = ap.parse_args(argv)
@@ -71,7 +72,7 @@ def main(argv: list[str] | None = None) -> Path:
     before = set(find_runs(runs_dir)) if runs_dir.exists() else set()
     before = {r for r in before if (read_status(r) or {}).get("state") == "done"}
     cmd = [sys.executable, "-m", "nbkit", "sweep", *args.names, "--seeds", str(args.seeds), "--jobs", str(args.jobs),
-           "--device", args.device, "--dataset", args.dataset, "--runs-dir", str(runs_dir),
+           "--device", args.device, "--dataset", args.dataset, "--runs-dir", str(runs_dir), "--pack", str(args.pack),
            *(["--max-iter", str(args.max_iter)] if args.max_iter else []), *(["--label", args.label] if args.label else [])]
     sampler = GPUSampler()
     sampler.start()

@@ -73,6 +73,8 @@ def cmd_train(args) -> None:
     from .variants import resolve
 
     overrides = setting_overrides(args)
+    if args.pack_json:
+        return _train_pack(args, overrides)
     if args.resume:
         if args.spec or args.run_dir:
             raise ValueError("give either VARIANT|CONFIG.yml [--run-dir DIR] or --resume RUN_DIR, not both")
@@ -90,6 +92,28 @@ def cmd_train(args) -> None:
     if main_process:
         if sys.stderr.isatty():
             print(file=sys.stderr)
+        print(run_dir)
+
+
+def _train_pack(args, overrides: dict) -> None:
+    """A sweep's pack: new runs of one variant, one per {run_dir, settings}, trained as one model."""
+    import json
+
+    from .pack import train_pack
+    from .settings import Settings
+
+    try:
+        runs = json.loads(args.pack_json)
+    except ValueError as e:
+        raise ValueError(f"--pack-json expects a JSON list of {{run_dir, settings}} objects ({e})") from None
+    if not isinstance(runs, list) or not all(isinstance(r, dict) and {"run_dir", "settings"} <= set(r) for r in runs):
+        raise ValueError("--pack-json expects a JSON list of {run_dir, settings} objects")
+    if not args.spec or args.resume or args.run_dir or args.settings_json:
+        raise ValueError("--pack-json goes with a VARIANT alone (not --resume, --run-dir or --settings-json)")
+    settings = [Settings(**_json_object(json.dumps(r["settings"]), "--pack-json settings")).replace(**overrides)
+                for r in runs]
+    for run_dir in train_pack(args.spec, settings, [r["run_dir"] for r in runs], device=args.device,
+                              label=args.label, restart=args.restart):
         print(run_dir)
 
 
@@ -118,11 +142,13 @@ def cmd_sweep(args) -> None:
     if args.backend == "ray":
         from .ray_backend import run_sweep_ray
 
+        if args.pack != 1:
+            raise ValueError("--pack works with the local backend; with --backend ray each run is its own task")
         outcome = run_sweep_ray(jobs, args.runs_dir, address=args.address, device=args.device, jobs_per_gpu=args.jobs,
                                 cpus_per_run=args.cpus_per_run, max_retries=args.max_retries,
                                 shared_fs=args.shared_fs, label=args.label)
     else:
-        outcome = run_sweep(jobs, device=args.device, jobs_per_device=args.jobs, label=args.label)
+        outcome = run_sweep(jobs, device=args.device, jobs_per_device=args.jobs, label=args.label, pack=args.pack)
     if outcome["stopped"]:
         raise SystemExit(STOPPED)
     if outcome["failed"]:
@@ -185,6 +211,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--settings-json", metavar="JSON",
                    help="the run's resolved settings as one JSON object, instead of the variant's (how a sweep "
                         "passes each run its settings)")
+    p.add_argument("--pack-json", metavar="JSON",
+                   help="train several new runs of VARIANT as one vectorised model: a JSON list of {run_dir, "
+                        "settings} that differ in the seed only (how `sweep --pack` starts a pack)")
     p.add_argument("--device", default="auto", help="auto (default), cpu or cuda")
     add_runs_dir(p)
     p.add_argument("--run-dir", help="write the run into this directory instead of a new timestamped one")
@@ -215,6 +244,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto (default), cpu or cuda (all visible GPUs)")
     add_runs_dir(p)
     p.add_argument("--label", help="a note stored in every run's config.json")
+    p.add_argument("--pack", type=int, default=1, metavar="K",
+                   help="train up to K new seeds of a variant in one process as one vectorised model (default 1: "
+                        "each run alone); each still writes, stops, fails and resumes as its own run")
     p.add_argument("--backend", choices=["local", "ray"], default="local",
                    help="local (default): processes on this machine; ray: Ray tasks on a cluster (pip install '.[ray]')")
     ray = p.add_argument_group("ray backend")

@@ -42,7 +42,7 @@ def after_load(opt: torch.optim.Optimizer, dev: torch.device) -> None:
     device's (fused, capturable, a device-tensor learning rate) so the step can be captured."""
     if dev.type != "cuda":
         for g in opt.param_groups:
-            g["lr"] = float(g["lr"])
+            g.update(lr=float(g["lr"]), fused=None, capturable=False)
         return
     for g in opt.param_groups:
         g.update(fused=True, capturable=True, foreach=None, lr=torch.tensor(float(g["lr"]), device=dev))
@@ -163,9 +163,14 @@ def _restore(saved: dict, model, opt, dev) -> None:
 
 def capture_or_explain(step: TrainStep, x: Tensor, y: Tensor) -> None:
     """Capture the step; when capture fails, say why and train eagerly (slower, same results)."""
+    stream = torch.cuda.current_stream(step.dev) if step.dev.type == "cuda" else None
     try:
         step.capture(x, y)
     except Exception as e:  # noqa: BLE001 - any failure leaves a working eager step
+        if stream is not None:  # a failed capture can leave its own stream current
+            torch.cuda.set_stream(stream)
+            torch.cuda.synchronize(step.dev)  # an error that poisons the device shows here, not mid-run
         step.graph = step.static = None
-        print(f"nbkit: CUDA graph capture failed ({type(e).__name__}: {e}); training without it",
+        cause = e.__context__ or e  # a failed capture_end hides the error inside the capture
+        print(f"nbkit: CUDA graph capture failed ({type(cause).__name__}: {cause}); training without it",
               file=sys.stderr, flush=True)

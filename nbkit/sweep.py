@@ -79,6 +79,32 @@ def command(job: Job, device: str, label: str | None = None) -> list[str]:
                   *(["--label", label] if label else []), "--settings-json", json.dumps(job.settings.to_dict())]
 
 
+def packs(queue: list[Job], size: int) -> list[list[Job]]:
+    """The queue in units of one child process: up to `size` new runs of one variant that differ
+    only in their seed train as one pack (nbkit.pack); a run resuming from a checkpoint trains alone."""
+    if size < 1:
+        raise ValueError(f"--pack expects at least 1, got {size}")
+    units: list[list[Job]] = []
+    for job in queue:
+        last = units[-1] if units else None
+        if (last and len(last) < size and job_state(job) == "new" and job_state(last[0]) == "new"
+                and job.variant == last[0].variant and job.settings.replace(seed=0) == last[0].settings.replace(seed=0)):
+            last.append(job)
+        else:
+            units.append([job])
+    return units
+
+
+def pack_command(jobs: list[Job], device: str, label: str | None = None) -> list[str]:
+    """The child's command line for a pack: every run's directory and settings, as JSON."""
+    if len(jobs) == 1:
+        return command(jobs[0], device, label)
+    runs = [{"run_dir": str(j.run_dir), "settings": j.settings.to_dict()} for j in jobs]
+    restart = ["--restart"] if any((j.run_dir / CONFIG).exists() for j in jobs) else []
+    return [sys.executable, "-m", "nbkit", "train", jobs[0].variant, "--device", device, *restart,
+            *(["--label", label] if label else []), "--pack-json", json.dumps(runs)]
+
+
 # exec'd in front of a child process: the kernel sends it a signal when its parent dies
 _DIES_WITH_PARENT = """import os, sys
 try:
@@ -178,6 +204,8 @@ class Outcome(dict):
         status file's stamp when the child started; a child that failed before writing one has
         its own error (the last line it printed) recorded, not the earlier attempt's state."""
         state = read_status(job.run_dir).get("state")
+        if state == "running" and returncode == 0:  # a pack that left it to another process writing it
+            returncode = BUSY
         if state == "running" and returncode < 0:  # killed before it could say so itself
             state = "stopped" if stopping else "failed"
             mark(job.run_dir, state, f"the process was killed by {signal.Signals(-returncode).name}; "
@@ -260,36 +288,44 @@ def last_line(path: Path) -> str:
 
 
 def run_sweep(jobs: list[Job], device: str = "auto", jobs_per_device: int = 1, poll: float = 0.5,
-              stream=None, label: str | None = None) -> Outcome:
-    """Run every job not yet done in local processes; returns the jobs by outcome."""
+              stream=None, label: str | None = None, pack: int = 1) -> Outcome:
+    """Run every job not yet done in local processes, up to `pack` seeds of a variant per process;
+    returns the jobs by outcome."""
     outcome, queue, display = begin(jobs, stream)
-    free = slots(device, jobs_per_device)
-    running: dict[subprocess.Popen, tuple[Job, tuple, object]] = {}
+    units, free = packs(queue, pack), slots(device, jobs_per_device)
+    running: dict[subprocess.Popen, tuple[list[Job], tuple, list]] = {}
 
     def stop_children(_signal_name: str) -> None:
         for p in running:
             p.send_signal(signal.SIGTERM)  # each run checkpoints and marks itself stopped
 
     with stop_signals(stop_children) as stop_requested:
-        while queue or running:
-            while queue and free and not stop_requested:
-                job, slot = queue.pop(0), free.pop(0)
-                job.run_dir.mkdir(parents=True, exist_ok=True)
-                action = "resuming" if job_state(job) == "resume" else "starting"
-                before = status_stamp(job.run_dir)
-                with open(job.run_dir / TRAIN_LOG, "a") as log:  # a killed sweep's runs stop, checkpointed
-                    p = subprocess.Popen(dies_with_parent(command(job, slot[0], label), signal.SIGTERM), stdout=log,
-                                         stderr=subprocess.STDOUT, env={**os.environ, **slot[1]})
-                running[p] = (job, slot, before)
-                display.event(f"{action} {job.label} -> {job.run_dir}")
+        while units or running:
+            while units and free and not stop_requested:
+                unit, slot = units.pop(0), free.pop(0)
+                for job in unit:
+                    job.run_dir.mkdir(parents=True, exist_ok=True)
+                action = "resuming" if job_state(unit[0]) == "resume" else "starting"
+                before = [status_stamp(job.run_dir) for job in unit]
+                for job in unit[1:]:  # one process, one output: the pack's first run keeps it
+                    with open(job.run_dir / TRAIN_LOG, "a") as log:
+                        log.write(f"nbkit: trained in a pack; the process's output is in {unit[0].run_dir / TRAIN_LOG}\n")
+                with open(unit[0].run_dir / TRAIN_LOG, "a") as log:  # a killed sweep's runs stop, checkpointed
+                    p = subprocess.Popen(dies_with_parent(pack_command(unit, slot[0], label), signal.SIGTERM),
+                                         stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **slot[1]})
+                running[p] = (unit, slot, before)
+                packed = f" (packed with {', '.join(j.label for j in unit[1:])})" if len(unit) > 1 else ""
+                display.event(f"{action} {unit[0].label}{packed} -> {unit[0].run_dir}")
             for p in [p for p in running if p.poll() is not None]:
-                job, slot, before = running.pop(p)
+                unit, slot, before = running.pop(p)
                 free.append(slot)
-                outcome.settle(job, p.returncode, bool(stop_requested), display, status_before=before)
+                for job, stamp in zip(unit, before):
+                    outcome.settle(job, p.returncode, bool(stop_requested), display, status_before=stamp)
             if stop_requested:
-                outcome["stopped"] += queue
-                queue = []
-            display.draw([job for job, _, _ in running.values()], outcome.counts(len(queue)))
+                outcome["stopped"] += [job for unit in units for job in unit]
+                units = []
+            display.draw([job for unit, _, _ in running.values() for job in unit],
+                         outcome.counts(sum(map(len, units))))
             time.sleep(poll if running else 0)
     display.close(outcome.final_line())
     return outcome

@@ -135,7 +135,7 @@ def train(variant: str, s: Settings, runs_dir: str | Path | None = None, device:
 
 
 @dataclass
-class _Parts:
+class RunParts:
     """What a run trains with; fixed once the loop starts."""
     variant: str
     s: Settings
@@ -171,7 +171,7 @@ class LoopState:
         return (self.step - self.first_step) * batch_size / max(self.train_seconds, 1e-9)
 
 
-def _build(variant: str, s: Settings, ds: Dataset, world: World, dev: torch.device, progress) -> _Parts:
+def _build(variant: str, s: Settings, ds: Dataset, world: World, dev: torch.device, progress) -> RunParts:
     cuda = dev.type == "cuda"
     torch.manual_seed(s.seed)  # initialisation, dropout, MixStyle's coin
     model = create_model(s, ds.num_classes).to(dev)
@@ -192,7 +192,7 @@ def _build(variant: str, s: Settings, ds: Dataset, world: World, dev: torch.devi
                      capture=uses_cuda_graph(s, dev, world))
     generator = torch.Generator(dev).manual_seed(s.seed)  # data order and augmentation, the same on every rank
     batches = TrainBatches(ds, s.batch_size, world, dev, generator, augmented=s.use_augmentation)
-    return _Parts(variant, s, world, dev, model, forward, opt, params, step, batches, eval_shards(ds, world, dev),
+    return RunParts(variant, s, world, dev, model, forward, opt, params, step, batches, eval_shards(ds, world, dev),
                   generator, progress)
 
 
@@ -202,8 +202,22 @@ def uses_cuda_graph(s: Settings, dev: torch.device, world: World) -> bool:
     return s.cuda_graph and dev.type == "cuda" and not world.launched and not s.compile
 
 
-def _run(run: _Parts, checkpoint: dict | None, ds: Dataset, label: str | None) -> None:
+def _run(run: RunParts, checkpoint: dict | None, ds: Dataset, label: str | None) -> None:
     """Open the run's log, start or restore, train to the end, and say how it ended."""
+    state = start(run, checkpoint, ds, label)
+    try:
+        with stop_signals() as stop_requested:
+            _loop(run, state, stop_requested)
+        finish(run, state)
+    except BaseException as e:
+        ended(run, state, e)
+        raise
+    finally:
+        run.log.close()
+
+
+def start(run: RunParts, checkpoint: dict | None, ds: Dataset, label: str | None, **config) -> LoopState:
+    """Open the run's log and write its config (a new run) or restore it (a resumed one)."""
     if run.world.main:
         if checkpoint is not None:
             runlog.truncate_metrics(run.run_dir / runlog.METRICS, checkpoint["step"])  # rows past it are redone
@@ -211,36 +225,36 @@ def _run(run: _Parts, checkpoint: dict | None, ds: Dataset, label: str | None) -
     state, elapsed = LoopState(), 0.0
     if checkpoint is None:
         if run.world.main:
-            run.log.config(_config_record(run, ds, label))
+            run.log.config(_config_record(run, ds, label) | config)
             if warning := warmup_warning(run.s):
                 print(f"nbkit: warning: {warning}", file=sys.stderr, flush=True)
     else:
         elapsed = _restore(run, state, checkpoint)
     run.log.status("running", state.step)
     state.start, state.segment_start = time.perf_counter() - elapsed, time.perf_counter()
-    try:
-        with stop_signals() as stop_requested:
-            _loop(run, state, stop_requested)
-        run.log.status("done", state.step, images_per_second=round(state.images_per_second(run.s.batch_size), 1),
-                       wall_seconds=round(time.perf_counter() - state.start, 2), **_peak_memory(run.dev))
-        if run.world.main:
-            drop_previous(run.run_dir)
-    except RunStopped as e:
-        _checkpoint(run, state)
+    return state
+
+
+def finish(run: RunParts, state: LoopState) -> None:
+    run.log.status("done", state.step, images_per_second=round(state.images_per_second(run.s.batch_size), 1),
+                   wall_seconds=round(time.perf_counter() - state.start, 2), **_peak_memory(run.dev))
+    if run.world.main:
+        drop_previous(run.run_dir)
+
+
+def ended(run: RunParts, state: LoopState, e: BaseException) -> None:
+    """Say how a run ended early: stopped (with a checkpoint to resume from) or failed, and why."""
+    if isinstance(e, RunStopped):
+        write_checkpoint(run, state)
         run.log.status("stopped", state.step, reason=f"stopped by {e}")
         distributed.barrier()  # no rank leaves (and makes torchrun end the others) before the checkpoint
-        raise
-    except NonFiniteLoss as e:
+    elif isinstance(e, NonFiniteLoss):
         run.log.status("failed", state.step, reason=str(e))
-        raise
-    except BaseException as e:
+    else:
         run.log.status("failed", state.step, reason=f"{type(e).__name__}: {e}")
-        raise
-    finally:
-        run.log.close()
 
 
-def _loop(run: _Parts, state: LoopState, stop_requested: list[str]) -> None:
+def _loop(run: RunParts, state: LoopState, stop_requested: list[str]) -> None:
     s = run.s
     run.model.train()
     while state.step < s.max_iter:
@@ -251,22 +265,23 @@ def _loop(run: _Parts, state: LoopState, stop_requested: list[str]) -> None:
         state.step += 1
         if not state.extra_keys:
             state.extra_keys = run.step.extra_keys
-        evaluating = state.step % s.eval_every == 0 or state.step == s.max_iter
+        evaluating = evaluation_due(s, state.step)
         stop_agreed = False
         if len(state.window) >= s.log_every or evaluating:
-            stop_agreed = _write_train_row(run, state, stop_requested)
+            stop_agreed = write_train_row(run, state, stop_requested)
         # evaluation
         if evaluating:
-            _evaluate(run, state)
+            pause_clock(run, state)
+            evaluate_splits(run, state)
         # checkpoint
-        if state.step % s.save_every == 0 or state.step == s.max_iter:
-            _checkpoint(run, state)
+        if saving(s, state.step):
+            write_checkpoint(run, state)
         # stop: at once in one process; under torchrun at a window all ranks agreed on
         if state.step < s.max_iter and (stop_agreed or (stop_requested and not run.world.launched)):
             raise RunStopped(stop_requested[0] if stop_requested else "a signal to another process")
 
 
-def _write_train_row(run: _Parts, state: LoopState, stop_requested: list[str]) -> bool:
+def write_train_row(run: RunParts, state: LoopState, stop_requested: list[str]) -> bool:
     """Write the window's means as one train row; under torchrun, also whether any rank was asked to stop."""
     if not state.window:
         return False
@@ -324,11 +339,23 @@ def _normalizer_columns(norm: dict[str, Tensor], values: list[float]) -> dict[st
     return out
 
 
-def _evaluate(run: _Parts, state: LoopState) -> None:
-    """Top-1 and loss on every evaluated split; the time it takes is not training time."""
+def evaluation_due(s: Settings, step: int) -> bool:
+    return step % s.eval_every == 0 or step == s.max_iter
+
+
+def saving(s: Settings, step: int) -> bool:
+    return step % s.save_every == 0 or step == s.max_iter
+
+
+def pause_clock(run: RunParts, state: LoopState) -> None:
+    """End a stretch of training steps: what follows (evaluation) is not training time."""
     if run.dev.type == "cuda":
         torch.cuda.synchronize(run.dev)
     state.train_seconds += time.perf_counter() - state.segment_start
+
+
+def evaluate_splits(run: RunParts, state: LoopState) -> None:
+    """Top-1 and loss on every evaluated split, then the clock restarts."""
     rows = []
     for split, (images, labels, n) in run.evals.items():
         for name, augmented in _probes(run, split, state.step, n):
@@ -348,7 +375,7 @@ def _evaluate(run: _Parts, state: LoopState) -> None:
     state.segment_start = time.perf_counter()
 
 
-def _probes(run: _Parts, split: str, step: int, n: int) -> list[tuple[str, tuple | None]]:
+def _probes(run: RunParts, split: str, step: int, n: int) -> list[tuple[str, tuple | None]]:
     """How a split is scored: clean; and for train_200 of an augmented run also as the original
     scored it, on freshly augmented images (`train_200_aug`, seeded by seed and step so reruns
     agree; each rank augments its share as one process would)."""
@@ -359,7 +386,7 @@ def _probes(run: _Parts, split: str, step: int, n: int) -> list[tuple[str, tuple
     return probes
 
 
-def _checkpoint(run: _Parts, state: LoopState) -> None:
+def write_checkpoint(run: RunParts, state: LoopState) -> None:
     """Everything the next step depends on, so a resumed run continues exactly (rank 0 writes)."""
     if not run.world.main:
         return
@@ -372,7 +399,7 @@ def _checkpoint(run: _Parts, state: LoopState) -> None:
         "extra_keys": state.extra_keys, "elapsed": time.perf_counter() - state.start})
 
 
-def _restore(run: _Parts, state: LoopState, checkpoint: dict) -> float:
+def _restore(run: RunParts, state: LoopState, checkpoint: dict) -> float:
     """Model, optimiser, loop state, RNGs and data order as they were; returns the time trained so far."""
     run.model.load_state_dict(checkpoint["model"])
     run.opt.load_state_dict(checkpoint["optimizer"])
@@ -397,7 +424,7 @@ def _window_row(row: Tensor, extras: int) -> Tensor:
     return row
 
 
-def _config_record(run: _Parts, ds: Dataset, label: str | None) -> dict:
+def _config_record(run: RunParts, ds: Dataset, label: str | None) -> dict:
     cuda = run.dev.type == "cuda"
     return {
         "variant": run.variant, "label": label, "run_id": run.run_dir.name, "seed": run.s.seed,

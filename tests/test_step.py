@@ -123,7 +123,7 @@ def test_capture_of_a_fresh_optimiser_zeroes_the_state_its_warm_up_made():
 
 
 def test_a_run_through_the_capture_path_logs_what_an_eager_run_logs(tmp_path, monkeypatch):
-    name, s = resolve("toy-dilated", **FAST)
+    name, s = resolve("toy-dilated", **{**FAST, "max_iter": 24, "eval_every": 12})
     eager = train(name, s, runs_dir=tmp_path / "eager", device="cpu")
     captures, capture = [], TrainStep.capture
 
@@ -147,3 +147,14 @@ def test_a_loaded_optimiser_state_gets_this_devices_learning_rate_back():
     opt.load_state_dict(state)
     after_load(opt, torch.device("cpu"))
     assert opt.param_groups[0]["lr"] == pytest.approx(5e-4) and isinstance(opt.param_groups[0]["lr"], float)
+
+
+def test_mixstyle_leaves_a_single_position_alone_in_either_coin_mode():
+    x = torch.randn(4, 8, 1, 1, requires_grad=True)  # resnet layer4 at 32x32: no spatial spread to mix
+    for device_coin in (False, True):
+        ms = MixStyle(p=1.0).train()
+        ms.device_coin = device_coin
+        out = ms(x)
+        out.sum().backward()
+        assert torch.equal(out, x) and torch.isfinite(x.grad).all()
+        x.grad = None

@@ -73,6 +73,8 @@ class MixStyle(nn.Module):
         return self._mix(x)
 
     def _mix(self, x: Tensor) -> Tensor:
+        if x.shape[2] * x.shape[3] < 2:  # one position has no spread to mix (its variance is NaN)
+            return x
         B = x.size(0)
         mu = x.mean(dim=(2, 3), keepdim=True).detach()
         sig = (x.var(dim=(2, 3), keepdim=True) + self.eps).sqrt().detach()

@@ -26,6 +26,7 @@ class Attention(nn.Module):
             raise ValueError(f"temperature must be one of {TEMPERATURES}, got {temperature!r}")
         self.heads, self.head_dim = heads, width // heads
         self.relative, self.diag_mask, self.temperature = relative, diag_mask, temperature
+        self.explicit = False  # softmax(q k^T + bias) v spelled out, for vmap (nbkit.pack): same maths
         self.qkv = nn.Linear(width, 3 * width, bias=False)
         self.out = nn.Linear(width, width)
         if relative:
@@ -66,7 +67,13 @@ class Attention(nn.Module):
         if self.diag_mask:
             eye = torch.eye(T, dtype=torch.bool, device=x.device)
             bias = ~eye if bias is None else bias.masked_fill(eye, float("-inf"))
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=scale)
+        if self.explicit:
+            scores = q @ k.transpose(-2, -1) * scale
+            if bias is not None:
+                scores = scores.masked_fill(~bias, float("-inf")) if bias.dtype == torch.bool else scores + bias
+            out = scores.softmax(-1) @ v
+        else:
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=scale)
         return self.out(out.transpose(1, 2).reshape(B, T, d))
 
 

@@ -1,0 +1,179 @@
+"""Packed runs (nbkit.pack): the seeds of a variant trained as one vectorised model log what the
+same runs log alone, and each still ends, stops and resumes as a run of its own."""
+
+import json
+import os
+import signal
+
+import pytest
+import torch
+
+from nbkit import create_model, resolve
+from nbkit import pack as pack_module
+from nbkit.errors import RunStopped
+from nbkit.pack import Member, MemberOptimizer, Packed, PackedStep, check_members, train_pack
+from nbkit.runlog import read_metrics, read_status
+from nbkit.step import TrainStep, make_optimizer
+from nbkit.sweep import packs, plan, run_sweep
+from nbkit.train import train
+
+
+# Adam moves each weight by about the learning rate whatever its gradient's size, so a rounding-level
+# difference in a near-zero gradient (a conv bias before BatchNorm has only rounding for a gradient)
+# becomes a step-sized one, and two paths that sum in different orders part: at 3e-4 a test image or
+# two flips within 24 steps (0.4% of top-1). At 1e-4 every logged value agrees (measured: 5e-6).
+PACKABLE = dict(dataset="synthetic", tailor_num_classes=True, constant_lr=1e-4, batch_size=16, max_iter=24,
+                eval_every=12, log_every=4, eval_batch_size=256)
+
+
+def values(run):
+    return [{k: v for k, v in row.items() if k != "time"} for row in read_metrics(run / "metrics.jsonl")]
+
+
+def assert_logs_agree(packed, alone, rel=1e-3):
+    a, b = values(packed), values(alone)
+    assert len(a) == len(b) and len(a) > 0
+    for x, y in zip(a, b):
+        assert x.keys() == y.keys() and (x["step"], x["split"]) == (y["step"], y["split"])
+        for key in x.keys() - {"step", "split"}:
+            assert x[key] == pytest.approx(y[key], rel=rel, abs=1e-6), (x["step"], x["split"], key)
+
+
+def test_packed_runs_log_what_the_same_runs_log_alone(tmp_path):
+    name, s = resolve("toy-dilated", **PACKABLE)
+    seeds = [s.replace(seed=k) for k in (0, 1, 2)]
+    packed = train_pack(name, seeds, [tmp_path / f"p{k}" for k in range(3)], device="cpu")
+    for k, run in enumerate(packed):
+        alone = train(name, seeds[k], run_dir=tmp_path / f"a{k}", device="cpu")
+        assert_logs_agree(run, alone)
+        config = json.loads((run / "config.json").read_text())
+        assert config["pack_size"] == 3 and config["seed"] == k and config["parameters"] > 0
+        assert read_status(run)["state"] == "done"
+    assert values(packed[0]) != values(packed[1])  # three runs, not one run three times
+
+
+@pytest.mark.parametrize("name", ["resnet18", "resnet18-gn", "resnet18-pcnorm", "vitn-12x256-8x8-ra"])
+def test_a_packed_step_is_each_runs_own_step(name):
+    """Step by step against each run alone started from the pack's state (deeper models part over
+    many steps, as any two summation orders do; each step must still be the same step)."""
+    def without_dropout(model):  # the pack's random stream is its own: compare the deterministic part
+        for mod in model.modules():
+            if isinstance(mod, torch.nn.Dropout):
+                mod.p = 0.0
+        return model.train()
+
+    torch.manual_seed(0)
+    packed = Packed([without_dropout(create_model(name, 10)) for _ in range(2)]).train()
+    params = [p for p in packed.parameters() if p.requires_grad]
+    opt = make_optimizer(params, 1e-3, torch.device("cpu"))
+    step = PackedStep(packed, packed, opt, params, 1.0, None, torch.device("cpu"))  # clip 1.0: clipping acts
+    alone = [without_dropout(create_model(name, 10)) for _ in range(2)]
+    for i in range(3):
+        x, y = torch.rand(2, 8, 3, 32, 32), torch.randint(0, 10, (2, 8))
+        for k, model in enumerate(alone):  # each run alone from the pack's state, Adam's included
+            model.load_state_dict(Member(packed, k).state_dict())
+        opts = [make_optimizer([p for p in m.parameters() if p.requires_grad], 1e-3, torch.device("cpu")) for m in alone]
+        if i:
+            for k, o in enumerate(opts):
+                o.load_state_dict(MemberOptimizer(opt, k).state_dict())
+        stats = step(x, y, 1e-3)
+        for k, model in enumerate(alone):
+            p_alone = [p for p in model.parameters() if p.requires_grad]
+            own = TrainStep(model, model, opts[k], p_alone, 1.0, None, torch.device("cpu"))(x[k], y[k], 1e-3)
+            torch.testing.assert_close(stats[k], own, rtol=1e-3, atol=1e-5)
+            after = Member(packed, k).state_dict()
+            for key, v in model.state_dict().items():  # within a step's size, not more
+                torch.testing.assert_close(after[key].float(), v.float(), rtol=1e-3, atol=2e-3)
+
+
+def test_a_run_that_fails_leaves_the_pack_and_the_others_go_on(tmp_path, monkeypatch):
+    name, s = resolve("toy-dilated", **PACKABLE)
+    seeds = [s.replace(seed=k) for k in (0, 1, 2)]
+    step = PackedStep._step
+
+    def poisoned(self, x, y, capturing=False):  # run 1 of the first pack turns non-finite at step 6
+        stats = step(self, x, y, capturing)
+        if len(y) == 3 and self.opt.state and next(iter(self.opt.state.values()))["step"] == 6:
+            stats[1, 0] = float("nan")
+        return stats
+
+    monkeypatch.setattr(PackedStep, "_step", poisoned)
+    runs = train_pack(name, seeds, [tmp_path / f"p{k}" for k in range(3)], device="cpu")
+    failed = read_status(runs[1])
+    assert failed["state"] == "failed" and "non-finite loss" in failed["reason"] and failed["step"] == 8
+    assert [read_status(r)["state"] for r in (runs[0], runs[2])] == ["done", "done"]
+    monkeypatch.setattr(PackedStep, "_step", step)
+    for k in (0, 2):  # the pack went on without run 1, each of the others as alone
+        assert_logs_agree(runs[k], train(name, seeds[k], run_dir=tmp_path / f"a{k}", device="cpu"))
+
+
+def test_a_stopped_pack_resumes_run_by_run_as_if_never_stopped(tmp_path, monkeypatch):
+    name, s = resolve("toy-dilated", **{**PACKABLE, "max_iter": 36})
+    seeds = [s.replace(seed=k) for k in (0, 1)]
+    evaluate = pack_module.evaluate_splits
+
+    def signalled(run, state):  # SIGTERM arrives at the first evaluation (step 12)
+        evaluate(run, state)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(pack_module, "evaluate_splits", signalled)
+    with pytest.raises(RunStopped):
+        train_pack(name, seeds, [tmp_path / f"p{k}" for k in (0, 1)], device="cpu")
+    monkeypatch.setattr(pack_module, "evaluate_splits", evaluate)
+    for k in (0, 1):
+        run = tmp_path / f"p{k}"
+        status = read_status(run)
+        assert (status["state"], status["step"]) == ("stopped", 12) and "SIGTERM" in status["reason"]
+        assert torch.load(run / "checkpoint.pt", weights_only=True)["step"] == 12
+        train(name, seeds[k], run_dir=run, resume=True, device="cpu")  # alone, in the ordinary way
+        assert_logs_agree(run, train(name, seeds[k], run_dir=tmp_path / f"a{k}", device="cpu"))
+
+
+def test_random_variants_pack_and_each_seed_draws_its_own():
+    for name in ("resnet18-ms2", "vit-12x256-8x8"):
+        torch.manual_seed(0)
+        packed = Packed([create_model(name, 10) for _ in range(2)]).train()
+        params = [p for p in packed.parameters() if p.requires_grad]
+        step = PackedStep(packed, packed, make_optimizer(params, 1e-3, torch.device("cpu")), params, 100.0, None,
+                          torch.device("cpu"))
+        x = torch.rand(1, 8, 3, 32, 32).expand(2, -1, -1, -1, -1)  # the same batch for both
+        y = torch.randint(0, 10, (1, 8)).expand(2, -1)
+        for mod in packed.base.modules():
+            if hasattr(mod, "p") and not isinstance(mod, torch.nn.Dropout):
+                mod.p = 1.0  # MixStyle mixes every step
+        stats = step(x, y, 1e-3)
+        assert torch.isfinite(stats).all() and stats.shape[0] == 2
+
+
+def test_packs_group_new_seeds_of_a_variant_and_leave_the_rest_alone(tmp_path):
+    jobs = plan(["toy-dilated", "resnet18"], 3, PACKABLE, tmp_path)
+    assert [[j.label for j in u] for u in packs(jobs, 2)] == [
+        ["toy-dilated seed 0", "toy-dilated seed 1"], ["toy-dilated seed 2"],
+        ["resnet18 seed 0", "resnet18 seed 1"], ["resnet18 seed 2"]]
+    (jobs[1].run_dir).mkdir(parents=True)
+    (jobs[1].run_dir / "config.json").write_text("{}")
+    (jobs[1].run_dir / "checkpoint.pt").write_bytes(b"x")  # resumes: alone
+    assert [len(u) for u in packs(jobs[:3], 3)] == [1, 1, 1]
+    assert [len(u) for u in packs(jobs, 1)] == [1] * 6
+    with pytest.raises(ValueError, match="--pack expects at least 1"):
+        packs(jobs, 0)
+
+
+def test_members_must_differ_in_the_seed_alone():
+    _, s = resolve("toy-dilated", **PACKABLE)
+    with pytest.raises(ValueError, match="differ in batch_size"):
+        check_members([s, s.replace(seed=1, batch_size=8)])
+    with pytest.raises(ValueError, match="distinct seeds"):
+        check_members([s, s])
+
+
+def test_sweep_with_pack_trains_ordinary_runs_and_skips_them_next_time(tmp_path):
+    jobs = plan(["toy-dilated"], 2, PACKABLE, tmp_path)
+    outcome = run_sweep(jobs, device="cpu", jobs_per_device=1, poll=0.1, pack=2)
+    assert len(outcome["done"]) == 2 and not outcome["failed"]
+    for job in jobs:
+        assert read_status(job.run_dir)["state"] == "done"
+        assert json.loads((job.run_dir / "config.json").read_text())["pack_size"] == 2
+    assert "trained in a pack" in (jobs[1].run_dir / "train.log").read_text()
+    again = run_sweep(plan(["toy-dilated"], 2, PACKABLE, tmp_path), device="cpu", poll=0.1, pack=2)
+    assert len(again["skipped"]) == 2
