@@ -10,6 +10,7 @@ import torch
 
 from nbkit import create_model, resolve
 from nbkit import pack as pack_module
+from nbkit.cli import main
 from nbkit.errors import RunStopped
 from nbkit.pack import Member, MemberOptimizer, Packed, PackedStep, check_members, train_pack
 from nbkit.runlog import read_metrics, read_status
@@ -39,13 +40,20 @@ def assert_logs_agree(packed, alone, rel=1e-3):
             assert x[key] == pytest.approx(y[key], rel=rel, abs=1e-6), (x["step"], x["split"], key)
 
 
-def test_packed_runs_log_what_the_same_runs_log_alone(tmp_path):
+@pytest.fixture(scope="module")
+def alone(tmp_path_factory):
+    """toy-dilated at PACKABLE, seeds 0, 1 and 2, each trained alone: what packed runs must log."""
     name, s = resolve("toy-dilated", **PACKABLE)
-    seeds = [s.replace(seed=k) for k in (0, 1, 2)]
+    root = tmp_path_factory.mktemp("alone")
+    return name, [s.replace(seed=k) for k in (0, 1, 2)], [train(name, s.replace(seed=k), run_dir=root / f"a{k}", device="cpu")
+                                                        for k in (0, 1, 2)]
+
+
+def test_packed_runs_log_what_the_same_runs_log_alone(tmp_path, alone):
+    name, seeds, runs_alone = alone
     packed = train_pack(name, seeds, [tmp_path / f"p{k}" for k in range(3)], device="cpu")
     for k, run in enumerate(packed):
-        alone = train(name, seeds[k], run_dir=tmp_path / f"a{k}", device="cpu")
-        assert_logs_agree(run, alone)
+        assert_logs_agree(run, runs_alone[k])
         config = json.loads((run / "config.json").read_text())
         assert config["pack_size"] == 3 and config["seed"] == k and config["parameters"] > 0
         assert read_status(run)["state"] == "done"
@@ -86,9 +94,8 @@ def test_a_packed_step_is_each_runs_own_step(name):
                 torch.testing.assert_close(after[key].float(), v.float(), rtol=1e-3, atol=2e-3)
 
 
-def test_a_run_that_fails_leaves_the_pack_and_the_others_go_on(tmp_path, monkeypatch):
-    name, s = resolve("toy-dilated", **PACKABLE)
-    seeds = [s.replace(seed=k) for k in (0, 1, 2)]
+def test_a_run_that_fails_leaves_the_pack_and_the_others_go_on(tmp_path, monkeypatch, alone):
+    name, seeds, runs_alone = alone
     step = PackedStep._step
 
     def poisoned(self, x, y, capturing=False):  # run 1 of the first pack turns non-finite at step 6
@@ -104,12 +111,12 @@ def test_a_run_that_fails_leaves_the_pack_and_the_others_go_on(tmp_path, monkeyp
     assert [read_status(r)["state"] for r in (runs[0], runs[2])] == ["done", "done"]
     monkeypatch.setattr(PackedStep, "_step", step)
     for k in (0, 2):  # the pack went on without run 1, each of the others as alone
-        assert_logs_agree(runs[k], train(name, seeds[k], run_dir=tmp_path / f"a{k}", device="cpu"))
+        assert_logs_agree(runs[k], runs_alone[k])
 
 
-def test_a_stopped_pack_resumes_run_by_run_as_if_never_stopped(tmp_path, monkeypatch):
-    name, s = resolve("toy-dilated", **{**PACKABLE, "max_iter": 36})
-    seeds = [s.replace(seed=k) for k in (0, 1)]
+def test_a_stopped_pack_resumes_run_by_run_as_if_never_stopped(tmp_path, monkeypatch, alone):
+    name, seeds, runs_alone = alone
+    seeds = seeds[:2]
     evaluate = pack_module.evaluate_splits
 
     def signalled(run, state):  # SIGTERM arrives at the first evaluation (step 12)
@@ -126,7 +133,7 @@ def test_a_stopped_pack_resumes_run_by_run_as_if_never_stopped(tmp_path, monkeyp
         assert (status["state"], status["step"]) == ("stopped", 12) and "SIGTERM" in status["reason"]
         assert torch.load(run / "checkpoint.pt", weights_only=True)["step"] == 12
         train(name, seeds[k], run_dir=run, resume=True, device="cpu")  # alone, in the ordinary way
-        assert_logs_agree(run, train(name, seeds[k], run_dir=tmp_path / f"a{k}", device="cpu"))
+        assert_logs_agree(run, runs_alone[k])
 
 
 def test_random_variants_pack_and_each_seed_draws_its_own():
@@ -177,3 +184,24 @@ def test_sweep_with_pack_trains_ordinary_runs_and_skips_them_next_time(tmp_path)
     assert "trained in a pack" in (jobs[1].run_dir / "train.log").read_text()
     again = run_sweep(plan(["toy-dilated"], 2, PACKABLE, tmp_path), device="cpu", poll=0.1, pack=2)
     assert len(again["skipped"]) == 2
+
+
+def test_pack_commands_refuse_what_they_cannot_do(tmp_path, capsys):
+    _, s = resolve("toy-dilated", **PACKABLE)
+    cases = [
+        (["train", "toy-dilated", "--device", "cpu", "--pack-json", "[{"], "--pack-json expects a JSON list"),
+        (["train", "toy-dilated", "--device", "cpu", "--pack-json", '[{"run_dir": "x"}]'], "{run_dir, settings}"),
+        (["train", "--resume", str(tmp_path), "--pack-json", "[]"], "goes with a VARIANT alone"),
+        (["train", "toy-dilated", "--device", "cpu", "--pack-json", json.dumps(
+            [{"run_dir": str(tmp_path / "a"), "settings": s.to_dict()},
+             {"run_dir": str(tmp_path / "b"), "settings": s.replace(seed=1, max_iter=7).to_dict()}])],
+         "differ in max_iter"),
+        (["sweep", "toy-dilated", "--dataset", "synthetic", "--runs-dir", str(tmp_path), "--backend", "ray",
+          "--pack", "2"], "--pack works with the local backend"),
+        (["sweep", "toy-dilated", "--dataset", "synthetic", "--runs-dir", str(tmp_path), "--pack", "0"],
+         "--pack expects at least 1"),
+    ]
+    for argv, message in cases:
+        assert main(argv) == 2, argv
+        assert message in capsys.readouterr().err, argv
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()

@@ -72,7 +72,6 @@ def test_every_variant_steps_without_reading_a_tensor_on_the_host(name):
     step.opt.step = cpu_adam
     with no_host_reads():
         stats = step(x, y, 1e-3)
-        stats = step(x, y, 1e-3)
     assert stats.shape == (4 + len(step.extra_keys),) and torch.isfinite(stats).all()
 
 

@@ -25,15 +25,15 @@ def test_plan_names_runs_by_settings_and_seed(tmp_path):
 
 
 def test_the_queue_starts_the_most_work_first_and_keeps_seeds_in_order(tmp_path, monkeypatch):
-    jobs = plan(["toy-dilated", "resnet18", "vit-b-8x8", "resnet50"], 2, SMALL, tmp_path)
+    jobs = plan(["toy-dilated", "resnet18", "vit-12x256-8x8", "resnet50"], 2, SMALL, tmp_path)
     assert [j.label for j in longest_first(jobs)] == [
-        "vit-b-8x8 seed 0", "vit-b-8x8 seed 1", "resnet50 seed 0", "resnet50 seed 1",
+        "vit-12x256-8x8 seed 0", "vit-12x256-8x8 seed 1", "resnet50 seed 0", "resnet50 seed 1",
         "resnet18 seed 0", "resnet18 seed 1", "toy-dilated seed 0", "toy-dilated seed 1"]
     longer = plan(["toy-dilated"], 1, {**SMALL, "max_iter": 100 * SMALL["max_iter"]}, tmp_path)
     assert longest_first(jobs + longer)[0].label == "toy-dilated seed 0"  # steps count too
     _, queue, display = sweep.begin(jobs)
     display.close()
-    assert queue[0].label == "vit-b-8x8 seed 0"
+    assert queue[0].label == "vit-12x256-8x8 seed 0"
 
     def broken(*_):
         raise RuntimeError("no estimate")
