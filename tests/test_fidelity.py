@@ -17,7 +17,7 @@ from nbkit.models import create_model
 from nbkit.runlog import read_metrics
 from nbkit.settings import Settings
 from nbkit.sweep import settings_key
-from nbkit.train import autocast_dtype, evaluate, train, warmup_warning
+from nbkit.train import autocast_dtype, evaluate, evaluation_dtype, train, warmup_warning
 
 REPO = Path(__file__).resolve().parent.parent
 TINY = dict(dataset="synthetic", tailor_num_classes=True, constant_lr=3e-3, batch_size=32, max_iter=4,
@@ -57,6 +57,15 @@ def test_precision_setting_picks_the_autocast_and_is_recorded(tmp_path, monkeypa
     assert autocast_dtype(Settings(), cuda) is torch.bfloat16 and autocast_dtype(Settings(), cpu) is None
     assert autocast_dtype(Settings(precision="fp32"), cuda) is None
     assert autocast_dtype(Settings(precision="bf16"), cpu) is torch.bfloat16
+    # evaluation: the training's precision on CUDA, fp32 on the CPU (where bf16 is the slower)
+    assert evaluation_dtype(Settings(), cuda) is torch.bfloat16 and evaluation_dtype(Settings(precision="fp32"), cuda) is None
+    assert evaluation_dtype(Settings(precision="bf16"), cpu) is None
+    model, inside = create_model("toy-dilated", 10), []
+    model.register_forward_pre_hook(lambda m, a: inside.append(torch.is_autocast_enabled("cpu")))
+    images, labels = torch.randint(0, 256, (6, 3, 32, 32), dtype=torch.uint8), torch.zeros(6, dtype=torch.long)
+    for dtype in (None, torch.bfloat16):
+        evaluate(model, images, labels, 4, torch.contiguous_format, dtype=dtype)
+    assert inside == [False, False, True, True]  # two batches each
     with pytest.raises(ValueError, match="precision expects one of auto, bf16, fp32"):
         Settings(precision="fp16")
 
@@ -113,7 +122,7 @@ def test_per_channel_normaliser_and_per_layer_temperature_are_logged(tmp_path):
     row = rows_of(train(name, s, runs_dir=tmp_path, device="cpu"), "train")[-1]
     assert {f"norm_mean/{c}" for c in range(3)} <= set(row) and "norm_mean" not in row
     taus = [row[f"tau/{i}"] for i in range(12)]
-    assert f"tau/12" not in row
+    assert "tau/12" not in row
     assert sum(taus) / 12 == pytest.approx(row["tau_mean"], rel=1e-5)
 
 
