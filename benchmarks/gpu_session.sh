@@ -55,7 +55,7 @@ t = time.time(); ds = load_dataset('$DATA'); print('dataset', ds.name, {k: ds.si
 
 if has speed; then
   echo "== speed: plain loop, CUDA graph, eager; then one full resnet18 run alone  [$(left) s left]"
-  timeout 200 python3 benchmarks/speed.py --device "$DEVICE" --dataset "$DATA" --steps "$STEPS" --variants resnet18 \
+  timeout 200 python3 benchmarks/speed.py --device "$DEVICE" --dataset "$DATA" --steps "$STEPS" --repeats 1 --variants resnet18 \
     --sweep resnet18 --seeds 1 --jobs 1 --sweep-steps "$FULL"
   newest speed
 fi

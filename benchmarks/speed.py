@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -129,6 +130,7 @@ def main() -> None:
     ap.add_argument("--variants", nargs="+", default=["toy-dilated", "resnet18"])
     ap.add_argument("--steps", type=int, default=30, help="steps timed for (a) and (b)")
     ap.add_argument("--batch", type=int, default=128)
+    ap.add_argument("--repeats", type=int, default=3, help="alternating repeats of (a) and (b); medians reported")
     ap.add_argument("--dataset", default=str(SHARED_CIFAR10) if SHARED_CIFAR10.exists() else "synthetic")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--sweep", nargs="*", default=["toy-dilated"], help="comparisons/variants for (c); 'all' = all 23")
@@ -144,18 +146,26 @@ def main() -> None:
     result = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
               "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)",
               "torch": torch.__version__, "dataset": dataset.name, "batch": args.batch, "steps": args.steps,
+              "repeats": args.repeats,
               "loops": []}
     cuda = device.type == "cuda"
     print(f"{'variant':<22} {'plain img/s':>12} {'nbkit img/s':>12} {'ratio':>6}" + (f" {'eager img/s':>12}" if cuda else ""))
     with tempfile.TemporaryDirectory() as tmp:
         for variant in args.variants:
-            plain = plain_loop(variant, dataset, args.steps, args.batch, device)
-            ours = nbkit_loop(variant, dataset, args.steps, args.batch, device.type, Path(tmp) / "loops")
+            # alternating repeats, medians reported: a shared machine's speed drifts between runs
+            times = {"plain": [], "nbkit": [], "eager": []}
+            for _ in range(args.repeats):
+                times["plain"].append(plain_loop(variant, dataset, args.steps, args.batch, device))
+                times["nbkit"].append(nbkit_loop(variant, dataset, args.steps, args.batch, device.type, Path(tmp) / "loops"))
+                if cuda:  # what the CUDA graph adds: the same trainer with the step launched op by op
+                    times["eager"].append(nbkit_loop(variant, dataset, args.steps, args.batch, device.type,
+                                                     Path(tmp) / "loops", cuda_graph=False))
+            plain, ours = statistics.median(times["plain"]), statistics.median(times["nbkit"])
             row = {"variant": variant, "plain_images_per_second": round(plain, 1),
-                   "nbkit_images_per_second": round(ours, 1), "ratio": round(ours / plain, 3)}
-            if cuda:  # what the CUDA graph adds: the same trainer with the step launched op by op
-                row["nbkit_eager_images_per_second"] = round(nbkit_loop(
-                    variant, dataset, args.steps, args.batch, device.type, Path(tmp) / "loops", cuda_graph=False), 1)
+                   "nbkit_images_per_second": round(ours, 1), "ratio": round(ours / plain, 3),
+                   "repeats": {k: [round(v, 1) for v in vs] for k, vs in times.items() if vs}}
+            if cuda:
+                row["nbkit_eager_images_per_second"] = round(statistics.median(times["eager"]), 1)
             result["loops"].append(row)
             print(f"{variant:<22} {plain:>12,.0f} {ours:>12,.0f} {ours / plain:>6.2f}"
                   + (f" {row['nbkit_eager_images_per_second']:>12,.0f}" if cuda else ""), flush=True)
