@@ -41,6 +41,7 @@ def per_run(runs_dir: Path, before: set[Path]) -> list[dict]:
                      "images_per_second": status.get("images_per_second"),
                      "gpu_memory_mb": status.get("gpu_memory_mb"), "peak_rss_mb": status.get("peak_rss_mb"),
                      "precision": config.get("precision"), "cuda_graph": config.get("cuda_graph"),
+                     "pack_size": config.get("pack_size", 1),  # packed runs share one process's memory
                      "skipped": run in before,
                      "path": str(run.relative_to(runs_dir))})
     return rows

@@ -233,6 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="examples:\n  nbkit sweep models --seeds 2\n"
                "  nbkit sweep resnet18 resnet18-gn --dataset cifar10 --max-iter 500 --eval-every 50 --jobs 2\n"
                "  nbkit sweep learning --dataset path/to/images.tar.xz --device cpu --label 'a quick CPU look'\n"
+               "  nbkit sweep resnets learning models --seeds 2 --jobs 8 --pack 2   # the study, 2 seeds per process\n"
                "  nbkit sweep resnets --backend ray --address auto")
     p.add_argument("names", nargs="+", metavar="COMPARISON|VARIANT",
                    help="resnets, learning, models, or variant names (see `nbkit variants`)")
