@@ -68,7 +68,6 @@ def setting_overrides(args) -> dict:
 def cmd_train(args) -> None:
     from . import distributed
     from .runlog import resume_settings
-    from .settings import Settings
     from .train import train
     from .variants import resolve
 
@@ -84,7 +83,8 @@ def cmd_train(args) -> None:
     else:
         name, settings = resolve(args.spec, **overrides)
         if args.settings_json:  # a sweep's run: its resolved settings, whole
-            settings = Settings(**_json_object(args.settings_json, "--settings-json")).replace(**overrides)
+            settings = _settings(_json(args.settings_json, "--settings-json", "a JSON object of settings"),
+                                 "--settings-json").replace(**overrides)
     main_process = distributed.from_env().main  # under torchrun, rank 0 alone reports
     run_dir = train(name, settings, runs_dir=args.runs_dir, device=args.device, label=args.label,
                     progress=_progress_printer() if main_process else None,
@@ -97,36 +97,37 @@ def cmd_train(args) -> None:
 
 def _train_pack(args, overrides: dict) -> None:
     """A sweep's pack: new runs of one variant, one per {run_dir, settings}, trained as one model."""
-    import json
-
     from .pack import train_pack
-    from .settings import Settings
 
-    try:
-        runs = json.loads(args.pack_json)
-    except ValueError as e:
-        raise ValueError(f"--pack-json expects a JSON list of {{run_dir, settings}} objects ({e})") from None
+    expected = "a JSON list of {run_dir, settings} objects"
+    runs = _json(args.pack_json, "--pack-json", expected)
     if not isinstance(runs, list) or not all(isinstance(r, dict) and {"run_dir", "settings"} <= set(r) for r in runs):
-        raise ValueError("--pack-json expects a JSON list of {run_dir, settings} objects")
+        raise ValueError(f"--pack-json expects {expected}")
     if not args.spec or args.resume or args.run_dir or args.settings_json:
         raise ValueError("--pack-json goes with a VARIANT alone (not --resume, --run-dir or --settings-json)")
-    settings = [Settings(**_json_object(json.dumps(r["settings"]), "--pack-json settings")).replace(**overrides)
-                for r in runs]
+    settings = [_settings(r["settings"], "--pack-json settings").replace(**overrides) for r in runs]
     for run_dir in train_pack(args.spec, settings, [r["run_dir"] for r in runs], device=args.device,
                               label=args.label, restart=args.restart):
         print(run_dir)
 
 
-def _json_object(text: str, flag: str) -> dict:
+def _json(text: str, flag: str, expected: str):
     import json
 
     try:
-        value = json.loads(text)
+        return json.loads(text)
     except ValueError as e:
-        raise ValueError(f"{flag} expects a JSON object of settings ({e})") from None
+        raise ValueError(f"{flag} expects {expected} ({e})") from None
+
+
+def _settings(value, flag: str):
+    """Resolved settings passed whole by a sweep, keys checked."""
+    from .settings import Settings, check_keys
+
     if not isinstance(value, dict):
         raise ValueError(f"{flag} expects a JSON object of settings, got {type(value).__name__}")
-    return value
+    check_keys(value)
+    return Settings(**value)
 
 
 def cmd_sweep(args) -> None:

@@ -43,27 +43,28 @@ def _key(name: str) -> str:
 
 
 class Packed(nn.Module):
-    """K models of one architecture as stacked parameters and buffers, called through vmap."""
+    """K models of one architecture as stacked parameters and buffers, called through vmap.
 
-    def __init__(self, models: list[nn.Module]):
+    base: the architecture on the meta device, a template (not a submodule: it holds nothing);
+    names: a checkpoint's keys in order; params, buffers: name -> stacked (K, ...) tensor."""
+
+    def __init__(self, base: nn.Module, names: list[str], params: dict[str, Tensor], buffers: dict[str, Tensor]):
         super().__init__()
-        base = copy.deepcopy(models[0]).to("meta")
-        for m in base.modules():
-            if isinstance(m, Attention):
-                m.explicit = True  # vmap cannot differentiate fused attention through a learned bias
-        graph_safe(base)  # vmap cannot read a coin on the host either
-        object.__setattr__(self, "base", base)  # a template, not a submodule: its meta tensors hold nothing
-        params, buffers = stack_module_state(models)
-        self.names = list(models[0].state_dict())  # a checkpoint's keys, in order
-        self.param_names, self.buffer_names = list(params), list(buffers)
+        object.__setattr__(self, "base", base)
+        self.names, self.param_names, self.buffer_names = names, list(params), list(buffers)
         for name, p in params.items():
             self.register_parameter(_key(name), nn.Parameter(p.detach(), requires_grad=p.requires_grad))
         for name, b in buffers.items():
             self.register_buffer(_key(name), b)
 
-    @property
-    def size(self) -> int:
-        return len(getattr(self, _key(self.names[0])))
+    @classmethod
+    def of(cls, models: list[nn.Module]) -> "Packed":
+        base = copy.deepcopy(models[0]).to("meta")
+        for m in base.modules():
+            if isinstance(m, Attention):
+                m.explicit = True  # vmap cannot differentiate fused attention through a learned bias
+        graph_safe(base)  # vmap cannot read a coin on the host either
+        return cls(base, list(models[0].state_dict()), *stack_module_state(models))
 
     def tensor(self, name: str) -> Tensor:
         return getattr(self, _key(name))
@@ -86,16 +87,9 @@ class Packed(nn.Module):
 
     def select(self, keep: list[int]) -> "Packed":
         """A pack of the members kept, as copies (the old pack's tensors may be held by a graph)."""
-        out = copy.copy(self)
-        nn.Module.__init__(out)
-        object.__setattr__(out, "base", self.base)
         index = torch.tensor(keep, device=self.tensor(self.names[0]).device)
-        for name in self.param_names:
-            p = self.tensor(name)
-            out.register_parameter(_key(name), nn.Parameter(p.detach().index_select(0, index), requires_grad=p.requires_grad))
-        for name in self.buffer_names:
-            out.register_buffer(_key(name), self.tensor(name).index_select(0, index))
-        return out.train(self.training)
+        pick = lambda names: {n: self.tensor(n).index_select(0, index) for n in names}  # keeps requires_grad
+        return Packed(self.base, self.names, pick(self.param_names), pick(self.buffer_names)).train(self.training)
 
 
 class Member:
@@ -275,9 +269,8 @@ def _build(variant: str, settings: list[Settings], ds: Dataset, world, dev: torc
     for s in settings:
         generator = torch.Generator(dev).manual_seed(s.seed)  # data order and augmentation, as alone
         batches = TrainBatches(ds, s.batch_size, world, dev, generator, augmented=s.use_augmentation)
-        members.append(PackMember(RunParts(variant, s, world, dev, None, None, None, [], None, batches, evals,
-                                           generator, None)))
-    return _assemble(Packed(models).train(), members, settings[0], dev, world)
+        members.append(PackMember(RunParts(variant, s, world, dev, None, None, None, batches, evals, generator, None)))
+    return _assemble(Packed.of(models).train(), members, settings[0], dev, world)
 
 
 def _assemble(packed: Packed, members: list[PackMember], s: Settings, dev, world, opt_state: dict | None = None) -> Pack:
@@ -290,7 +283,7 @@ def _assemble(packed: Packed, members: list[PackMember], s: Settings, dev, world
     step = PackedStep(packed, packed, opt, params, s.gradient_clipping, autocast_dtype(s, dev), dev,
                       capture=uses_cuda_graph(s, dev, world))
     for k, m in enumerate(members):
-        m.run.model, m.run.opt, m.run.params = Member(packed, k), MemberOptimizer(opt, k), params
+        m.run.model, m.run.opt = Member(packed, k), MemberOptimizer(opt, k)
     return Pack(packed, opt, step, members)
 
 

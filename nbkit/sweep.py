@@ -85,13 +85,16 @@ def packs(queue: list[Job], size: int) -> list[list[Job]]:
     if size < 1:
         raise ValueError(f"--pack expects at least 1, got {size}")
     units: list[list[Job]] = []
+    packable = False  # whether the last unit takes more runs
     for job in queue:
         last = units[-1] if units else None
-        if (last and len(last) < size and job_state(job) == "new" and job_state(last[0]) == "new"
-                and job.variant == last[0].variant and job.settings.replace(seed=0) == last[0].settings.replace(seed=0)):
+        new = job_state(job) == "new"
+        if (packable and new and len(last) < size and job.variant == last[0].variant
+                and job.settings.replace(seed=0) == last[0].settings.replace(seed=0)):
             last.append(job)
         else:
             units.append([job])
+            packable = new
     return units
 
 

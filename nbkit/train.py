@@ -148,10 +148,8 @@ class RunParts:
     world: World
     dev: torch.device
     model: torch.nn.Module
-    forward: Callable  # the model, or its DDP / compiled wrapper
     opt: torch.optim.Optimizer
-    params: list
-    step: TrainStep
+    step: TrainStep  # forward (the model, or its DDP / compiled wrapper), backward, clipping, Adam
     batches: TrainBatches
     evals: dict
     generator: torch.Generator
@@ -198,8 +196,7 @@ def _build(variant: str, s: Settings, ds: Dataset, world: World, dev: torch.devi
                      capture=uses_cuda_graph(s, dev, world))
     generator = torch.Generator(dev).manual_seed(s.seed)  # data order and augmentation, the same on every rank
     batches = TrainBatches(ds, s.batch_size, world, dev, generator, augmented=s.use_augmentation)
-    return RunParts(variant, s, world, dev, model, forward, opt, params, step, batches, eval_shards(ds, world, dev),
-                  generator, progress)
+    return RunParts(variant, s, world, dev, model, opt, step, batches, eval_shards(ds, world, dev), generator, progress)
 
 
 def uses_cuda_graph(s: Settings, dev: torch.device, world: World) -> bool:

@@ -71,7 +71,7 @@ def test_a_packed_step_is_each_runs_own_step(name):
         return model.train()
 
     torch.manual_seed(0)
-    packed = Packed([without_dropout(create_model(name, 10)) for _ in range(2)]).train()
+    packed = Packed.of([without_dropout(create_model(name, 10)) for _ in range(2)]).train()
     params = [p for p in packed.parameters() if p.requires_grad]
     opt = make_optimizer(params, 1e-3, torch.device("cpu"))
     step = PackedStep(packed, packed, opt, params, 1.0, None, torch.device("cpu"))  # clip 1.0: clipping acts
@@ -139,7 +139,7 @@ def test_a_stopped_pack_resumes_run_by_run_as_if_never_stopped(tmp_path, monkeyp
 def test_random_variants_pack_and_each_seed_draws_its_own():
     for name in ("resnet18-ms2", "vit-12x256-8x8"):
         torch.manual_seed(0)
-        packed = Packed([create_model(name, 10) for _ in range(2)]).train()
+        packed = Packed.of([create_model(name, 10) for _ in range(2)]).train()
         params = [p for p in packed.parameters() if p.requires_grad]
         step = PackedStep(packed, packed, make_optimizer(params, 1e-3, torch.device("cpu")), params, 100.0, None,
                           torch.device("cpu"))
@@ -191,6 +191,8 @@ def test_pack_commands_refuse_what_they_cannot_do(tmp_path, capsys):
     cases = [
         (["train", "toy-dilated", "--device", "cpu", "--pack-json", "[{"], "--pack-json expects a JSON list"),
         (["train", "toy-dilated", "--device", "cpu", "--pack-json", '[{"run_dir": "x"}]'], "{run_dir, settings}"),
+        (["train", "toy-dilated", "--device", "cpu", "--pack-json", '[{"run_dir": "x", "settings": {"bogus": 1}}]'],
+         "unknown setting 'bogus'"),
         (["train", "--resume", str(tmp_path), "--pack-json", "[]"], "goes with a VARIANT alone"),
         (["train", "toy-dilated", "--device", "cpu", "--pack-json", json.dumps(
             [{"run_dir": str(tmp_path / "a"), "settings": s.to_dict()},
