@@ -45,6 +45,7 @@ class Settings:
     log_every: int = 10  # a train row is the mean of this many steps' loss and accuracy
     precision: str = "auto"  # auto: bf16 autocast on CUDA, fp32 elsewhere; fp32 as the original; bf16
     cuda_graph: bool = True  # on a GPU, capture the training step as a CUDA graph (one process, no compile)
+    original_schedule: bool = False  # the rates the original's optimiser saw: 1e-3 first, then one step late
 
     def __post_init__(self):
         for f in fields(self):
@@ -69,7 +70,7 @@ KEYS = tuple(f.name for f in fields(Settings))
 PRECISIONS = ("auto", "bf16", "fp32")
 # settings added after runs were shipped: at their default they are left out of a run's identity
 # (sweep folder names, checkpoint checks), so earlier runs keep theirs
-LATER_KEYS = {"precision": "auto", "cuda_graph": True}
+LATER_KEYS = {"precision": "auto", "cuda_graph": True, "original_schedule": False}
 MAX_INT = 2**63 - 1  # what a seed generator and a run log's integer column hold
 _TYPES = typing.get_type_hints(Settings)
 

@@ -47,6 +47,18 @@ def warmup_decay_lr(step: int, s: Settings) -> float:
     return max(lo, hi - (hi - lo) * (step - warm) / max(1, total - warm))
 
 
+ADAM_DEFAULT_LR = 1e-3  # torch's Adam default: the original's rate until its scheduler first stepped
+
+
+def step_lr(step: int, s: Settings) -> float:
+    """The rate step `step` (from 0) trains at: the schedule's, or with `original_schedule` the
+    original's, whose DeepSpeed set no rate before the first step (Adam's default 1e-3) and
+    stepped its scheduler after the optimiser, so step k trained at the schedule's rate of k - 1."""
+    if not s.original_schedule:
+        return warmup_decay_lr(step, s)
+    return ADAM_DEFAULT_LR if step == 0 else warmup_decay_lr(step - 1, s)
+
+
 def autocast_dtype(s: Settings, dev: torch.device) -> torch.dtype | None:
     """The training step's autocast: bf16 (precision bf16, or auto on CUDA) or None (fp32, as the original)."""
     if s.precision == "bf16" or (s.precision == "auto" and dev.type == "cuda"):
@@ -190,7 +202,7 @@ def _build(variant: str, s: Settings, ds: Dataset, world: World, dev: torch.devi
                   "results differ slightly from a single-process run", flush=True)
         forward = torch.nn.parallel.DistributedDataParallel(model, device_ids=[dev.index] if cuda else None)
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = make_optimizer(params, warmup_decay_lr(0, s), dev)
+    opt = make_optimizer(params, step_lr(0, s), dev)
     forward = torch.compile(forward) if s.compile else forward
     step = TrainStep(model, forward, opt, params, s.gradient_clipping, autocast_dtype(s, dev), dev,
                      capture=uses_cuda_graph(s, dev, world))
@@ -264,7 +276,7 @@ def _loop(run: RunParts, state: LoopState, stop_requested: list[str]) -> None:
         # forward, backward, clipping, Adam at this step's learning rate (captured once on a GPU)
         x, y = run.batches(state.step)
         # log window: the step's statistics stay on the device until the window is written
-        state.window.append(run.step(x, y, warmup_decay_lr(state.step, s)))
+        state.window.append(run.step(x, y, step_lr(state.step, s)))
         state.step += 1
         if not state.extra_keys:
             state.extra_keys = run.step.extra_keys
@@ -304,7 +316,7 @@ def write_train_row(run: RunParts, state: LoopState, stop_requested: list[str]) 
     state.window = []
     row = {"step": state.step, "split": "train", "time": round(time.perf_counter() - state.start, 3),
            "loss": stats[0], "acc_top1": stats[1], "loss_total": stats[2], "grad_norm": stats[3],
-           "lr": warmup_decay_lr(state.step - 1, run.s)}
+           "lr": step_lr(state.step - 1, run.s)}  # the last step's
     row.update(_normalizer_columns(norm, normalizer))
     row.update(zip(state.extra_keys, stats[4:]))
     state.last_loss = stats[0]
