@@ -57,8 +57,8 @@ def test_report_command_writes_html_and_chart_images(runs_dir, tmp_path, capsys)
     models = (out / "models.html").read_text()
     assert "vitn-12x256-8x8-lt" in models and "Learned attention temperature" in models
     assert "Learned attention temperature per layer" in models and "Replication scorecard" in models
-    assert "The learned temperature falls below 1 (log 1/tau)" in models
-    assert ">Augmentation narrows the clean train_200 - test gap</td>" in (out / "learning.html").read_text()
+    assert "-lt (learns log 1/tau): final temperature (mean across layers) below its start, 1" in models
+    assert ">Augmentation gives the best test top-1</td>" in (out / "learning.html").read_text()
     for name in NOTEBOOKS:
         for kind in ("loss", "accuracy"):
             for suffix in ("png", "svg"):
