@@ -218,7 +218,7 @@ def _inverse_check(claim: Claim, here: Measured, row: dict) -> None:
     """Across the variants of a: Kendall tau between train_200 and test top-1, exact permutation test."""
     known = [v for v in claim.a if v in ORIGINAL]
     theirs = kendall_test([ORIGINAL[v][0] for v in known], [ORIGINAL[v][1] for v in known])
-    row["original"] = f"tau {theirs.tau:+.2f} over {theirs.n}, p = {theirs.p_below:.3g}"
+    row["original"] = f"tau {theirs.tau:+.2f} over {theirs.n}, p = {theirs.p_below:.2g}"
     present = [v for v in claim.a if here.mean(v, "train") is not None and here.mean(v, "test") is not None]
     if len(present) < 3:
         return
@@ -228,9 +228,10 @@ def _inverse_check(claim: Claim, here: Measured, row: dict) -> None:
                    verdict="not judged")
         return
     row.update(here=f"tau {test.tau:+.2f} over {test.n}", p=test.p_below,
-               noise=f"p = {test.p_below:.3g} (exact permutation, one-sided)")
+               noise=f"p = {test.p_below:.2g} (exact permutation, one-sided)")
     if test.least_p_below > ALPHA:  # ties or too few variants: no pairing could reach significance
-        row.update(noise=row["noise"] + f"; the ties allow p ≥ {test.least_p_below:.2g} at best", verdict="not judged")
+        row.update(noise=row["noise"] + f"; no ordering of these values reaches {ALPHA} (p ≥ "
+                         f"{test.least_p_below:.2g} at best)", verdict="not judged")
     else:
         row["verdict"] = "holds" if test.p_below <= ALPHA else "does not hold" if test.p_above <= ALPHA else "within noise"
 
@@ -298,7 +299,7 @@ def agreement_text(here: Measured, comparison: str) -> str:
     said = f"Kendall tau {test.tau:+.2f} over {test.n} variants"
     if test.least_p_above > ALPHA:
         return f"{said}: too few to tell (p cannot go below {test.least_p_above:.2g})"
-    return f"{said}, p = {test.p_above:.3g}"
+    return f"{said}, p = {test.p_above:.2g}"
 
 
 def _counts(card: pl.DataFrame) -> str:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from collections import Counter, defaultdict
 from dataclasses import dataclass
+from functools import lru_cache
 from itertools import product
 
 ALPHA = 0.05  # one-sided for a claimed direction; a band is the two-sided 95% interval
@@ -40,16 +41,19 @@ def kendall_tau(x: list[float], y: list[float]) -> float | None:
 
 def kendall_null(x: list[float], y: list[float]) -> dict[int, int]:
     """S -> how many of the n! pairings of y with x give it (the exact permutation distribution).
+    It depends only on the sizes of the tie groups, in order (see _null)."""
+    return dict(_null(tuple(c for _, c in sorted(Counter(x).items())), tuple(c for _, c in sorted(Counter(y).items()))))
 
-    The xs' tie groups are filled in ascending order with multisets of the ys' values; S gains,
-    for each value placed, the earlier-placed values below it minus those above it. Pairings are
-    counted by the ways to pick the items (binomials per y value), times the orders within each
-    x group (a common factor). States: the multisets used so far, at most 2^n."""
-    groups = sorted(Counter(x).items())
-    values = sorted(Counter(y).items())
-    counts = [c for _, c in values]
+
+@lru_cache(maxsize=64)
+def _null(groups: tuple[int, ...], counts: tuple[int, ...]) -> tuple[tuple[int, int], ...]:
+    """The xs' tie groups (sizes, ascending x) are filled in turn with multisets of the ys' value
+    classes (sizes, ascending y); S gains, for each value placed, the earlier-placed values below
+    it minus those above it. Pairings are counted by the ways to pick the items (binomials per
+    class), times the orders within each x group (a common factor). States: the multisets used
+    so far, at most 2^n."""
     layer: dict[tuple[int, ...], dict[int, int]] = {tuple(0 for _ in counts): {0: 1}}
-    for _, size in groups:
+    for size in groups:
         nxt: dict[tuple[int, ...], dict[int, int]] = defaultdict(lambda: defaultdict(int))
         for used, dist in layer.items():
             for pick in _picks(size, [c - u for c, u in zip(counts, used)]):
@@ -60,8 +64,8 @@ def kendall_null(x: list[float], y: list[float]) -> dict[int, int]:
                     target[s + gain] += w * ways
         layer = nxt
     (dist,) = layer.values()
-    orders = math.prod(math.factorial(size) for _, size in groups)
-    return {s: w * orders for s, w in sorted(dist.items())}
+    orders = math.prod(math.factorial(size) for size in groups)
+    return tuple((s, w * orders) for s, w in sorted(dist.items()))
 
 
 def _picks(size: int, left: list[int]):
