@@ -233,7 +233,8 @@ def _inverse_check(claim: Claim, here: Measured, row: dict) -> None:
         row.update(noise=row["noise"] + f"; no ordering of these values reaches {ALPHA} (p ≥ "
                          f"{test.least_p_below:.2g} at best)", verdict="not judged")
     else:
-        row["verdict"] = "holds" if test.p_below <= ALPHA else "does not hold" if test.p_above <= ALPHA else "within noise"
+        row["verdict"] = ("holds" if test.p_below <= ALPHA else "does not hold" if test.p_above <= ALPHA
+                          else "within noise")
 
 
 def _drop_check(claim: Claim, here: Measured, row: dict) -> None:
@@ -242,7 +243,8 @@ def _drop_check(claim: Claim, here: Measured, row: dict) -> None:
     row["original"] = "seen in its loss figure (no number)"
     drops = here.drops.filter(pl.col("variant").is_in(list(claim.a)) & pl.col("boundary_drop").is_not_null()
                               & pl.col("mid_epoch_drop").is_not_null())
-    drops = drops.with_columns((pl.col("boundary_drop") - pl.col("mid_epoch_drop")).alias("d")).filter(pl.col("d").is_finite())
+    drops = (drops.with_columns((pl.col("boundary_drop") - pl.col("mid_epoch_drop")).alias("d"))
+             .filter(pl.col("d").is_finite()))
     if drops.is_empty():
         return
     d, n = drops["d"].to_list(), drops.height

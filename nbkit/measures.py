@@ -34,7 +34,8 @@ def run_measures(metrics: pl.DataFrame, runs: pl.DataFrame) -> pl.DataFrame:
         schema={"path": pl.String, "aug": pl.Float64})
     curve = (metrics.filter(pl.col("split") == "test").group_by("path")
              .agg(pl.col("acc_top1").cast(pl.Float64, strict=False).mean().alias("curve")))
-    rows = (rows.join(aug, on="path", how="left").join(curve, on="path", how="left").join(_taus(metrics), on="path", how="left")
+    rows = (rows.join(aug, on="path", how="left").join(curve, on="path", how="left")
+            .join(_taus(metrics), on="path", how="left")
             .with_columns(pl.coalesce("aug", "clean").alias("train"), (pl.col("clean") - pl.col("test")).alias("gap")))
     return rows.with_columns(pl.when(pl.col(c).is_finite()).then(pl.col(c)).alias(c) for c in [*MEASURES, "tau_sd"])
 
@@ -79,7 +80,8 @@ class Measured:
     def noise(self, measure: str) -> tuple[float | None, int]:
         """The seeds' std of a measure pooled over every variant with two or more seeds, and its df."""
         if measure not in self._noise:
-            groups = [self.values(v, measure) for v in self.runs["variant"].unique().sort()] if not self.runs.is_empty() else []
+            variants = [] if self.runs.is_empty() else self.runs["variant"].unique().sort()
+            groups = [self.values(v, measure) for v in variants]
             self._noise[measure] = pooled_sd(groups)
         return self._noise[measure]
 

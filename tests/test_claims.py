@@ -92,7 +92,8 @@ def test_t_quantiles_and_pooled_spread():
 
 def run(root, variant, tests, train_200=1.0, **config):
     for seed, acc in enumerate(tests):
-        write_run(root, variant, seed, {"train_200": [(100, train_200)], "test": [(50, acc - 0.1), (100, acc)]}, **config)
+        evals = {"train_200": [(100, train_200)], "test": [(50, acc - 0.1), (100, acc)]}
+        write_run(root, variant, seed, evals, **config)
 
 
 def card_of(root, comparison):
@@ -156,10 +157,12 @@ def test_lower_train_with_higher_test_is_an_exact_permutation_test(tmp_path):
                                                            0.97][list(_FIGURE).index(variant)])
     inverse = row(card_of(tmp_path / "inverse", "resnets"), "Kendall tau")
     assert inverse["verdict"] == "holds" and inverse["here"] == "tau -1.00 over 11"
-    assert inverse["p"] == pytest.approx(1 / math.factorial(11)) and inverse["original"] == "tau -0.72 over 11, p = 0.001"
+    assert inverse["p"] == pytest.approx(1 / math.factorial(11))
+    assert inverse["original"] == "tau -0.72 over 11, p = 0.001"
     # 10 of 11 tied at 1.0: even a perfect ordering cannot reach p <= 0.05, so no verdict either way
     ties = row(card_of(tmp_path / "ties", "resnets"), "Kendall tau")
-    assert ties["verdict"] == "not judged" and "no ordering of these values reaches 0.05 (p ≥ 0.091 at best)" in ties["noise"]
+    assert ties["verdict"] == "not judged"
+    assert "no ordering of these values reaches 0.05 (p ≥ 0.091 at best)" in ties["noise"]
     none = row(card_of(tmp_path / "none", "resnets"), "Kendall tau")
     assert none["verdict"] == "within noise" and 0.05 < none["p"] < 0.95
 
@@ -192,7 +195,8 @@ def write_curve(root, variant, seed, drop_at_epoch_end, rng):
     after each epoch end (the original's puzzle), with a little noise."""
     rows = []
     for s in range(2, 201, 2):
-        loss = 2.0 * math.exp(-s / 300) * (0.85 ** ((s - 1) // 20) if drop_at_epoch_end else 1.0)  # a row: steps s-2, s-1
+        epoch = (s - 1) // 20  # a row at step s is the mean of steps s-2 and s-1
+        loss = 2.0 * math.exp(-s / 300) * (0.85 ** epoch if drop_at_epoch_end else 1.0)
         rows.append((s, loss * (1 + 0.01 * rng.uniform(-1, 1))))
     write_run(root, variant, seed, {"test": [(200, 0.5)]}, train=rows, steps_per_epoch=20)
 

@@ -163,7 +163,8 @@ def deepspeed_rates(s: Settings, steps: int) -> list[float]:
     for _ in range(steps):
         rates.append(lr)  # optimizer.step() at the current rate
         last += 1  # then lr_scheduler.step()
-        gamma = last / warm if last < warm else 1.0 if s.constant_lr else max(0.0, (s.max_iter - last) / max(1, s.max_iter - warm))
+        decay = max(0.0, (s.max_iter - last) / max(1, s.max_iter - warm))
+        gamma = last / warm if last < warm else 1.0 if s.constant_lr else decay
         lr = lo + (hi - lo) * gamma
     return rates
 
@@ -181,7 +182,7 @@ def rates_seen(fn) -> list[float]:
 
 def test_original_schedule_gives_the_rates_the_originals_optimiser_saw(tmp_path, monkeypatch):
     monkeypatch.setattr(trainer, "evaluate_splits", lambda run, state: None)  # rates only: no need to score
-    tiny = {**TINY, "constant_lr": None, "max_iter": 6, "eval_every": 6, "warmup_num_steps": 3,
+    tiny = {**TINY, "constant_lr": None, "batch_size": 4, "max_iter": 6, "eval_every": 6, "warmup_num_steps": 3,
             "warmup_min_lr": 1e-5, "warmup_max_lr": 4e-4}
     name, s = resolve("toy-dilated", **tiny, original_schedule=True)
     expected = deepspeed_rates(s, 6)
@@ -196,14 +197,15 @@ def test_original_schedule_gives_the_rates_the_originals_optimiser_saw(tmp_path,
     assert [trainer.step_lr(k, constant) for k in range(100)] == pytest.approx(deepspeed_rates(constant, 100))
     # by default each step trains at the schedule's own rate for it, from warmup_min_lr
     default = s.replace(original_schedule=False)
-    assert [trainer.step_lr(k, default) for k in range(6)] == pytest.approx(expected[1:] + [trainer.warmup_decay_lr(5, s)])
+    own = [trainer.step_lr(k, default) for k in range(6)]
+    assert own == pytest.approx(expected[1:] + [trainer.warmup_decay_lr(5, s)])
 
 
 def test_original_schedule_keeps_earlier_runs_identity_and_reaches_packed_runs(tmp_path, monkeypatch):
     assert "original_schedule" not in Settings().identity()
     assert settings_key(Settings(original_schedule=True)) != settings_key(Settings())
     monkeypatch.setattr(pack_module, "evaluate_splits", lambda run, state: None)
-    name, s = resolve("toy-dilated", **{**TINY, "max_iter": 3, "eval_every": 3, "constant_lr": 1e-4},
+    name, s = resolve("toy-dilated", **{**TINY, "batch_size": 4, "max_iter": 3, "eval_every": 3, "constant_lr": 1e-4},
                       original_schedule=True)
     runs = pack_module.train_pack(name, [s, s.replace(seed=1)], [tmp_path / "p0", tmp_path / "p1"], device="cpu")
     for run in runs:
