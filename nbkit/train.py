@@ -321,6 +321,7 @@ def write_train_row(run: RunParts, state: LoopState, stop_requested: list[str]) 
     row.update(zip(state.extra_keys, stats[4:]))
     state.last_loss = stats[0]
     run.log.metrics([row])
+    report_progress(run, state)
     if nonfinite:
         raise NonFiniteLoss(f"non-finite loss (NaN or Inf) in steps {state.step - len(stacked) + 1}..{state.step}")
     return bool(stops and stops[0])
@@ -382,12 +383,18 @@ def evaluate_splits(run: RunParts, state: LoopState) -> None:
             if name == "test":
                 state.last_test = acc
     run.log.metrics(rows)
-    ips = state.images_per_second(run.s.batch_size)
-    run.log.status("running", state.step, images_per_second=round(ips, 1))
-    if run.progress:
-        run.progress({"step": state.step, "max_iter": run.s.max_iter, "loss": state.last_loss,
-                      "test_acc": state.last_test, "images_per_second": ips})
+    run.log.status("running", state.step, images_per_second=round(state.images_per_second(run.s.batch_size), 1))
+    report_progress(run, state, evaluated=True)
     state.segment_start = time.perf_counter()
+
+
+def report_progress(run: RunParts, state: LoopState, evaluated: bool = False) -> None:
+    """Tell the progress callback (the CLI's bar) where the run is: at every log window and evaluation."""
+    if run.progress:
+        running = 0.0 if evaluated else time.perf_counter() - state.segment_start  # the stretch not yet counted
+        ips = (state.step - state.first_step) * run.s.batch_size / max(state.train_seconds + running, 1e-9)
+        run.progress({"step": state.step, "max_iter": run.s.max_iter, "loss": state.last_loss,
+                      "test_acc": state.last_test, "images_per_second": ips, "evaluated": evaluated})
 
 
 def _probes(run: RunParts, split: str, step: int, n: int) -> list[tuple[str, tuple | None]]:
