@@ -62,7 +62,8 @@ def add_setting_flags(p: argparse.ArgumentParser) -> None:
     for key, help in SETTING_FLAGS.items():
         names = ["--" + key.replace("_", "-")] + (["--max-steps"] if key == "max_iter" else [])
         p.add_argument(*names, dest=key, type=types[key], help=help, metavar=METAVARS.get(key, "N"))
-    p.add_argument("--set", nargs="*", metavar="KEY=VALUE", help="any other setting, e.g. --set use_augmentation=true")
+    p.add_argument("--set", nargs="*", action="extend", metavar="KEY=VALUE",
+                   help="any other setting, e.g. --set use_augmentation=true (repeatable)")
 
 
 def setting_overrides(args) -> dict:

@@ -1,7 +1,8 @@
 """What the scorecard measures in each run, and the noise it judges differences of them against.
 
-Per run (failed runs left out), each taken as the original's tables took it: test is the best
-test top-1 (best step picked on test); clean, the best clean train_200 top-1; train, the best
+Per run (failed runs left out, and of each variant only its main group: tables.main_groups), each
+taken as the original's tables took it: test is the best test top-1 (best step picked on test);
+clean, the best clean train_200 top-1; train, the best
 train_200 as the original scored it (augmented images for an augmented run, where logged); gap,
 clean - test; curve, the mean test top-1 over every evaluation (the area under the test curve per
 step: how fast it converged); tau, the final learned temperature, mean across layers. Per run too:
@@ -27,7 +28,9 @@ def run_measures(metrics: pl.DataFrame, runs: pl.DataFrame) -> pl.DataFrame:
     rows = tables.per_run(metrics, runs)
     if rows.is_empty() or "best_test" not in rows.columns:
         return pl.DataFrame()
-    rows = rows.filter(pl.col("state") != "failed").select("path", "variant", "seed", pl.col("best_test").alias("test"),
+    rows = rows.filter(pl.col("state") != "failed")
+    # a variant's runs at other settings (another length, a label) are not the variant the claim is about
+    rows = rows.filter(pl.col("group").is_in(tables.main_groups(rows))).select("path", "variant", "seed", pl.col("best_test").alias("test"),
                                                            pl.col("best_train_200").alias("clean"))
     aug = tables.best_per_run(metrics, "train_200_aug")
     aug = aug.select("path", pl.col("acc_top1").alias("aug")) if not aug.is_empty() else pl.DataFrame(
@@ -103,7 +106,10 @@ def measured(metrics: pl.DataFrame, runs: pl.DataFrame) -> Measured:
     """What the claims need from one dataset's runs (see Measured)."""
     if metrics.is_empty() or runs.is_empty():
         return Measured(pl.DataFrame(), drop_per_run(pl.DataFrame()))
-    return Measured(run_measures(metrics, runs), drop_per_run(boundary_drops(metrics, runs)))
+    measures = run_measures(metrics, runs)
+    drops = drop_per_run(boundary_drops(metrics, runs))
+    kept = measures["path"].to_list() if not measures.is_empty() else []
+    return Measured(measures, drops.filter(pl.col("path").is_in(kept)))
 
 
 def short(variant: str) -> str:

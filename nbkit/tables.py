@@ -94,11 +94,23 @@ def per_variant(metrics: pl.DataFrame, runs: pl.DataFrame, variants: list[str] |
         aggs.append(pl.col("precision").filter(pl.col("precision") != "").unique().sort().str.join("+").alias("precision"))
     if has("test_at_best_val"):
         aggs.append(pl.col("test_at_best_val").mean().alias("test_at_best_val_mean"))
-    steps = rows.group_by("group").agg(pl.col("best_test_step").max().alias("_steps"))
-    table = seeds.group_by("group", "variant").agg(aggs).join(steps, on="group")
-    main = pl.struct("seeds", "_steps").rank("ordinal", descending=True).over("variant") == 1
-    return (table.with_columns(main.alias("main")).drop("_steps")
+    table = seeds.group_by("group", "variant").agg(aggs)
+    main = set(main_groups(rows))
+    return (table.with_columns(pl.col("group").is_in(list(main)).alias("main"))
             .sort(["best_test_mean", "group"], descending=[True, False], nulls_last=True))
+
+
+def main_groups(rows: pl.DataFrame) -> list[str]:
+    """Each variant's main group among per_run rows: the one with most seeds evaluated on test,
+    then the most steps, then by name. What speaks for a variant where one number must (the
+    scorecard); a variant's runs at other settings have rows of their own in per_variant."""
+    if rows.is_empty() or "group" not in rows.columns:
+        return []
+    ranked = (rows.group_by("variant", "group")
+              .agg(pl.col("seed").filter(pl.col("best_test").is_not_null()).n_unique().alias("seeds"),
+                   pl.col("best_test_step").max().fill_null(-1).alias("steps"))
+              .sort(["variant", "seeds", "steps", "group"], descending=[False, True, True, False]))
+    return ranked.group_by("variant", maintain_order=True).first()["group"].to_list()
 
 
 def original_tables(metrics: pl.DataFrame, runs: pl.DataFrame | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:

@@ -37,3 +37,10 @@ def test_a_run_reports_progress_at_every_log_window_not_only_at_evaluations(tmp_
     lines = [l for l in capsys.readouterr().err.splitlines() if "] step " in l]
     assert "step 2/6" in lines[0] and "test top-1 -" in lines[0]  # before the first evaluation
     assert "step 6/6" in lines[-1] and "test top-1 -" not in lines[-1]
+
+
+def test_set_may_be_given_more_than_once():
+    from nbkit.cli import build_parser
+
+    args = build_parser().parse_args(["train", "toy-dilated", "--set", "a=1", "--set", "b=2", "c=3"])
+    assert args.set == ["a=1", "b=2", "c=3"]  # the first --set is not lost
