@@ -279,3 +279,15 @@ def test_the_readme_scorecard_tables_are_the_commands_output(runs_dir, capsys):
     out = capsys.readouterr().out
     overview = out.split("## Scorecard overview")[1].split("\n\n")[1]
     assert overview in (REPO / "README.md").read_text(), f"regenerate the README's table for {runs_dir}"
+
+
+def test_a_variants_runs_at_other_settings_do_not_speak_for_it(tmp_path):
+    """Two seeds of resnet18 at 100 steps and one stray 20-step run: the claims see the two."""
+    from nbkit.measures import measured
+
+    for seed, acc in ((0, 0.40), (1, 0.42)):
+        write_run(tmp_path, "resnet18", seed, {"train_200": [(100, 0.9)], "test": [(100, acc)]},
+                  settings={"max_iter": 100})
+    write_run(tmp_path, "resnet18", 0, {"train_200": [(20, 0.1)], "test": [(20, 0.05)]}, settings={"max_iter": 20})
+    here = measured(*read_runs(tmp_path))
+    assert sorted(here.values("resnet18", "test")) == [0.40, 0.42]
