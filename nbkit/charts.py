@@ -13,6 +13,7 @@ Data preparation lives in nbkit.curves.
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 
@@ -73,7 +74,8 @@ def color(shown: list[str], order: list[str] | None = None) -> alt.Color:
 
 
 def _field(label: str) -> str:
-    return label.replace("\\", "\\\\").replace(".", "\\.").replace("[", "\\[").replace("]", "\\]")
+    """A name as a Vega field: every character Vega's access paths read (. [ ] quotes \\) escaped."""
+    return "".join("\\" + c if c in "\\.[]'\"" else c for c in label)
 
 
 def _rows(df: pl.DataFrame) -> list[dict]:
@@ -259,8 +261,27 @@ def main_charts(metrics, runs, variants=None, splits=("train_200", "test"), x="s
 
 def dashboard(charts: dict[str, Spec]) -> Spec:
     """The panels stacked in one chart: one legend, and a click on it highlights in every panel."""
-    parts = [dict(c.to_dict()) | {"datasets": dict(c["datasets"])} for c in charts.values()]
+    parts = [copy.deepcopy({k: v for k, v in c.to_dict().items() if k != "datasets"}) | {"datasets": dict(c["datasets"])}
+             for c in charts.values()]
+    legends = _colour_legends(parts, [])  # Vega-Lite shows one panel's: each lists what any panel draws
+    shown = sorted({v for legend in legends for v in legend.get("values") or []})
+    for legend in legends:
+        legend["values"] = shown
     return finish(parts, "vconcat", spacing=30, resolve={"scale": {"color": "shared", "strokeDash": "shared"}})
+
+
+def _colour_legends(node, found: list[dict]) -> list[dict]:
+    if isinstance(node, dict):
+        legend = (node.get("encoding") or {}).get("color", {}).get("legend")
+        if isinstance(legend, dict):
+            found.append(legend)
+        for k, v in node.items():
+            if k != "datasets":
+                _colour_legends(v, found)
+    elif isinstance(node, list):
+        for v in node:
+            _colour_legends(v, found)
+    return found
 
 
 def layer_temperatures(metrics: pl.DataFrame) -> pl.DataFrame:

@@ -9,6 +9,7 @@ from collections import Counter
 
 import polars as pl
 
+from .escape import md_text
 from .runlog import read_config
 from .settings import Settings
 
@@ -165,11 +166,12 @@ def protocol(runs: pl.DataFrame, cfgs: dict[str, dict]) -> str:
     parts = []
     for dataset in sorted(runs["dataset"].drop_nulls().unique()):
         chosen = [cfgs.get(p, {}) for p in runs.filter(pl.col("dataset") == dataset)["path"]]
-        values = lambda get: ", ".join(value(v) for v in sorted({repr(get(c)): get(c) for c in chosen
-                                                                  if get(c) is not None}.values(), key=str)) or DASH
-        labels = sorted({c.get("label") for c in chosen if c.get("label")})
-        gaps = sorted({g for c in chosen for g in protocol_gaps(c, original)})
-        text = (f"**{dataset}**: {len(chosen)} run(s); {values(lambda c: _settings(c).get('max_iter'))} steps, "
+        values = lambda get: md_text(", ".join(value(v) for v in sorted({repr(get(c)): get(c) for c in chosen
+                                                                         if get(c) is not None}.values(), key=str))
+                                     or DASH)
+        labels = sorted({md_text(c.get("label")) for c in chosen if c.get("label")})
+        gaps = sorted({md_text(g) for c in chosen for g in protocol_gaps(c, original)})
+        text = (f"**{md_text(dataset)}**: {len(chosen)} run(s); {values(lambda c: _settings(c).get('max_iter'))} steps, "
                 f"batch {values(lambda c: _settings(c).get('batch_size'))}, evaluated every "
                 f"{values(lambda c: _settings(c).get('eval_every'))} steps; device {values(lambda c: c.get('device'))}")
         text += "; labelled " + "; ".join(f"“{l}”" for l in labels) if labels else ""
