@@ -25,6 +25,7 @@ from .data import dataset_name
 from .errors import BUSY, stop_signals
 from .escape import terminal
 from .runlog import CONFIG, STATUS, TRAIN_LOG, mark, read_status, run_path
+from .schema import MAX_TEXT
 from .settings import Settings
 from .variants import get_variant
 
@@ -285,9 +286,10 @@ def status_stamp(run_dir: Path):
         return None
 
 
-def clip(line: str, limit: int = 300) -> str:
-    """A line shortened at its end: its beginning ("nbkit train: error: ...") says what it is."""
-    return line if len(line) <= limit else line[:limit - 1] + "…"
+def clip(line: str, limit: int = MAX_TEXT) -> str:
+    """A line of at most `limit` characters (what a status reason holds): a longer one loses its
+    middle, since its beginning says what it is ("nbkit train: error: ...") and its end what to do."""
+    return line if len(line) <= limit else line[:limit // 2 - 1] + " … " + line[-(limit - limit // 2 - 2):]
 
 
 def last_line(path: Path) -> str:

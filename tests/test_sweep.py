@@ -192,10 +192,11 @@ def test_a_killed_run_is_promised_a_resume_only_with_a_checkpoint(tmp_path):
                                                          "starts it again from step 0 (it has no checkpoint)")
 
 
-def test_a_long_failure_reason_keeps_its_beginning(tmp_path):
+def test_a_long_failure_reason_keeps_its_beginning_and_its_end(tmp_path):
     from nbkit.background import last_error
 
-    line = "nbkit train: error: " + "x" * 400
+    line = "nbkit train: error: " + "x" * 1200 + " to begin it again: nbkit train --resume RUN_DIR --restart"
     (tmp_path / "train.log").write_text(f"starting\n{line}\n")
     for said in (sweep.last_line(tmp_path / "train.log"), last_error(tmp_path / "train.log")):
-        assert said.startswith("nbkit train: error: xxx") and said.endswith("…") and len(said) == 300
+        assert said.startswith("nbkit train: error: xxx") and " … " in said and said.endswith("--restart")
+        assert len(said) == 1000  # what a status reason holds
