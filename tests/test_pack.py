@@ -149,6 +149,8 @@ def test_a_stopped_pack_checkpoints_every_run_through_a_second_signal_and_each_r
         status = read_status(run)
         assert (status["state"], status["step"]) == ("stopped", 12) and "SIGTERM" in status["reason"]
         assert torch.load(run / "checkpoint.pt", weights_only=True)["step"] == 12
+    for k in (0, 2):
+        run = tmp_path / f"p{k}"
         train(name, seeds[k], run_dir=run, resume=True, device="cpu")  # alone, in the ordinary way
         assert [r for r in values(run) if r["step"] <= 12] == [r for r in values(packed[k]) if r["step"] <= 12]
         assert_logs_agree(run, packed[k])

@@ -549,9 +549,13 @@ def test_a_run_is_who_its_checkpoint_says_and_crafted_steps_are_refused(tmp_path
         train(name, s, run_dir=run, device="cpu", progress=power_cut)
     config = json.loads((run / "config.json").read_text())
     (run / "config.json").write_text(json.dumps({**config, "variant": "resnet50", "seed": 7}))  # edited by hand
-    with pytest.warns(UserWarning, match=r"its variant 'resnet50' is not what its checkpoint was trained as"):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         _, runs = read_runs(tmp_path / "runs")
     assert runs.select("variant", "seed").rows() == [(name, 0)]
+    said = [str(w.message).split("config.json: ")[-1] for w in caught]
+    assert said == ["its variant 'resnet50' is not what its checkpoint was trained as ('toy-dilated'); showing the "
+                    "checkpoint's", "its seed 7 is not what its checkpoint was trained as (0); showing the checkpoint's"]
     capsys.readouterr()
     assert main(["train", "--resume", str(run), "--device", "cpu"]) == 2
     assert "its config.json names variant 'resnet50' but its checkpoint was trained as 'toy-dilated'" in \
