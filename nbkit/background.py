@@ -1,23 +1,59 @@
 """Sweeps started from a notebook: `nbkit sweep` in a process of its own, so the notebook stays
 responsive; listed and stopped through a registry in the runs directory (<runs>/.sweeps/, one
-JSON file and one log per launched sweep). Only a process proven to be the launched sweep is
-ever signalled (Linux: its start time and command line in /proc)."""
+JSON entry and one log per launched sweep).
+
+A registry entry is a claim anyone who can write the runs directory can forge, so the stop
+button signals a process only when it is proven to be a sweep this user launched: this process
+holds its handle, or the entry is a file of this user's and /proc shows, for its pid, the start
+time and `nbkit sweep` command line recorded at launch and, in the process's environment (which
+only its owner can read), the random token the entry holds. Entries of other users (a shared
+runs directory) are left alone, neither trusted nor removed."""
 
 from __future__ import annotations
 
 import datetime
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
+import tempfile
 import warnings
 from pathlib import Path
 
-from .runlog import SWEEPS
+from . import files
+from .runlog import SWEEPS, writable
 
 BACKENDS = ("local", "ray")
+TOKEN_ENV = "NBKIT_SWEEP_TOKEN"
 _CHILDREN: dict[int, subprocess.Popen] = {}  # sweeps this process launched, by pid (to reap them)
+
+
+def sweep_args(runs_dir: str | Path, variants: list[str], dataset: str, max_iter: int, seeds: int,
+               device: str = "auto", jobs: int = 1, eval_every: int | None = None, backend: str = "local",
+               address: str = "") -> list[str]:
+    """`nbkit sweep`'s arguments for a launch. Every value is checked or bound to its option
+    (`--dataset=...`), so none can pass for another option (`--set=...`)."""
+    from .comparisons import expand
+
+    if not variants:
+        raise ValueError("pick at least one variant to launch")
+    expand(list(variants))  # known comparison or variant names only (with the closest valid one)
+    if backend not in BACKENDS:
+        raise ValueError(f"backend expects local or ray, got {backend!r}")
+    if device not in ("auto", "cpu", "cuda"):
+        raise ValueError(f"device expects auto, cpu or cuda, got {device!r}")
+    address = address.strip()
+    if address.startswith("-"):
+        raise ValueError(f"Ray address expects auto or HOST:PORT, got {address!r}")
+    args = [*variants, f"--dataset={dataset}", "--max-iter", str(int(max_iter)), "--seeds", str(int(seeds)),
+            "--jobs", str(int(jobs)), f"--device={device}", f"--runs-dir={runs_dir}", "--backend", backend]
+    if eval_every:
+        args += ["--eval-every", str(int(eval_every))]
+    if backend == "ray" and address:
+        args += ["--address", address]
+    return args
 
 
 def launch_sweep(runs_dir: str | Path, variants: list[str], dataset: str, max_iter: int, seeds: int,
@@ -26,31 +62,22 @@ def launch_sweep(runs_dir: str | Path, variants: list[str], dataset: str, max_it
     """Start `nbkit sweep` in the background; backend "ray" sends the runs to a Ray cluster
     (address: auto, HOST:PORT, or empty for RAY_ADDRESS or a new local instance), whose logs
     land in runs_dir as local ones do. Returns the registry entry (pid, args, started, log)."""
-    if not variants:
-        raise ValueError("pick at least one variant to launch")
-    if backend not in BACKENDS:
-        raise ValueError(f"backend expects local or ray, got {backend!r}")
     runs_dir = Path(runs_dir)
-    args = [*variants, "--dataset", dataset, "--max-iter", str(int(max_iter)), "--seeds", str(int(seeds)),
-            "--jobs", str(int(jobs)), "--device", device, "--runs-dir", str(runs_dir), "--backend", backend]
-    if eval_every:
-        args += ["--eval-every", str(int(eval_every))]
-    if backend == "ray" and address.strip():
-        args += ["--address", address.strip()]
-    registry = runs_dir / SWEEPS
-    registry.mkdir(parents=True, exist_ok=True)
+    args = sweep_args(runs_dir, variants, dataset, max_iter, seeds, device, jobs, eval_every, backend, address)
+    registry = writable(runs_dir / SWEEPS)  # said before anything starts: a sweep nobody could stop is worse
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    log_path = registry / f"{stamp}.log"
+    fd, log_path = tempfile.mkstemp(prefix=f"{stamp}-", suffix=".log", dir=registry)
     command = [sys.executable, "-m", "nbkit", "sweep", *args]
-    with open(log_path, "a") as log:  # its own session: the notebook server's signals do not reach it
+    token = secrets.token_hex(16)
+    with os.fdopen(fd, "a") as log:  # its own session: the notebook server's signals do not reach it
         proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True)
+                                start_new_session=True, env={**os.environ, TOKEN_ENV: token})
     _CHILDREN[proc.pid] = proc
-    info = {"pid": proc.pid, "start_ticks": _proc_start(proc.pid), "command": command, "args": args,
-            "started": stamp, "log": str(log_path), "runs_dir": str(runs_dir),
+    info = {"pid": proc.pid, "start_ticks": _proc_start(proc.pid), "command": command, "token": token, "args": args,
+            "started": stamp, "log": log_path, "runs_dir": str(runs_dir),
             "request": {"variants": list(variants), "dataset": dataset, "max_iter": int(max_iter),
                         "seeds": int(seeds), "eval_every": int(eval_every) if eval_every else None}}
-    (registry / f"{proc.pid}.json").write_text(json.dumps(info))
+    files.write_text(registry / f"{proc.pid}.json", json.dumps(info))
     return info
 
 
@@ -70,27 +97,56 @@ def _proc_cmdline(pid: int) -> list[str] | None:
         return None
 
 
+def _proc_token(pid: int) -> str | None:
+    """The sweep token in the process's environment; readable only by its owner (and root)."""
+    try:
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    except OSError:
+        return None
+    prefix = f"{TOKEN_ENV}=".encode()
+    return next((v[len(prefix):].decode(errors="replace") for v in environ if v.startswith(prefix)), None)
+
+
+def _is_sweep(command) -> bool:
+    return isinstance(command, list) and command[1:4] == ["-m", "nbkit", "sweep"]
+
+
 def _ours(info, where: Path) -> bool:
     """Whether a registry entry is provably a sweep launched here and still running: this process
-    holds its handle, or /proc shows the same start time and the command line that was launched.
-    A reused pid, an entry edited by hand or copied from another machine is never signalled."""
+    holds its handle, or /proc shows the start time, `nbkit sweep` command line and token that
+    were recorded. A reused pid, an entry edited by hand or copied from elsewhere is never signalled."""
     pid = info.get("pid") if isinstance(info, dict) else None
     if isinstance(pid, bool) or not isinstance(pid, int) or pid <= 1:
-        warnings.warn(f"{where}: ignoring a launched-sweep entry without a valid pid (got {pid!r})", stacklevel=3)
+        warnings.warn(f"{where}: ignoring a launched-sweep entry without a valid pid (got {pid!r:.40})", stacklevel=3)
         return False
     proc = _CHILDREN.get(pid)
     if proc is not None:
         return proc.poll() is None
-    return (info.get("start_ticks") is not None and _proc_start(pid) == info.get("start_ticks")
-            and _proc_cmdline(pid) == info.get("command"))
+    token = info.get("token")
+    return (isinstance(token, str) and len(token) >= 32 and _is_sweep(info.get("command"))
+            and info.get("start_ticks") is not None and _proc_start(pid) == info.get("start_ticks")
+            and _proc_cmdline(pid) == info.get("command") and secrets.compare_digest(_proc_token(pid) or "", token))
+
+
+def _own_file(path: Path) -> bool:
+    try:
+        return path.stat().st_uid == os.getuid()
+    except OSError:
+        return False
 
 
 def active_sweeps(runs_dir: str | Path) -> list[dict]:
-    """The registry entries of launched sweeps still running; entries of ended ones (or whose pid
-    now belongs to another process) are removed."""
+    """The registry entries of this user's launched sweeps still running; this user's entries of
+    ended ones (or whose pid now belongs to another process) are removed where the folder allows."""
     registry = Path(runs_dir) / SWEEPS
     out = []
-    for f in sorted(registry.glob("*.json")) if registry.is_dir() else []:
+    try:
+        entries = sorted(registry.glob("*.json")) if registry.is_dir() else []
+    except OSError:
+        return out
+    for f in entries:
+        if not _own_file(f):  # another user's sweep on a shared runs directory: not ours to show or stop
+            continue
         try:
             info = json.loads(f.read_text())
         except (OSError, ValueError, RecursionError):
@@ -99,7 +155,10 @@ def active_sweeps(runs_dir: str | Path) -> list[dict]:
         if _ours(info, f):
             out.append(info)
         elif isinstance(info, dict) and isinstance(info.get("pid"), int) and info["pid"] > 1:
-            f.unlink(missing_ok=True)
+            try:
+                f.unlink()
+            except OSError:  # a registry this user cannot change: the entry just stays
+                pass
     return out
 
 
@@ -110,28 +169,53 @@ def stop_sweeps(runs_dir: str | Path) -> int:
         try:
             os.kill(info["pid"], signal.SIGTERM)
             stopped += 1
-        except ProcessLookupError:
+        except (ProcessLookupError, PermissionError):
             pass
     return stopped
 
 
 def last_error(log: str | Path) -> str | None:
     """The one line that says why a sweep failed: its last `error:` or `FAILED` line."""
+    from .sweep import clip
+
     try:
         lines = [l.strip() for l in Path(log).read_text(errors="replace").splitlines() if l.strip()]
     except OSError:
         return None
-    return next((l[-300:] for l in reversed(lines) if "error:" in l or l.startswith("FAILED")), None)
+    return next((clip(l) for l in reversed(lines) if "error:" in l or l.startswith("FAILED")), None)
+
+
+def _final_counts(log: str | Path) -> dict[str, int]:
+    """The counts of a sweep's final line ("sweep: 2 done, 0 skipped, 0 failed, 1 stopped"), or {}."""
+    try:
+        lines = Path(log).read_text(errors="replace").splitlines()
+    except OSError:
+        return {}
+    final = next((l for l in reversed(lines) if l.startswith("sweep: ") and " stopped" in l), "")
+    counts = {}
+    for part in final[len("sweep: "):].split(","):
+        number, _, word = part.strip().partition(" ")
+        if number.isdigit():
+            counts[word.split(" ")[0]] = int(number)
+    return counts
 
 
 def sweep_state(info: dict) -> dict:
-    """A launched sweep now: state (running, done or failed), its one-line error if it failed,
-    and its runs (variant, seed, state, step of steps, reason), queued ones included."""
+    """A launched sweep now: state (running, done, stopped or failed), its one-line error if it
+    failed, and its runs (variant, seed, state, step of steps, reason), queued ones included."""
+    from .errors import STOPPED
+
     proc = _CHILDREN.get(info.get("pid"))
     code = proc.poll() if proc is not None else None
     running = _ours(info, Path(info.get("log", "")))
     error = last_error(info["log"]) if "log" in info else None
-    state = "running" if running else "failed" if (code not in (None, 0) or error) else "done"
+    counts = _final_counts(info["log"]) if "log" in info else {}
+    if running:
+        state = "running"
+    elif code == STOPPED or (counts.get("stopped") and not counts.get("failed")):
+        state = "stopped"
+    else:
+        state = "failed" if (code not in (None, 0) or error) else "done"
     return {"state": state, "error": error if state == "failed" else None, "runs": _planned_runs(info)}
 
 

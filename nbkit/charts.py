@@ -14,6 +14,7 @@ Vega expression or a field name: names travel as data only. Data preparation liv
 
 from __future__ import annotations
 
+import copy
 import functools
 import json
 from pathlib import Path
@@ -374,8 +375,32 @@ def dashboard(charts: dict[str, Spec]) -> Spec:
         panels = [{k: v for k, v in p.items() if k not in ("params", "$schema", "config", "resolve", "datasets")}
                   for p in _panels(spec)]
         panels[0] = {**panels[0], "datasets": dict(spec["datasets"])}
-        parts += panels
+        parts += copy.deepcopy(panels)
+    # one colour scale for every panel (Vega-Lite shares one legend and one range): the union of theirs
+    colours = _colour_encodings(parts, [])
+    pairs = dict(pair for c in colours for pair in zip(c["scale"]["domain"], c["scale"]["range"]))
+    rank = lambda g: PALETTE.index(pairs[g]) if pairs[g] in PALETTE else len(PALETTE)  # the palette's order
+    pairs = {g: pairs[g] for g in sorted(pairs, key=rank)}
+    for c in colours:
+        c["scale"] = {"domain": list(pairs), "range": list(pairs.values())}
+        if isinstance(c.get("legend"), dict):
+            c["legend"]["values"] = list(pairs)
     return finish(parts, "vconcat", spacing=28)
+
+
+def _colour_encodings(node, found: list[dict]) -> list[dict]:
+    """Every colour encoding with an explicit scale in a spec (its datasets aside)."""
+    if isinstance(node, dict):
+        colour = (node.get("encoding") or {}).get("color")
+        if isinstance(colour, dict) and isinstance(colour.get("scale"), dict) and "domain" in colour["scale"]:
+            found.append(colour)
+        for k, v in node.items():
+            if k != "datasets":
+                _colour_encodings(v, found)
+    elif isinstance(node, list):
+        for v in node:
+            _colour_encodings(v, found)
+    return found
 
 
 def layer_temperatures(metrics: pl.DataFrame) -> pl.DataFrame:

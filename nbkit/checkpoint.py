@@ -4,13 +4,19 @@ cannot be read."""
 
 from __future__ import annotations
 
+import collections
 import errno
+import functools
+import io
 import os
+import pickle
 import shutil
 import sys
 import warnings
+import zipfile
 from pathlib import Path
 
+from . import files
 from .settings import Settings
 
 CHECKPOINT, PREVIOUS = "checkpoint.pt", "checkpoint.prev.pt"
@@ -19,22 +25,19 @@ CHECKPOINT_KEYS = ("model", "optimizer", "step", "settings", "generator", "cpu_r
 
 
 def save_checkpoint(run_dir: Path, checkpoint: dict) -> None:
-    """A plain dict of tensors and numbers, written whole or not at all; the one before is kept
-    as checkpoint.prev.pt."""
+    """A plain dict of tensors and numbers, written whole or not at all (nbkit.files); the one
+    before is kept as checkpoint.prev.pt."""
     import torch
 
-    tmp = run_dir / f".{CHECKPOINT}.tmp"
     try:
-        torch.save(checkpoint, tmp)
-    except BaseException as e:
-        full = shutil.disk_usage(run_dir).free < (1 << 20)  # torch reports a short write as "unexpected pos"
-        tmp.unlink(missing_ok=True)
-        if full and isinstance(e, Exception):
+        with files.replacing(run_dir / CHECKPOINT) as tmp:
+            torch.save(checkpoint, tmp)
+            if (run_dir / CHECKPOINT).exists():  # renamed only once the new one is whole
+                os.replace(run_dir / CHECKPOINT, run_dir / PREVIOUS)
+    except Exception:
+        if shutil.disk_usage(run_dir).free < (1 << 20):  # torch reports a short write as "unexpected pos"
             raise OSError(errno.ENOSPC, f"No space left on device (writing {CHECKPOINT})") from None
         raise
-    if (run_dir / CHECKPOINT).exists():
-        os.replace(run_dir / CHECKPOINT, run_dir / PREVIOUS)
-    os.replace(tmp, run_dir / CHECKPOINT)
 
 
 def has_checkpoint(run_dir: str | Path) -> bool:
@@ -55,12 +58,18 @@ def _load(path: Path, device) -> dict:
         raise ValueError(f"{path.name} is corrupt or not a checkpoint ({type(e).__name__})") from None
     if not isinstance(state, dict) or any(k not in state for k in CHECKPOINT_KEYS):
         raise ValueError(f"{path.name} is corrupt or not a checkpoint (keys missing)")
+    max_iter = state["settings"].get("max_iter") if isinstance(state["settings"], dict) else None
+    step, elapsed = state["step"], state["elapsed"]
+    if isinstance(step, bool) or not isinstance(step, int) or not isinstance(max_iter, int) or not 0 <= step <= max_iter:
+        raise ValueError(f"{path.name} is corrupt or not a checkpoint (step {step!r:.40}, expected 0..max_iter)")
+    if isinstance(elapsed, bool) or not isinstance(elapsed, (int, float)) or not 0 <= elapsed < float("inf"):
+        raise ValueError(f"{path.name} is corrupt or not a checkpoint (elapsed {elapsed!r:.40}, expected seconds)")
     return state
 
 
-def load_checkpoint(run_dir: str | Path, device, settings: Settings | None = None) -> dict:
+def load_checkpoint(run_dir: str | Path, device, settings: Settings | None = None, variant: str | None = None) -> dict:
     """The run's last checkpoint, or the one before when the last is unreadable (said on stderr);
-    with settings, refused unless it was made with them."""
+    with settings (and variant), refused unless it was made with them."""
     run_dir = Path(run_dir)
     try:
         state = _load(run_dir / CHECKPOINT, device)
@@ -75,6 +84,9 @@ def load_checkpoint(run_dir: str | Path, device, settings: Settings | None = Non
         print(f"nbkit: {last}; resuming from the checkpoint before it (step {state['step']})", file=sys.stderr)
     if settings is not None and _identity(state.get("settings")) != settings.identity():
         raise ValueError(f"cannot resume {run_dir}: its checkpoint was made with other settings")
+    if variant is not None and state.get("variant", variant) != variant:
+        raise ValueError(f"cannot resume {run_dir}: its config.json names variant {variant!r:.60} but its checkpoint "
+                         f"was trained as {state['variant']!r:.60}; expected config.json as the trainer wrote it")
     return state
 
 
@@ -100,3 +112,56 @@ def _identity(saved) -> dict | None:
         return Settings(**saved).identity()
     except (TypeError, ValueError):
         return None
+
+
+# --- what a checkpoint says about its run, without torch ------------------------------------------
+
+MAX_PICKLE_BYTES = 16 << 20  # a checkpoint's object structure (its tensors are stored apart)
+
+
+class _Skeleton(pickle.Unpickler):
+    """A torch checkpoint's object structure with every tensor read as None: dicts, numbers and
+    strings only. Any other class in the pickle refuses the whole (nothing is ever called)."""
+
+    def find_class(self, module, name):
+        if (module, name) == ("collections", "OrderedDict"):
+            return collections.OrderedDict
+        if (module == "torch" and name.endswith("Storage")) or (module == "torch._utils" and name.startswith("_rebuild_")):
+            return _nothing
+        raise pickle.UnpicklingError(f"{module}.{name} is not part of a checkpoint")
+
+    def persistent_load(self, pid):
+        return None
+
+
+def _nothing(*args, **kwargs):
+    return None
+
+
+@functools.lru_cache(maxsize=4096)
+def _skeleton(path: str, stamp: tuple) -> dict | None:
+    try:
+        with zipfile.ZipFile(path) as z:
+            (name,) = [n for n in z.namelist() if n.endswith("/data.pkl")]
+            if z.getinfo(name).file_size > MAX_PICKLE_BYTES:
+                return None
+            state = _Skeleton(io.BytesIO(z.read(name))).load()
+    except Exception:  # noqa: BLE001 - an unreadable checkpoint tells nothing; loading it says why
+        return None
+    return state if isinstance(state, dict) else None
+
+
+def saved_identity(run_dir: str | Path) -> dict | None:
+    """The variant and seed a run's last readable checkpoint was trained as, read from its object
+    structure alone (no torch, a millisecond); None without a readable checkpoint."""
+    for name in (CHECKPOINT, PREVIOUS):
+        path = Path(run_dir) / name
+        try:
+            st = path.stat()
+        except OSError:
+            continue
+        state = _skeleton(str(path), (st.st_mtime_ns, st.st_size, st.st_ino))
+        settings = state.get("settings") if state else None
+        if isinstance(settings, dict) and isinstance(state.get("variant"), str):
+            return {"variant": state["variant"], "seed": settings.get("seed")}
+    return None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 
 def cmd_variants(args) -> None:
@@ -165,9 +166,19 @@ def cmd_sweep(args) -> None:
         raise SystemExit(FAILED)
 
 
+def existing_runs_dir(path: Path) -> Path:
+    """A runs directory to read: one that does not exist, or is a file, is an error, not "no runs"."""
+    if not path.exists():
+        raise ValueError(f"runs directory {path} does not exist; expected a folder of runs (see --runs-dir)")
+    if not path.is_dir():
+        raise ValueError(f"runs directory {path} is not a folder; expected a folder of runs (see --runs-dir)")
+    return path
+
+
 def cmd_summary(args) -> None:
     from .summary import summary_markdown, variant_markdown
 
+    existing_runs_dir(args.runs_dir)
     if args.scorecard:
         from .claims import scorecards_markdown
 
@@ -179,6 +190,7 @@ def cmd_summary(args) -> None:
 def cmd_report(args) -> None:
     from .report import export_all
 
+    existing_runs_dir(args.runs_dir)
     for path in export_all(args.runs_dir, args.out, args.figures, args.dataset):
         print(path)
 
@@ -297,6 +309,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def one_line(e: BaseException) -> str:
+    """An error's first line, with the next where the first only introduces it ("... failed:")."""
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+    if not lines:
+        return type(e).__name__
+    return f"{lines[0]} {lines[1]}" if lines[0].endswith(":") and len(lines) > 1 else lines[0]
+
+
 def main(argv: list[str] | None = None) -> int:
     from .errors import OK, RunBusy, RunStopped, exit_code
 
@@ -312,8 +332,9 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(e, RunStopped):
             print(f"\nnbkit {args.command}: stopped ({e}); the run is marked stopped", file=sys.stderr)
         else:
-            message = str(e).splitlines()[0] if str(e) else type(e).__name__
+            from .escape import terminal
+
             kind = "" if isinstance(e, (ValueError, OSError, RunBusy)) else f"{type(e).__name__}: "
-            print(f"nbkit {args.command}: error: {kind}{message}", file=sys.stderr)
+            print(f"nbkit {args.command}: error: {kind}{terminal(one_line(e))}", file=sys.stderr)
         return exit_code(e)
     return OK

@@ -38,6 +38,10 @@ class RunStopped(Exception):
     """Raised in the training loop after SIGTERM/SIGINT, so the run checkpoints and marks itself stopped."""
 
 
+class RunLogLost(RuntimeError):
+    """A run's metrics.jsonl was deleted or replaced while the run was writing it."""
+
+
 class NonFiniteLoss(Exception):
     """The training loss became NaN or infinite."""
 

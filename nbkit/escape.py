@@ -1,14 +1,22 @@
-"""Text from run folders (run names, variant names, labels, paths) is untrusted: a shared runs
-directory can hold anything. Everything that reaches markdown or HTML passes through here."""
+"""Text from run folders (run names, variant names, labels, devices, reasons, paths) is
+untrusted: a shared runs directory can hold anything. It is data wherever it is shown: escaped
+for markdown and HTML here, for Vega field names in nbkit.charts, for JSON inside a <script> in
+nbkit.report, and for a terminal here (`terminal`)."""
 
 from __future__ import annotations
 
 import html
 import re
+from urllib.parse import urlsplit
+
+import markdown
+import markdown.treeprocessors
 
 # what can open markup: emphasis, code, links and images, table cells, headings, strikethrough
 _MARKDOWN = re.compile(r"([\\`*\[\]|#~])")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_TERMINAL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # what a terminal obeys (escapes, bells, C1)
+SAFE_SCHEMES = ("", "http", "https", "mailto")
 
 
 def md_text(value) -> str:
@@ -20,3 +28,39 @@ def md_text(value) -> str:
 def md_code(value) -> str:
     """An inline code span; markdown renders its content literally, so only backticks matter."""
     return "`" + _CONTROL.sub(" ", str(value)).replace("`", "'") + "`"
+
+
+def terminal(value) -> str:
+    """Text for a terminal: control characters (escape sequences, bells, carriage returns) as
+    visible \\x.. codes, so a name can neither rewrite the screen nor hide what precedes it."""
+    return _TERMINAL.sub(lambda m: f"\\x{ord(m.group()):02x}", str(value))
+
+
+def markdown_html(text: str) -> str:
+    """Markdown as HTML with nothing active in it: raw HTML in the text is shown as text, and a
+    link or image whose address is not http(s), mailto or relative (javascript:, data:) loses it."""
+    return markdown.markdown(text, extensions=["tables", NoActiveContent()])
+
+
+def safe_address(url: str) -> bool:
+    try:
+        return urlsplit(url.strip()).scheme.lower() in SAFE_SCHEMES
+    except ValueError:
+        return False
+
+
+class NoActiveContent(markdown.Extension):
+    """Python-Markdown passes raw HTML through and links to any address: not here."""
+
+    def extendMarkdown(self, md):
+        md.preprocessors.deregister("html_block")
+        md.inlinePatterns.deregister("html")
+        md.treeprocessors.register(_SafeAddresses(md), "safe_addresses", 0)
+
+
+class _SafeAddresses(markdown.treeprocessors.Treeprocessor):
+    def run(self, root):
+        for element in root.iter():
+            for attribute in ("href", "src"):
+                if element.get(attribute) is not None and not safe_address(element.get(attribute)):
+                    del element.attrib[attribute]

@@ -19,11 +19,13 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
+from . import files
 from .errors import DatasetError
 
 ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.xz", ".zip")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 PIXELS_ENV, BYTES_ENV = "NBKIT_MAX_IMAGE_PIXELS", "NBKIT_MAX_DATASET_BYTES"
+HEAD_BYTES = 256 << 10  # what is read of an archive member before it must show an image header
 
 
 def _limit(env: str, default: int) -> int:
@@ -85,14 +87,9 @@ def load_image_folder(path: Path, cache_dir: Path):
     members = _read_archive(path) if path.is_file() else _read_directory(path)
     arrays = decode_splits(members, path)
     cache_dir.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_suffix(f".tmp{os.getpid()}.npz")
     train_x, train_y, test_x, test_y, classes = arrays
-    try:
+    with files.replacing(cache) as tmp:  # whole or not at all
         np.savez(tmp, train_x=train_x, train_y=train_y, test_x=test_x, test_y=test_y, classes=np.array(classes))
-        os.replace(tmp, cache)  # whole or not at all
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     return arrays
 
 
@@ -122,7 +119,8 @@ def _read_archive(path: Path) -> list[tuple[PurePosixPath, bytes]]:
                         raise DatasetError(f"{path}: refusing archive member {info.filename!r} (a link)")
                     if not info.is_dir() and _is_image(p):
                         take(info.filename, info.file_size)  # zipfile reads no more than this
-                        out.append((p, z.read(info)))
+                        with z.open(info) as f:
+                            out.append((p, _read_image(info.filename, info.file_size, f, path)))
         else:
             with tarfile.open(path) as t:
                 for m in t:
@@ -131,7 +129,7 @@ def _read_archive(path: Path) -> list[tuple[PurePosixPath, bytes]]:
                         raise DatasetError(f"{path}: refusing archive member {m.name!r} (a link or device)")
                     if m.isfile() and _is_image(p):
                         take(m.name, m.size)
-                        out.append((p, t.extractfile(m).read()))
+                        out.append((p, _read_image(m.name, m.size, t.extractfile(m), path)))
     except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError) as e:
         raise DatasetError(f"{path} is not a readable archive ({type(e).__name__}: {e}); "
                            "expected a .tar, .tar.gz, .tar.xz or .zip of train/<class>/ and test/<class>/") from None
@@ -144,18 +142,39 @@ def _read_directory(path: Path) -> list[tuple[PurePosixPath, bytes]]:
     total = sum(p.stat().st_size for _, p in files)
     if total > max_dataset_bytes():
         raise _too_big(path, "its images", total, max_dataset_bytes(), BYTES_ENV)
-    return [(rel, p.read_bytes()) for rel, p in files]
+    out = []
+    for rel, p in files:
+        with open(p, "rb") as f:
+            out.append((rel, _read_image(str(rel), p.stat().st_size, f, path)))
+    return out
+
+
+def _read_image(name: str, size: int, f, source: Path) -> bytes:
+    """A member's bytes, refused from its first HEAD_BYTES unless they begin an image header of
+    at most max_image_pixels() and the member is no larger than such an image can be (8 bytes a
+    pixel, 16-bit RGBA stored raw, plus HEAD_BYTES of metadata): a bomb is never read whole."""
+    head = f.read(min(size, HEAD_BYTES))
+    w, h = _header_size(name, head, source)
+    most = w * h * 8 + HEAD_BYTES
+    if size > most:
+        raise DatasetError(f"{source}: image {name} is {size:,} bytes, more than a {w}x{h} image can take "
+                           f"({most:,}); refusing to read it")
+    return head + f.read() if size > len(head) else head
 
 
 def decode_splits(members, source: Path):
     # the folder holding train/ and test/ may sit below a top-level folder (cifar10/train/...)
     by_split: dict[str, dict[str, list]] = {"train": {}, "test": {}}
+    roots: dict[tuple, str] = {}  # the folders holding train/ and test/, with an image of each
     for p, data in members:
         parts = p.parts
-        for i in range(len(parts) - 2):
-            if parts[i] in by_split and len(parts) - i == 3:
-                by_split[parts[i]].setdefault(parts[i + 1], []).append((str(p), data))
-                break
+        if len(parts) >= 3 and parts[-3] in by_split:  # <root>/<split>/<class>/<image>
+            roots.setdefault(parts[:-3], str(p))
+            by_split[parts[-3]].setdefault(parts[-2], []).append((str(p), data))
+    if len(roots) > 1:  # e.g. a copy nested inside (test/train/...): never mixed into the splits
+        shown = "; ".join(f"{'/'.join(root) or '.'}/ (e.g. {example})" for root, example in sorted(roots.items()))
+        raise DatasetError(f"{source} holds train/ or test/ folders in more than one place: {shown}; expected "
+                           "one folder holding train/<class>/<image> and test/<class>/<image>")
     if not members:
         raise DatasetError(f"{source} holds no images; expected train/<class>/*.png|jpg and test/<class>/...")
     missing = [s for s, classes in by_split.items() if not classes]
@@ -185,9 +204,13 @@ def decode_splits(members, source: Path):
 
 def _first_size(items: list[tuple[str, bytes]], source: Path) -> tuple[int, int]:
     """(width, height) of the first image, from its header alone; every image must have it."""
+    return _header_size(*min(items), source)
+
+
+def _header_size(name: str, data: bytes, source: Path) -> tuple[int, int]:
+    """(width, height) of an image from its header (the start of its bytes), within the pixel limit."""
     from PIL import Image
 
-    name, data = min(items)
     try:
         with Image.open(io.BytesIO(data)) as im:
             w, h = im.size

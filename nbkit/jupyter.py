@@ -15,10 +15,10 @@ import asyncio
 import html
 
 import ipywidgets as w
-from markdown import markdown
 
 from . import background, claims
 from .comparisons import get_comparison
+from .escape import markdown_html
 from .curves import SEED_MODES, X_AXES
 from .livechart import LiveChart
 from .present import DASH
@@ -30,8 +30,9 @@ REFRESH_SECONDS = 2.0
 
 
 def _md(text: str) -> str:
-    """Our own markdown (every string from the runs already md_text-escaped in it) as HTML."""
-    return markdown(text, extensions=["tables"])
+    """Markdown as HTML with nothing active in it (raw HTML shown as text, no javascript: links):
+    an HTML widget sets innerHTML."""
+    return markdown_html(text)
 
 
 class Panel(w.VBox):

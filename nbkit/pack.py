@@ -20,6 +20,7 @@ import dataclasses
 import sys
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -28,7 +29,7 @@ from torch.func import functional_call, stack_module_state, vmap
 
 from . import distributed, runlog
 from .data import Dataset, load_dataset
-from .errors import NonFiniteLoss, RunBusy, RunStopped, stop_signals
+from .errors import NonFiniteLoss, RunBusy, RunLogLost, RunStopped, stop_signals
 from .loader import TrainBatches, eval_shards
 from .models import create_model
 from .models.vitn import Attention
@@ -232,24 +233,50 @@ def train_pack(variant: str, settings: list[Settings], run_dirs: list[str | Path
         if not claimed:
             raise RunBusy("every run of the pack is held by another process")
         pack = _build(variant, [s for s, _ in claimed], ds, world, dev)
+        members = list(pack.members)  # every run's log is closed at the end, also of runs that left
         for m, (_, run_dir) in zip(pack.members, claimed):
             m.run.run_dir = Path(run_dir)
-        for m in pack.members:
-            m.state = start(m.run, None, ds, label, pack_size=len(pack.members))
-        try:
-            with stop_signals() as stop_requested:
+        with stop_signals() as stop_requested:  # from the first file written to the last (see train._run)
+            try:
+                _each(pack, lambda m: setattr(m, "state", start(m.run, None, ds, label, pack_size=len(members))))
                 _loop(pack, stop_requested)
-            for m in pack.members:
-                finish(m.run, m.state)
-        except BaseException as e:
-            for m in pack.members:
-                if m.state is not None:
-                    ended(m.run, m.state, e)
-            raise
-        finally:
-            for m in pack.members:
-                m.run.log.close()
+                _each(pack, lambda m: finish(m.run, m.state))
+            except BaseException as e:
+                for m in pack.members:
+                    _end(m, e)
+                raise
+            finally:
+                for m in members:
+                    m.run.log.close()
     return [Path(d) for d in run_dirs]
+
+
+OWN_ERRORS = (NonFiniteLoss, RunLogLost, OSError)  # raised by one run's loss or files: that run fails alone
+
+
+def _each(pack: Pack, act: Callable[[PackMember], object]) -> None:
+    """act on every run of the pack; a run whose own loss or files raise ends (failed, saying
+    why) and leaves the pack, and the others go on."""
+    failed = []
+    for k, m in enumerate(pack.members):
+        try:
+            act(m)
+        except OWN_ERRORS as e:
+            _end(m, e)
+            failed.append(k)
+    if failed:
+        _drop(pack, failed)
+
+
+def _end(m: PackMember, e: BaseException) -> None:
+    """Say how one run ended; one that cannot even say so (its folder gone) does not stop the others'."""
+    try:
+        ended(m.run, m.state or LoopState(), e)
+    except Exception as again:  # noqa: BLE001 - said on stderr; the pack's other runs still end properly
+        print(f"nbkit: {m.run.run_dir}: could not record how the run ended ({type(again).__name__}: {again})",
+              file=sys.stderr, flush=True)
+    finally:
+        m.run.log.close()
 
 
 def _on_device(ds: Dataset, dev: torch.device) -> Dataset:
@@ -312,28 +339,23 @@ def _loop(pack: Pack, stop_requested: list[str]) -> None:
         x, y = torch.stack([b[0] for b in batches]), torch.stack([b[1] for b in batches])
         stats = pack.step(x, y, step_lr(step, s))  # (K, columns), on the device
         step += 1
-        evaluating, failed = evaluation_due(s, step), []
+        evaluating = evaluation_due(s, step)
         for k, m in enumerate(pack.members):
             m.state.window.append(stats[k])
             m.state.step = step
             m.state.extra_keys = m.state.extra_keys or pack.step.extra_keys
+
+        def log_window(m: PackMember) -> None:
             if len(m.state.window) >= s.log_every or evaluating:
-                try:
-                    write_train_row(m.run, m.state, stop_requested)
-                except NonFiniteLoss as e:  # this run fails; the others go on
-                    ended(m.run, m.state, e)
-                    m.run.log.close()
-                    failed.append(k)
-        if failed:
-            _drop(pack, failed)
+                write_train_row(m.run, m.state, stop_requested)
+
+        _each(pack, log_window)
         if evaluating:
             for m in pack.members:  # every run's clock stops before any evaluates
                 pause_clock(m.run, m.state)
-            for m in pack.members:
-                evaluate_splits(m.run, m.state)
+            _each(pack, lambda m: evaluate_splits(m.run, m.state))
             pack.packed.train()
         if saving(s, step):
-            for m in pack.members:
-                write_checkpoint(m.run, m.state)
-        if stop_requested and step < s.max_iter:
+            _each(pack, lambda m: write_checkpoint(m.run, m.state))
+        if stop_requested and step < s.max_iter and pack.members:
             raise RunStopped(stop_requested[0])

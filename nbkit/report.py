@@ -6,14 +6,15 @@ no code, no widgets, no local paths. Works from an installed nbkit."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import html
 import json
 from pathlib import Path
 
-import markdown
-
-from . import charts, claims
+from . import charts, claims, files
 from .comparisons import COMPARISONS, Comparison
+from .escape import markdown_html
 from .reader import read_runs
 from .workbench import (answer, build_view, datasets, default_scalar, intro, notes, original, registry_order,
                         sections, variant_options)
@@ -38,11 +39,13 @@ def javascript() -> str:
 
 
 def _md(text: str) -> str:
-    return markdown.markdown(text, extensions=["tables"])
+    return markdown_html(text)  # raw HTML shown as text, no javascript: links: a report runs no script of a run's
 
 
 def _script_json(value) -> str:
-    return json.dumps(value).replace("</", "<\\/")  # safe inside <script>
+    """JSON inside a <script>: no '<' (so no '</script>' or '<!--'), '>' or '&' left for the HTML
+    parser to read (json.dumps already escapes the line separators JavaScript cannot hold)."""
+    return json.dumps(value).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
 def document(comparison: Comparison, frames: tuple, dataset: str | None = None, script: str | None = None) -> str:
@@ -78,17 +81,22 @@ def document(comparison: Comparison, frames: tuple, dataset: str | None = None, 
 
 
 def _page(comparison: Comparison, parts: list[str], specs: dict[str, dict] | None, script: str | None) -> str:
-    """The page; specs: element id -> the Vega-Lite chart drawn there."""
-    charts = ""
+    """The page; specs: element id -> the Vega-Lite chart drawn there. Its content security
+    policy lets only its own scripts run (by hash), so markup that reached the page any other
+    way runs nothing (Vega compiles its expressions with Function: 'unsafe-eval')."""
+    scripts = []
     if specs:
-        charts = f"<script>{script if script is not None else javascript()}</script>\n" + "\n".join(
-            f"<script>vegaEmbed('#{key}', {_script_json(spec)}, {_script_json(EMBED_OPTIONS)})"
-            f".catch(e => {{ document.getElementById('{key}').textContent = 'The charts failed: ' + e; }});</script>"
-            for key, spec in specs.items())
+        scripts = [script if script is not None else javascript()] + [
+            f"vegaEmbed('#{key}', {_script_json(spec)}, {_script_json(EMBED_OPTIONS)})"
+            f".catch(e => {{ document.getElementById('{key}').textContent = 'The charts failed: ' + e; }});"
+            for key, spec in specs.items()]
+    hashes = " ".join(f"'sha256-{base64.b64encode(hashlib.sha256(s.encode()).digest()).decode()}'" for s in scripts)
+    policy = f"default-src 'none'; img-src data: blob:; style-src 'unsafe-inline'; script-src 'unsafe-eval' {hashes}"
     return (f"<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
+            f"<meta http-equiv='Content-Security-Policy' content=\"{policy}\">"
             f"<meta name='viewport' content='width=device-width, initial-scale=1'>"
             f"<title>nbkit: {html.escape(comparison.name)}</title><style>{STYLE}</style></head>\n<body>\n"
-            + "\n".join(parts) + f"\n{charts}\n</body></html>\n")
+            + "\n".join(parts) + "\n" + "\n".join(f"<script>{s}</script>" for s in scripts) + "\n</body></html>\n")
 
 
 def write_report(name: str, runs_dir: str | Path, out: str | Path, dataset: str | None = None,
@@ -97,9 +105,8 @@ def write_report(name: str, runs_dir: str | Path, out: str | Path, dataset: str 
     directory already read (read_runs), else it is read here."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    target, tmp = out / f"{name}.html", out / f".{name}.html.tmp"
-    tmp.write_text(document(COMPARISONS[name], frames or read_runs(runs_dir), dataset, script), encoding="utf-8")
-    tmp.replace(target)
+    target = out / f"{name}.html"
+    files.write_text(target, document(COMPARISONS[name], frames or read_runs(runs_dir), dataset, script))
     return target
 
 
@@ -120,7 +127,8 @@ def export_figures(runs_dir: Path, out: Path, dataset: str | None = None, frames
         for kind, chart in view.charts.items():
             for suffix in ("png", "svg"):
                 path = out / f"{comparison.name}-{kind}.{suffix}"
-                chart.save(path, **({"scale_factor": 1.5} if suffix == "png" else {}))
+                with files.replacing(path) as tmp:
+                    chart.save(tmp, **({"scale_factor": 1.5} if suffix == "png" else {}))
                 written.append(path)
     return written
 

@@ -23,14 +23,15 @@ import contextlib
 import fcntl
 import json
 import os
+import tempfile
 import time
 import warnings
 from pathlib import Path
 from typing import Iterator
 
-from . import schema
-from .checkpoint import CHECKPOINT, PREVIOUS, any_checkpoint_loads
-from .errors import RunBusy
+from . import files, schema
+from .checkpoint import CHECKPOINT, PREVIOUS, any_checkpoint_loads, saved_identity
+from .errors import RunBusy, RunLogLost
 from .schema import STATES
 from .settings import Settings
 
@@ -57,22 +58,17 @@ def runs_dir(value: str | Path | None = None) -> Path:
 # --- writing ---------------------------------------------------------------------------------
 
 def write_json_atomic(path: Path, data: dict, in_place_if_full: bool = False) -> None:
-    """Write to a temporary file and rename, so a reader never sees half a file. When that fails
-    (a full disk) no temporary file is left; with in_place_if_full an existing file is then
-    rewritten in place, reusing its own space, so a run can still say it failed."""
+    """Write to a fresh temporary file and rename (nbkit.files), so a reader never sees half a
+    file. When that fails (a full disk, a folder turned read-only) no temporary file is left;
+    with in_place_if_full an existing regular file is then rewritten in place, reusing its own
+    space, so a run can still say it failed."""
     text = json.dumps(data, indent=1)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
-        with open(tmp, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        files.write_text(path, text)
     except OSError:
-        tmp.unlink(missing_ok=True)
-        if not (in_place_if_full and path.exists()):
+        if not (in_place_if_full and path.is_file() and not path.is_symlink()):
             raise
-        with open(path, "r+") as f:
+        with files.open_in_place(path) as f:
             f.truncate(0)
             f.write(text)
             f.flush()
@@ -82,7 +78,9 @@ def write_json_atomic(path: Path, data: dict, in_place_if_full: bool = False) ->
 class RunWriter:
     def __init__(self, run_dir: Path):
         self.dir = Path(run_dir)
-        self._metrics = open(self.dir / METRICS, "a")
+        self._metrics = files.open_append(self.dir / METRICS)
+        stat = os.fstat(self._metrics.fileno())
+        self._metrics_id = (stat.st_dev, stat.st_ino)
 
     def config(self, config: dict) -> None:
         write_json_atomic(self.dir / CONFIG, config)
@@ -92,9 +90,22 @@ class RunWriter:
         write_json_atomic(self.dir / STATUS, {"state": state, "step": step, **fields}, in_place_if_full=True)
 
     def metrics(self, rows: list[dict]) -> None:
+        self.check()
         # whole lines in one write, flushed: a reader sees complete rows or nothing new
         self._metrics.write("".join(json.dumps(r, allow_nan=True) + "\n" for r in rows))
         self._metrics.flush()
+
+    def check(self) -> None:
+        """Raise RunLogLost when metrics.jsonl is no longer the file written here (deleted or
+        replaced meanwhile): a run whose log is gone must not end as done."""
+        try:
+            stat = os.stat(self.dir / METRICS)
+            same = (stat.st_dev, stat.st_ino) == self._metrics_id
+        except FileNotFoundError:
+            same = False
+        if not same:
+            raise RunLogLost(f"{self.dir / METRICS} was deleted or replaced while the run was "
+                             "writing it, so rows it logged are lost")
 
     def close(self) -> None:
         try:
@@ -109,6 +120,7 @@ class NoWriter:
     def config(self, config): pass
     def status(self, state, step, **fields): pass
     def metrics(self, rows): pass
+    def check(self): pass
     def close(self): pass
 
 
@@ -123,9 +135,7 @@ def truncate_metrics(path: Path, last_step: int) -> None:
                 keep.append(line + "\n")
         except (ValueError, KeyError, TypeError, IndexError, RecursionError):
             continue  # a cut or garbage line is dropped here
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text("".join(keep))
-    os.replace(tmp, path)
+    files.write_text(path, "".join(keep))
 
 
 def mark(run_dir: Path, state: str, reason: str) -> None:
@@ -144,9 +154,8 @@ def writable(path: str | Path) -> Path:
     path = Path(path)
     try:
         path.mkdir(parents=True, exist_ok=True)
-        probe = path / f".write-test-{os.getpid()}"
-        probe.write_text("")
-        probe.unlink()
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".write-test-"):
+            pass
     except OSError as e:
         raise ValueError(f"runs directory {path} is not writable ({e.strerror or type(e).__name__}); "
                          "expected a directory this user can write, see --runs-dir") from None
@@ -181,7 +190,7 @@ def new_run_dir(runs_dir: Path, dataset: str, variant: str, run_id: str) -> Path
 def exclusive(run_dir: Path) -> Iterator[None]:
     """Hold an exclusive lock on the run directory while inside; the OS drops it when the
     process dies, even by SIGKILL."""
-    fd = os.open(run_dir / LOCK, os.O_CREAT | os.O_RDWR, 0o644)
+    fd = os.open(run_dir / LOCK, os.O_CREAT | os.O_RDWR | os.O_NOFOLLOW, 0o644)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -258,10 +267,38 @@ def _read_json(path: Path):
 
 
 def read_config(run_dir: str | Path) -> dict | None:
-    """A run's config.json as far as it fits its shape, or None when there is none (or none usable)."""
+    """A run's config.json as far as it fits its shape, its variant and seed as the run was
+    trained; None when there is none (or none usable)."""
     path = Path(run_dir) / CONFIG
     value = _read_json(path)
-    return None if value is _MISSING or value is None else schema.check_config(value, str(path))
+    config = None if value is _MISSING or value is None else schema.check_config(value, str(path))
+    return None if config is None else _as_trained(Path(run_dir), config)
+
+
+def _as_trained(run_dir: Path, config: dict) -> dict:
+    """A run is who its trainer says: where config.json names another variant or seed than its
+    checkpoint (an edit by hand), the checkpoint's, with a warning; without a checkpoint, a seed
+    that contradicts the settings' is shown as unknown."""
+    saved = saved_identity(run_dir)
+    where = run_dir / CONFIG
+    if saved is not None:
+        for key, check in (("variant", schema.text), ("seed", schema.integer())):
+            try:
+                trained = check(saved[key])
+            except schema.Invalid:
+                continue
+            if config.get(key) != trained:
+                if config.get(key) is not None:
+                    warnings.warn(f"{where}: its {key} {schema.show(config[key])} is not what its checkpoint was "
+                                  f"trained as ({schema.show(trained)}); showing the checkpoint's", stacklevel=3)
+                config[key] = trained
+        return config
+    seed = (config.get("settings") or {}).get("seed")
+    if seed is not None and config.get("seed") is not None and config["seed"] != seed:
+        warnings.warn(f"{where}: its seed {config['seed']} contradicts its settings' seed {seed}; showing none",
+                      stacklevel=3)
+        config["seed"] = None
+    return config
 
 
 def read_status(run_dir: str | Path) -> dict:

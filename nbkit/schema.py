@@ -105,9 +105,9 @@ class Record:
                 out[key] = check(v)
             except Invalid as e:
                 if key in self.required:
-                    _warn(where, f"skipping a {self.name} whose {key!r} is {_show(v)}; expected {e}")
+                    _warn(where, f"skipping a {self.name} whose {key!r} is {show(v)}; expected {e}")
                     return None
-                problems.append(f"{key!r} ({_show(v)}; expected {e})")
+                problems.append(f"{key!r} ({show(v)}; expected {e})")
         missing = [k for k in self.required if k not in value]
         if missing:
             _warn(where, f"skipping a {self.name} without {', '.join(map(repr, missing))}")
@@ -117,7 +117,8 @@ class Record:
         return out
 
 
-def _show(v) -> str:
+def show(v) -> str:
+    """A value as a warning quotes it: repr, at most 40 characters."""
     s = repr(v)
     return s if len(s) <= 40 else s[:37] + "..."
 
@@ -135,7 +136,7 @@ CONFIG = Record("config", required={}, optional={
 })
 DATASET = Record("config's dataset", required={}, optional={"name": text, "source": text})
 SETTINGS = Record("config's settings", required={}, optional={
-    "max_iter": integer(1), "eval_every": integer(1), "use_augmentation": boolean,
+    "max_iter": integer(1), "seed": integer(), "eval_every": integer(1), "use_augmentation": boolean,
     "precision": one_of("auto", "bf16", "fp32")})
 STATUS = Record("status", required={"state": one_of(*STATES)}, optional={
     "step": integer(), "images_per_second": number(0), "wall_seconds": number(0), "reason": text,

@@ -7,6 +7,7 @@ A YAML file in the original's format (`dataset: cifar100`, `model: resnet18`,
 from __future__ import annotations
 
 import dataclasses
+import functools
 import types
 import typing
 from dataclasses import dataclass, fields
@@ -155,13 +156,22 @@ def parse_assignments(pairs: list[str]) -> dict[str, str]:
     return out
 
 
+MAX_YAML_BYTES = 1 << 20  # an original-format config is a few hundred bytes
+MAX_YAML_VALUE = 4096  # characters of one value (a path at most)
+
+
 def load_yaml(path: str | Path) -> dict:
-    """The key/value pairs of an original-format YAML config, keys checked."""
+    """The key/value pairs of an original-format YAML config, keys checked. Only plain key: value
+    lines load: no aliases (a few hundred bytes of them expand to gigabytes), no lists or
+    mappings as values, at most MAX_YAML_BYTES."""
     import yaml
 
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text())
+        if path.stat().st_size > MAX_YAML_BYTES:
+            raise SettingsError(f"{path} is {path.stat().st_size:,} bytes, more than the {MAX_YAML_BYTES:,} a config "
+                                "may have; expected key: value lines")
+        data = yaml.load(path.read_text(errors="replace"), Loader=_plain_loader())
     except FileNotFoundError:
         raise SettingsError(f"config file not found: {path}") from None
     except yaml.YAMLError as e:
@@ -172,4 +182,24 @@ def load_yaml(path: str | Path) -> dict:
     if not isinstance(data, dict):
         raise SettingsError(f"{path} expects a mapping of setting: value, got {type(data).__name__}")
     check_keys(data)
+    for key, value in data.items():
+        if not isinstance(value, (str, int, float, bool, type(None))) or len(str(value)) > MAX_YAML_VALUE:
+            raise SettingsError(f"{path}: {key} expects one value (a number, word or path of at most "
+                                f"{MAX_YAML_VALUE} characters), got a {type(value).__name__}")
     return data
+
+
+@functools.cache
+def _plain_loader():
+    """yaml's SafeLoader refusing aliases, before any node is built from them."""
+    import yaml
+
+    class PlainLoader(yaml.SafeLoader):
+        def compose_node(self, parent, index):
+            if self.check_event(yaml.AliasEvent):
+                event = self.peek_event()
+                raise yaml.composer.ComposerError(None, None, f"found an alias (*{event.anchor}); "
+                                                  "expected plain values without anchors or aliases", event.start_mark)
+            return super().compose_node(parent, index)
+
+    return PlainLoader

@@ -16,7 +16,7 @@ OVERFIT_GAP = 0.1  # clean train_200 top-1 this far above test top-1 counts as o
 
 def markdown_table(frame: pl.DataFrame, columns: list[str], align: str) -> str:
     def cell(v):
-        return f"{v:.4g}" if isinstance(v, float) else md_text(v)
+        return "—" if v is None else f"{v:.4g}" if isinstance(v, float) else md_text(v)
 
     rows = [[cell(v) for v in r] for r in frame.select(columns).iter_rows()]
     widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(columns)]

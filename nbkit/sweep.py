@@ -18,11 +18,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import files
 from .checkpoint import drop_previous, has_checkpoint
 from .comparisons import expand
 from .data import dataset_name
 from .errors import BUSY, stop_signals
+from .escape import terminal
 from .runlog import CONFIG, STATUS, TRAIN_LOG, mark, read_status, run_path
+from .schema import MAX_TEXT
 from .settings import Settings
 from .variants import get_variant
 
@@ -211,8 +214,10 @@ class Outcome(dict):
             returncode = BUSY
         if state == "running" and returncode < 0:  # killed before it could say so itself
             state = "stopped" if stopping else "failed"
+            again = ("resumes it from its last checkpoint" if has_checkpoint(job.run_dir)
+                     else "starts it again from step 0 (it has no checkpoint)")
             mark(job.run_dir, state, f"the process was killed by {signal.Signals(-returncode).name}; "
-                                     "running the sweep again resumes it from its last checkpoint")
+                                     f"running the sweep again {again}")
         elif returncode > 0 and returncode != BUSY and status_stamp(job.run_dir) == status_before:
             state = "failed"  # it failed before it could write a status (e.g. an unreadable checkpoint)
             mark(job.run_dir, state, last_line(job.run_dir / TRAIN_LOG))
@@ -229,7 +234,7 @@ class Outcome(dict):
         else:
             self["failed"].append(job)
             why = read_status(job.run_dir).get("reason") or last_line(job.run_dir / TRAIN_LOG)
-            display.event(f"FAILED {job.label}: {why}")
+            display.event(f"FAILED {job.label}: {terminal(why)}")  # a reason is data from the run folder
 
     def counts(self, queued: int) -> dict:
         c = {k: len(v) for k, v in self.items()} | {"queued": queued}
@@ -281,11 +286,17 @@ def status_stamp(run_dir: Path):
         return None
 
 
+def clip(line: str, limit: int = MAX_TEXT) -> str:
+    """A line of at most `limit` characters (what a status reason holds): a longer one loses its
+    middle, since its beginning says what it is ("nbkit train: error: ...") and its end what to do."""
+    return line if len(line) <= limit else line[:limit // 2 - 1] + " … " + line[-(limit - limit // 2 - 2):]
+
+
 def last_line(path: Path) -> str:
     """The last line a child wrote (its error, when it failed before writing a status)."""
     try:
-        lines = [l for l in path.read_text().splitlines() if l.strip()]
-        return lines[-1][-300:] if lines else "no output"
+        lines = [l for l in path.read_text(errors="replace").splitlines() if l.strip()]
+        return clip(lines[-1].strip()) if lines else "no output"
     except OSError:
         return "no output"
 
@@ -311,9 +322,9 @@ def run_sweep(jobs: list[Job], device: str = "auto", jobs_per_device: int = 1, p
                 action = "resuming" if job_state(unit[0]) == "resume" else "starting"
                 before = [status_stamp(job.run_dir) for job in unit]
                 for job in unit[1:]:  # one process, one output: the pack's first run keeps it
-                    with open(job.run_dir / TRAIN_LOG, "a") as log:
+                    with files.open_append(job.run_dir / TRAIN_LOG) as log:
                         log.write(f"nbkit: trained in a pack; the process's output is in {unit[0].run_dir / TRAIN_LOG}\n")
-                with open(unit[0].run_dir / TRAIN_LOG, "a") as log:  # a killed sweep's runs stop, checkpointed
+                with files.open_append(unit[0].run_dir / TRAIN_LOG) as log:  # a killed sweep's runs stop, checkpointed
                     p = subprocess.Popen(dies_with_parent(pack_command(unit, slot[0], label), signal.SIGTERM),
                                          stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **slot[1]})
                 running[p] = (unit, slot, before)

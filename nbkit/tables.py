@@ -18,10 +18,11 @@ from .reader import ID_COLUMNS
 
 
 def best_per_run(metrics: pl.DataFrame, split: str, by: str = "acc_top1") -> pl.DataFrame:
-    """Each run's best `by` on `split` and its step; ties go to the earlier step."""
-    if metrics.is_empty() or "split" not in metrics.columns:
+    """Each run's best `by` on `split` and its step; ties go to the earlier step. A row without a
+    measured value (NaN, out of range: read as missing) never wins."""
+    if metrics.is_empty() or "split" not in metrics.columns or by not in metrics.columns:
         return pl.DataFrame()
-    return (metrics.filter(pl.col("split") == split)
+    return (metrics.filter((pl.col("split") == split) & pl.col(by).is_not_null())
             .sort(["path", by, "step"], descending=[False, True, False])
             .group_by("path", maintain_order=True).first()
             .select(*ID_COLUMNS, "path", "split", "step", by))
@@ -31,6 +32,8 @@ def per_run(metrics: pl.DataFrame, runs: pl.DataFrame) -> pl.DataFrame:
     """One row per run with its final and best numbers."""
     if metrics.is_empty() or "split" not in metrics.columns:
         return pl.DataFrame()
+    if "acc_top1" not in metrics.columns:  # every value of it was damaged
+        metrics = metrics.with_columns(pl.lit(None, pl.Float64).alias("acc_top1"))
     ev = metrics.filter(pl.col("split").is_in(["train_200", "test", "val"]) & pl.col("acc_top1").is_not_null())
     last = (ev.sort("step").group_by("path", "split").agg(pl.col("acc_top1").last())
             .pivot(on="split", index="path", values="acc_top1"))

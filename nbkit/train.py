@@ -82,6 +82,14 @@ def warmup_warning(s: Settings) -> str | None:
             f"--set warmup_num_steps={max(1, s.max_iter // 10)}")
 
 
+def cpu_bf16_warning(s: Settings, dev: torch.device) -> str | None:
+    """Why a run in bf16 on the CPU is slow (the CPU's bf16 kernels are many times slower), or None."""
+    if dev.type != "cpu" or autocast_dtype(s, dev) is None:
+        return None
+    return ("precision bf16 on the CPU trains many times slower than fp32 (measured: 13x for a resnet18 step); "
+            "for speed on the CPU use --precision fp32 (or auto)")
+
+
 def precision_name(s: Settings, dev: torch.device) -> str:
     return "bf16" if autocast_dtype(s, dev) is not None else "fp32"
 
@@ -143,7 +151,7 @@ def train(variant: str, s: Settings, runs_dir: str | Path | None = None, device:
                         run_dir, runlog.runs_dir(runs_dir), ds.name, variant, s.seed, resume=resume, restart=restart))
                 # with restart, open_run has cleared a run none of whose checkpoints can be read
                 resuming = resume and (not restart or has_checkpoint(run_dir))
-                checkpoint = load_checkpoint(run_dir, dev, s) if resuming else None
+                checkpoint = load_checkpoint(run_dir, dev, s, variant) if resuming else None
             run.run_dir = Path(run_dir) if run_dir is not None else None  # None on ranks > 0 of a new run
             _run(run, checkpoint, ds, label)
         distributed.barrier()  # every process is done before any tears the group down
@@ -218,17 +226,20 @@ def uses_cuda_graph(s: Settings, dev: torch.device, world: World) -> bool:
 
 
 def _run(run: RunParts, checkpoint: dict | None, ds: Dataset, label: str | None) -> None:
-    """Open the run's log, start or restore, train to the end, and say how it ended."""
-    state = start(run, checkpoint, ds, label)
-    try:
-        with stop_signals() as stop_requested:
+    """Open the run's log, start or restore, train to the end, and say how it ended. SIGTERM and
+    SIGINT are a stop request from the first file written to the last: a signal during start or
+    while stopping (a second Ctrl-C) never cuts a checkpoint or a status short."""
+    state = LoopState()
+    with stop_signals() as stop_requested:
+        try:
+            state = start(run, checkpoint, ds, label)
             _loop(run, state, stop_requested)
-        finish(run, state)
-    except BaseException as e:
-        ended(run, state, e)
-        raise
-    finally:
-        run.log.close()
+            finish(run, state)
+        except BaseException as e:
+            ended(run, state, e)
+            raise
+        finally:
+            run.log.close()
 
 
 def start(run: RunParts, checkpoint: dict | None, ds: Dataset, label: str | None, **config) -> LoopState:
@@ -245,12 +256,15 @@ def start(run: RunParts, checkpoint: dict | None, ds: Dataset, label: str | None
                 print(f"nbkit: warning: {warning}", file=sys.stderr, flush=True)
     else:
         elapsed = _restore(run, state, checkpoint)
+    if run.world.main and (warning := cpu_bf16_warning(run.s, run.dev)):
+        print(f"nbkit: warning: {warning}", file=sys.stderr, flush=True)
     run.log.status("running", state.step)
     state.start, state.segment_start = time.perf_counter() - elapsed, time.perf_counter()
     return state
 
 
 def finish(run: RunParts, state: LoopState) -> None:
+    run.log.check()  # a run whose log was deleted meanwhile is not done
     run.log.status("done", state.step, images_per_second=round(state.images_per_second(run.s.batch_size), 1),
                    wall_seconds=round(time.perf_counter() - state.start, 2), **_peak_memory(run.dev))
     if run.world.main:
@@ -258,15 +272,28 @@ def finish(run: RunParts, state: LoopState) -> None:
 
 
 def ended(run: RunParts, state: LoopState, e: BaseException) -> None:
-    """Say how a run ended early: stopped (with a checkpoint to resume from) or failed, and why."""
+    """Say how a run ended early: stopped (with a checkpoint to resume from) or failed, and why.
+    A run whose log could not be opened is marked through runlog.mark."""
     if isinstance(e, RunStopped):
-        write_checkpoint(run, state)
-        run.log.status("stopped", state.step, reason=f"stopped by {e}")
+        try:
+            write_checkpoint(run, state)
+        except BaseException as lost:  # never "stopped" without a checkpoint to resume from
+            _say(run, "failed", state.step, f"stopped by {e}, but its checkpoint could not be written "
+                                            f"({type(lost).__name__}: {lost})")
+            raise
+        _say(run, "stopped", state.step, f"stopped by {e}")
         distributed.barrier()  # no rank leaves (and makes torchrun end the others) before the checkpoint
     elif isinstance(e, NonFiniteLoss):
-        run.log.status("failed", state.step, reason=str(e))
+        _say(run, "failed", state.step, str(e))
     else:
-        run.log.status("failed", state.step, reason=f"{type(e).__name__}: {e}")
+        _say(run, "failed", state.step, f"{type(e).__name__}: {e}")
+
+
+def _say(run: RunParts, state: str, step: int, reason: str) -> None:
+    if isinstance(run.log, runlog.RunWriter):
+        run.log.status(state, step, reason=reason)
+    elif run.world.main and run.run_dir is not None:
+        runlog.mark(run.run_dir, state, reason)
 
 
 def _loop(run: RunParts, state: LoopState, stop_requested: list[str]) -> None:

@@ -5,12 +5,15 @@ the good runs."""
 import itertools
 import json
 import math
+import re
 import warnings
 from pathlib import Path
 
+import markdown
+import polars as pl
 import pytest
 
-from nbkit import report, workbench
+from nbkit import present, report, summary, tables, workbench
 from nbkit.claims import scorecards_markdown
 from nbkit.comparisons import COMPARISONS
 from nbkit.curves import SEED_MODES, X_AXES
@@ -24,7 +27,11 @@ WRONG = {
     "empty string": "", "list": [1], "empty list": [], "object": {"a": 1}, "empty object": {},
     "nan": math.nan, "infinity": math.inf, "minus infinity": -math.inf, "nan string": "NaN", "1e308": 1e308,
     "markup": "\n<script>alert(1)</script>|`", "long string": "a" * 5000,
+    # strings that must stay data wherever they are shown (reports, markdown, Vega fields and expressions)
+    "quotes": "bob's \"toy\"", "comment": "<!--<script>", "html": '<img src="x" onerror="alert(1)">',
+    "javascript link": "[x](javascript:alert(1))",
 }
+ACTIVE = ("<script", "<img", "<!--", 'href="javascript')  # what must never reach rendered HTML from a run
 WHOLE = {"list": "[1, 2]", "string": '"config"', "number": "3", "null": "null", "not json": "{", "binary": b"\x80\xff\x00",
          "deep": "[" * 100_000 + "]" * 100_000, "empty": ""}
 CONFIG_FIELDS = ["variant", "seed", "dataset", "dataset.name", "dataset.source", "settings", "settings.max_iter",
@@ -46,8 +53,9 @@ def good_runs(root: Path) -> None:
 
 
 def hostile_run(root: Path, name: str, seed: int) -> Path:
-    """A valid run of variant resnet18-gn whose numbers are poor (test top-1 0.05)."""
-    return write_run(root, "resnet18-gn", seed, {"train_200": [(50, 0.06)], "test": [(50, 0.05)]},
+    """A valid run of variant resnet18-gn whose numbers are poor (test top-1 0.04, then 0.05: the
+    damage goes into the last evaluation, so a run always keeps one it can rank by)."""
+    return write_run(root, "resnet18-gn", seed, {"train_200": [(40, 0.05), (50, 0.06)], "test": [(40, 0.04), (50, 0.05)]},
                      train=[(10, 2.5), (50, 2.4)], label=name, dataset=DATASET)
 
 
@@ -130,8 +138,12 @@ def everything_a_view_shows(root: Path):
     controls = workbench.view_controls(snap.catalogue, comparison, dataset, workbench.Choices(), snap.default_scalar)
     workbench.view_of(snap, dataset, controls.value)
     workbench.launch_form(comparison, runs, dataset)
-    report.document(comparison, (metrics, runs), script="")  # what `nbkit report` writes, charts' code aside
-    return runs, views[0], summary_markdown(root) + variant_markdown(root) + scorecards_markdown(root)
+    page = report.document(comparison, (metrics, runs), script="")  # what `nbkit report` writes, charts' code aside
+    page = re.sub(r"<script>(vegaEmbed\(.*?)?</script>", "", page, flags=re.S)  # its own scripts
+    markdown_text = "\n\n".join([summary_markdown(root), variant_markdown(root), scorecards_markdown(root),
+                                  present.protocol(runs, present.configs(runs)),  # every dataset's, not the shown one's
+                                  *summary.findings(tables.per_variant(metrics, runs), tables.per_run(metrics, runs))])
+    return runs, views[0], markdown_text, page + markdown.markdown(markdown_text, extensions=["tables"])
 
 
 @pytest.mark.parametrize("case", list(CASES))
@@ -140,12 +152,16 @@ def test_wrong_shapes_never_break_a_view_and_good_runs_stay_shown(case, tmp_path
     CASES[case](tmp_path)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        runs, view, markdown = everything_a_view_shows(tmp_path)
+        runs, view, text, shown = everything_a_view_shows(tmp_path)
+        metrics, _ = read_runs(tmp_path)
     good = runs.filter(runs["variant"].is_in(GOOD))
     assert good.height == 4 and set(good["state"]) == {"done"}
     best = view.variant_table.row(0, named=True)
     assert best["variant"] == "resnet18" and best["best_test_mean"] == pytest.approx(0.505), view.variant_table
-    assert "| resnet18 " in markdown
+    assert "| resnet18 " in text
+    hostile = tables.per_run(metrics, runs).filter(~pl.col("variant").is_in(GOOD))
+    assert all(v is not None and v >= 0.04 for v in hostile["best_test"]), hostile  # a damaged row never wins
+    assert not [a for a in ACTIVE if a in shown], [shown[max(0, shown.find(a) - 200):shown.find(a) + 80] for a in ACTIVE]
 
 
 def test_a_damaged_record_is_named_in_one_warning(tmp_path):
@@ -159,7 +175,7 @@ def test_a_damaged_record_is_named_in_one_warning(tmp_path):
         metrics, runs = read_runs(tmp_path)
     messages = [str(w.message) for w in caught]
     assert any(m.startswith(f"{run / 'status.json'}: skipping a status that is a list") for m in messages), messages
-    assert any(m.startswith(f"{run / 'metrics.jsonl'}:5: ignoring 'acc_top1' ('high'; expected a number")
+    assert any(m.startswith(f"{run / 'metrics.jsonl'}:7: ignoring 'acc_top1' ('high'; expected a number")
                for m in messages), messages
     assert len(messages) == 2
     assert runs.height == 5 and metrics.filter(metrics["step"] == 60).height == 1
@@ -217,3 +233,22 @@ def test_the_notebook_and_summary_stay_up_on_every_damage_at_once(tmp_path):
         warnings.simplefilter("ignore")
         table = variant_markdown(tmp_path)
     assert next(l for l in table.splitlines() if l.startswith("| resnet18 ")).split("|")[2].strip() == "2"
+
+
+def test_a_variant_whose_losses_are_all_non_finite_keeps_its_legend_entry(tmp_path):
+    good_runs(tmp_path)
+    write_run(tmp_path, "resnet18-gn", 0, {"train_200": [(50, 0.3)], "test": [(50, 0.2)]},
+              train=[(10, math.nan), (50, math.inf)], dataset=DATASET)  # its accuracy is drawn, its loss is not
+    metrics, runs = read_runs(tmp_path)
+    view = workbench.build_view(metrics, runs, DATASET, ["resnet18", "toy-dilated", "resnet18-gn"])
+
+    def legends(node):
+        if isinstance(node, dict):
+            legend = (node.get("encoding") or {}).get("color", {}).get("legend")
+            return ([legend["values"]] if isinstance(legend, dict) else []) + [
+                v for k, child in node.items() if k != "datasets" for v in legends(child)]
+        return [v for child in node for v in legends(child)] if isinstance(node, list) else []
+
+    found = legends(view.dashboard.to_dict())
+    # every panel's legend lists what any panel draws, in the palette's (the registry's) order
+    assert found and all(values == ["resnet18", "resnet18-gn", "toy-dilated"] for values in found), found

@@ -49,9 +49,16 @@ def alone(tmp_path_factory):
                                                         for k in (0, 1, 2)]
 
 
-def test_packed_runs_log_what_the_same_runs_log_alone(tmp_path, alone):
+@pytest.fixture(scope="module")
+def packed(tmp_path_factory, alone):
+    """The same three runs trained as one pack, uninterrupted."""
+    name, seeds, _ = alone
+    root = tmp_path_factory.mktemp("packed")
+    return train_pack(name, seeds, [root / f"p{k}" for k in range(3)], device="cpu")
+
+
+def test_packed_runs_log_what_the_same_runs_log_alone(alone, packed):
     name, seeds, runs_alone = alone
-    packed = train_pack(name, seeds, [tmp_path / f"p{k}" for k in range(3)], device="cpu")
     for k, run in enumerate(packed):
         assert_logs_agree(run, runs_alone[k])
         config = json.loads((run / "config.json").read_text())
@@ -114,26 +121,69 @@ def test_a_run_that_fails_leaves_the_pack_and_the_others_go_on(tmp_path, monkeyp
         assert_logs_agree(runs[k], runs_alone[k])
 
 
-def test_a_stopped_pack_resumes_run_by_run_as_if_never_stopped(tmp_path, monkeypatch, alone):
+def test_a_stopped_pack_checkpoints_every_run_through_a_second_signal_and_each_resumes_alone(
+        tmp_path, monkeypatch, alone, packed):
+    """A resumed packed run trains alone: its rows up to the stop are the pack's own, exactly;
+    later ones agree with the uninterrupted pack (and the run alone) within 1e-3 relative."""
+    import nbkit.train as trainer
+
     name, seeds, runs_alone = alone
-    seeds = seeds[:2]
-    evaluate = pack_module.evaluate_splits
+    evaluate, checkpoint = pack_module.evaluate_splits, trainer.write_checkpoint
 
     def signalled(run, state):  # SIGTERM arrives at the first evaluation (step 12)
         evaluate(run, state)
         os.kill(os.getpid(), signal.SIGTERM)
 
+    def impatient(run, state):  # and Ctrl-C while each run writes its stop checkpoint
+        os.kill(os.getpid(), signal.SIGINT)
+        checkpoint(run, state)
+
     monkeypatch.setattr(pack_module, "evaluate_splits", signalled)
-    with pytest.raises(RunStopped):
-        train_pack(name, seeds, [tmp_path / f"p{k}" for k in (0, 1)], device="cpu")
-    monkeypatch.setattr(pack_module, "evaluate_splits", evaluate)
-    for k in (0, 1):
+    monkeypatch.setattr(trainer, "write_checkpoint", impatient)
+    with pytest.raises(BaseException) as ended:  # before: a KeyboardInterrupt cut the checkpoints
+        train_pack(name, seeds, [tmp_path / f"p{k}" for k in range(3)], device="cpu")
+    assert isinstance(ended.value, RunStopped), repr(ended.value)
+    monkeypatch.undo()
+    for k in range(3):
         run = tmp_path / f"p{k}"
         status = read_status(run)
         assert (status["state"], status["step"]) == ("stopped", 12) and "SIGTERM" in status["reason"]
         assert torch.load(run / "checkpoint.pt", weights_only=True)["step"] == 12
+    for k in (0, 2):
+        run = tmp_path / f"p{k}"
         train(name, seeds[k], run_dir=run, resume=True, device="cpu")  # alone, in the ordinary way
+        assert [r for r in values(run) if r["step"] <= 12] == [r for r in values(packed[k]) if r["step"] <= 12]
+        assert_logs_agree(run, packed[k])
         assert_logs_agree(run, runs_alone[k])
+
+
+def test_a_run_whose_files_fail_leaves_the_pack_and_the_others_finish(tmp_path, monkeypatch, alone):
+    """Run 1's folder turns read-only at its checkpoint at step 12; run 2's config cannot be
+    written as the pack starts. Each fails alone, saying why with its own path."""
+    from nbkit.runlog import RunWriter
+
+    name, seeds, runs_alone = alone
+    dirs = [tmp_path / f"p{k}" for k in range(3)]
+    write_checkpoint, write_config = pack_module.write_checkpoint, RunWriter.config
+
+    def read_only(run, state):
+        if run.run_dir == dirs[1]:
+            raise PermissionError(13, "Permission denied", str(dirs[1] / "checkpoint.pt"))
+        write_checkpoint(run, state)
+
+    def no_config(self, config):
+        if self.dir == dirs[2]:
+            raise PermissionError(13, "Permission denied", str(dirs[2] / "config.json"))
+        write_config(self, config)
+
+    monkeypatch.setattr(pack_module, "write_checkpoint", read_only)
+    monkeypatch.setattr(RunWriter, "config", no_config)
+    train_pack(name, [s.replace(save_every=12) for s in seeds], dirs, device="cpu")
+    states = [read_status(d) for d in dirs]
+    assert states[0]["state"] == "done" and read_metrics(dirs[0] / "metrics.jsonl")
+    assert (states[1]["state"], states[1]["step"]) == ("failed", 12) and str(dirs[1]) in states[1]["reason"]
+    assert states[2]["state"] == "failed" and str(dirs[2] / "config.json") in states[2]["reason"]
+    assert_logs_agree(dirs[0], runs_alone[0])
 
 
 def test_random_variants_pack_and_each_seed_draws_its_own():

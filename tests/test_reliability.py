@@ -252,9 +252,19 @@ def _resume_other_config(tmp_path):
     return ["train", "--resume", str(run), "--device", "cpu", "--set", "max_iter=99"]
 
 
+def _made(path):
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 def _mixed_sizes(folder):
     from PIL import Image
     Image.new("RGB", (9, 9)).save(folder / "train" / "cat" / "big.png")
+
+
+# a few hundred bytes that expand to 9**9 strings ("billion laughs")
+YAML_BOMB = "dataset: [&a [lol,lol,lol,lol,lol,lol,lol,lol,lol], " + ", ".join(
+    f"&{b} [{', '.join([f'*{a}'] * 9)}]" for a, b in zip("abcdefgh", "bcdefghi")) + "]\n"
 
 
 BAD_INPUT = {
@@ -298,8 +308,15 @@ BAD_INPUT = {
     "negative seed": (lambda t: ["train", *base("--seed", -3)], "seed expects 0.."),
     "resume with a run dir": (lambda t: ["train", "--resume", str(_resumable(t)), "--run-dir", str(t / "other")],
                               "give either VARIANT|CONFIG.yml [--run-dir DIR] or --resume RUN_DIR, not both"),
-    "summary of a dataset outside": (lambda t: ["summary", "--runs-dir", str(t / "runs"), "--dataset", "../*"],
+    "summary of a dataset outside": (lambda t: ["summary", "--runs-dir", str(_made(t / "runs")), "--dataset", "../*"],
                                      "dataset name '../*' is not a plain folder name"),
+    "yaml alias bomb": (lambda t: ["train", _yaml(t, YAML_BOMB)], "found an alias (*a)"),
+    "yaml list for a value": (lambda t: ["train", _yaml(t, "model: resnet18\ndataset: [a, b]\n")],
+                              "dataset expects one value"),
+    "summary of a missing runs directory": (lambda t: ["summary", "--runs-dir", str(t / "nowhere")],
+                                            "nowhere does not exist; expected a folder of runs"),
+    "report of a runs directory that is a file": (lambda t: ["report", "--runs-dir", str((t / "f").write_text("") or t / "f")],
+                                                  "is not a folder; expected a folder of runs"),
 }
 
 
@@ -447,3 +464,159 @@ def test_a_line_break_in_a_run_folder_name_keeps_the_summary_a_table(tmp_path):
     rows = [line for line in text.splitlines() if line.startswith("| d/")]
     assert len(rows) == 2 and all(r.count(" | ") == 3 for r in rows), text
     assert ">d/resnet18/two lines|and `code`</td>" in markdown.markdown(text, extensions=["tables"])
+
+
+# --- a stop always leaves a checkpoint; a run ends as what happened to it ------------------------
+
+def test_a_second_ctrl_c_while_stopping_keeps_the_stop_checkpoint(tmp_path, monkeypatch):
+    import nbkit.train as trainer
+    from nbkit.errors import RunStopped
+
+    name, s = _small(save_every=1000)
+    real = trainer.write_checkpoint
+
+    def impatient(run, state):  # Ctrl-C again while the stop checkpoint is being written
+        os.kill(os.getpid(), signal.SIGINT)
+        real(run, state)
+
+    def first_ctrl_c(p):  # at the first evaluation
+        monkeypatch.setattr(trainer, "write_checkpoint", impatient)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    run = tmp_path / "run"
+    with pytest.raises(BaseException) as ended:  # before: a KeyboardInterrupt cut the checkpoint
+        train(name, s, run_dir=run, device="cpu", progress=first_ctrl_c)
+    assert isinstance(ended.value, RunStopped), repr(ended.value)
+    st = status(run)
+    assert st["state"] == "stopped" and st["step"] == 4 == torch.load(run / "checkpoint.pt", weights_only=True)["step"]
+
+
+def test_a_signal_or_an_error_during_start_never_leaves_a_run_running(tmp_path, monkeypatch):
+    import nbkit.train as trainer
+    from nbkit.errors import RunStopped
+
+    name, s = _small(save_every=1000)
+    real_status = RunWriter.status
+
+    def interrupted(self, state, step, **fields):  # a dying sweep's SIGTERM (or Ctrl-C) as the run starts
+        real_status(self, state, step, **fields)
+        if state == "running" and step == 0:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(RunWriter, "status", interrupted)
+    run = tmp_path / "run"
+    with pytest.raises(BaseException) as ended:
+        train(name, s, run_dir=run, device="cpu")
+    assert isinstance(ended.value, RunStopped), repr(ended.value)
+    st = status(run)
+    assert st["state"] == "stopped" and st["step"] == 1 == torch.load(run / "checkpoint.pt", weights_only=True)["step"]
+    assert not list(run.glob(".*tmp*"))
+    monkeypatch.undo()
+
+    def broken(*args):
+        raise RuntimeError("a checkpoint of another shape")
+
+    (run / "status.json").write_text('{"state": "running", "step": 1}')  # as a SIGKILL leaves it
+    monkeypatch.setattr(trainer, "_restore", broken)
+    with pytest.raises(RuntimeError):
+        train(name, s, run_dir=run, device="cpu", resume=True)
+    st = status(run)
+    assert st["state"] == "failed" and st["reason"] == "RuntimeError: a checkpoint of another shape"
+
+
+def test_a_run_whose_log_is_deleted_meanwhile_fails_saying_so(tmp_path):
+    name, s = _small()
+    run = tmp_path / "run"
+
+    def delete_log(p):  # at the first evaluation; the next train row finds it gone
+        (run / "metrics.jsonl").unlink(missing_ok=True)
+
+    with pytest.raises(Exception) as ended:  # before: the run went on and ended done, with no metrics
+        train(name, s, run_dir=run, device="cpu", progress=delete_log)
+    assert type(ended.value).__name__ == "RunLogLost"
+    st = status(run)
+    assert st["state"] == "failed" and "metrics.jsonl was deleted or replaced while the run was writing it" in st["reason"]
+
+
+def test_a_run_is_who_its_checkpoint_says_and_crafted_steps_are_refused(tmp_path, capsys):
+    name, s = _small(eval_every=8)
+    run = tmp_path / "runs" / "synthetic" / name / "r-s0"
+
+    def power_cut(p):  # at the first evaluation, after the checkpoint at step 4
+        raise RuntimeError("power cut")
+
+    with pytest.raises(RuntimeError):
+        train(name, s, run_dir=run, device="cpu", progress=power_cut)
+    config = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps({**config, "variant": "resnet50", "seed": 7}))  # edited by hand
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        _, runs = read_runs(tmp_path / "runs")
+    assert runs.select("variant", "seed").rows() == [(name, 0)]
+    said = [str(w.message).split("config.json: ")[-1] for w in caught]
+    assert said == ["its variant 'resnet50' is not what its checkpoint was trained as ('toy-dilated'); showing the "
+                    "checkpoint's", "its seed 7 is not what its checkpoint was trained as (0); showing the checkpoint's"]
+    capsys.readouterr()
+    assert main(["train", "--resume", str(run), "--device", "cpu"]) == 2
+    assert "its config.json names variant 'resnet50' but its checkpoint was trained as 'toy-dilated'" in \
+        capsys.readouterr().err
+    (run / "config.json").write_text(json.dumps(config))
+    saved = torch.load(run / "checkpoint.pt", weights_only=True)
+    for step in (10**12, -5):
+        torch.save({**saved, "step": step}, run / "checkpoint.pt")
+        assert main(["train", "--resume", str(run), "--device", "cpu"]) == 2
+        assert f"checkpoint.pt is corrupt or not a checkpoint (step {step}, expected 0..max_iter)" in capsys.readouterr().err
+    assert status(run)["state"] == "failed"
+
+
+def test_bf16_on_the_cpu_says_it_is_slow(tmp_path, capsys):
+    capsys.readouterr()
+    assert main(["train", *base("--max-steps", 1, "--eval-every", 1, "--precision", "bf16", "--runs-dir", tmp_path)]) == 0
+    assert "nbkit: warning: precision bf16 on the CPU trains many times slower than fp32" in capsys.readouterr().err
+    from nbkit.settings import Settings
+    from nbkit.train import cpu_bf16_warning
+
+    assert cpu_bf16_warning(Settings(precision="fp32"), torch.device("cpu")) is None
+    assert cpu_bf16_warning(Settings(precision="bf16"), torch.device("cuda")) is None
+
+
+# --- image folders ------------------------------------------------------------------------------
+
+def test_a_copy_nested_inside_an_image_folder_is_refused_not_mixed_in(tmp_path):
+    from nbkit.data import load_dataset
+    from nbkit.errors import DatasetError
+
+    folder = write_image_folder(tmp_path / "imgs")
+    shutil.copytree(folder / "train", folder / "test" / "train")
+    with pytest.raises(DatasetError, match=r"holds train/ or test/ folders in more than one place: \./ \(e\.g\. "
+                                           r"test/cat/0000\.png\); test/ \(e\.g\. test/train/cat/0000\.png\)"):
+        load_dataset(str(folder), tmp_path / "data")
+
+
+def test_a_zip_bomb_is_refused_from_its_first_bytes_at_the_default_limits(tmp_path):
+    """512 MiB of zeros named as a PNG, and behind a real PNG header: neither is read whole."""
+    import io
+    import zipfile
+
+    from PIL import Image
+
+    header = io.BytesIO()
+    Image.new("RGB", (1, 1)).save(header, "PNG")
+    for name, head in (("zeros", b""), ("header", header.getvalue())):
+        with zipfile.ZipFile(tmp_path / f"{name}.zip", "w", zipfile.ZIP_DEFLATED) as z:
+            with z.open("data/train/cat/0.png", "w") as f:
+                f.write(head)
+                for _ in range(8):
+                    f.write(bytes(1 << 26))
+    code = ("import re, sys\nfrom nbkit.data import load_dataset, DatasetError\n"
+            "for archive in sys.argv[1:]:\n    try:\n        load_dataset(archive, 'data'); print('loaded')\n"
+            "    except DatasetError as e:\n        print(e)\n"  # this process's own peak (ru_maxrss keeps the forking parent's)
+            "print(int(re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read())[1]) >> 10)")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NBKIT_MAX")}
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "zeros.zip"), str(tmp_path / "header.zip")],
+                          capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
+    zeros, crafted, peak = done.stdout.strip().splitlines()
+    assert "zeros.zip: image data/train/cat/0.png will not decode" in zeros, done.stderr
+    assert crafted.endswith(f"header.zip: image data/train/cat/0.png is {len(header.getvalue()) + (8 << 26):,} bytes, "
+                            "more than a 1x1 image can take (262,152); refusing to read it")
+    assert int(peak) < 300, peak  # MiB: far less than the 512 MiB member

@@ -77,3 +77,30 @@ def test_summary_by_variant_gives_mean_and_std_across_seeds(tmp_path, capsys):
     row = next(l for l in capsys.readouterr().out.splitlines() if l.startswith("| resnet18"))
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert cells[:5] == ["resnet18", "2", "0.3500 ± 0.0707", "0.3500 ± 0.0707", "0.5"]
+
+
+def test_undefined_values_read_as_a_dash_not_none(tmp_path, capsys):
+    write_run(tmp_path, "resnet18", 0, {"test": [(100, 0.30)]})  # no train_200: the gap is undefined
+    assert main(["summary", "--runs-dir", str(tmp_path), "--by-variant"]) == 0
+    row = next(l for l in capsys.readouterr().out.splitlines() if l.startswith("| resnet18"))
+    assert "None" not in row and [c.strip() for c in row.strip("|").split("|")][4] == "—"
+
+
+def test_a_row_without_a_measured_accuracy_never_wins_best(tmp_path):
+    from nbkit import present
+    from nbkit.summary import findings
+    from nbkit.tables import per_run, per_variant
+
+    run = write_run(tmp_path, "resnet18", 0, {"train_200": [(50, 0.5)], "test": [(50, 0.40)]})
+    with open(run / "metrics.jsonl", "a") as f:  # a diverged evaluation, and one out of range
+        f.write('{"step": 100, "split": "test", "acc_top1": NaN, "loss": 1.0}\n'
+                '{"step": 150, "split": "test", "acc_top1": 1.5, "loss": 1.0}\n')
+    write_run(tmp_path, "resnet18", 1, {"train_200": [(50, 0.6)], "test": [(50, 0.42)]})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        metrics, runs = read_runs(tmp_path)
+    table = per_variant(metrics, runs)
+    row = table.row(0, named=True)
+    assert row["seeds"] == 2 and row["best_test_mean"] == pytest.approx(0.41) and row["final_test_mean"] == pytest.approx(0.41)
+    assert present.variant_table(table).row(0, named=True)["Seeds"] == "2"
+    assert findings(table, per_run(metrics, runs))[0].startswith("**resnet18** has the best test top-1: 0.4100")

@@ -174,3 +174,29 @@ def test_progress_shows_a_bar_per_running_run_on_a_terminal_and_events_in_a_log(
     assert "toy-dilated seed 0" in screen.getvalue() and "100/400" in screen.getvalue()
     assert "1,234 img/s" in screen.getvalue() and "1/4 runs" in screen.getvalue()
     assert log.getvalue() == "starting toy-dilated seed 0\nsweep: 1 done\n"  # no bars in a log file
+
+
+def test_a_killed_run_is_promised_a_resume_only_with_a_checkpoint(tmp_path):
+    import io
+    import signal
+
+    from nbkit.runlog import RunWriter, read_status
+
+    (job,) = plan(["toy-dilated"], 1, SMALL, tmp_path)
+    job.run_dir.mkdir(parents=True)
+    RunWriter(job.run_dir).status("running", 3)
+    outcome = sweep.Outcome()
+    outcome.settle(job, -signal.SIGINT, True, sweep.Display(1, io.StringIO()))
+    st = read_status(job.run_dir)
+    assert st["state"] == "stopped" and st["reason"] == ("the process was killed by SIGINT; running the sweep again "
+                                                         "starts it again from step 0 (it has no checkpoint)")
+
+
+def test_a_long_failure_reason_keeps_its_beginning_and_its_end(tmp_path):
+    from nbkit.background import last_error
+
+    line = "nbkit train: error: " + "x" * 1200 + " to begin it again: nbkit train --resume RUN_DIR --restart"
+    (tmp_path / "train.log").write_text(f"starting\n{line}\n")
+    for said in (sweep.last_line(tmp_path / "train.log"), last_error(tmp_path / "train.log")):
+        assert said.startswith("nbkit train: error: xxx") and " … " in said and said.endswith("--restart")
+        assert len(said) == 1000  # what a status reason holds

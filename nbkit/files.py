@@ -1,0 +1,60 @@
+"""Writing files whole. Every file nbkit writes goes to a fresh temporary name in the folder of
+its target, created exclusively (a link planted there is never followed), and is renamed over
+the target (a link at the target is replaced, never written through). A reader sees the old
+file or the new one, never half of one; a write that fails leaves no temporary file. Appending
+(logs) opens with O_NOFOLLOW for the same reason."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)  # read once: a temporary file gets the mode an ordinary one would
+
+
+@contextlib.contextmanager
+def replacing(path: str | Path) -> Iterator[Path]:
+    """A fresh temporary path beside `path` to write to (ending as `path` does, for writers that
+    go by the suffix); renamed over `path` when the block ends without an error, removed when it
+    raises."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+    try:
+        os.fchmod(fd, 0o666 & ~_UMASK)
+        os.close(fd)
+        yield Path(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def write_bytes(path: str | Path, data: bytes, fsync: bool = True) -> None:
+    """Replace `path` with `data`, whole or not at all."""
+    with replacing(path) as tmp:
+        fd = os.open(tmp, os.O_WRONLY | os.O_TRUNC | os.O_NOFOLLOW)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            if fsync:
+                os.fsync(f.fileno())
+
+
+def write_text(path: str | Path, text: str, fsync: bool = True) -> None:
+    write_bytes(path, text.encode("utf-8"), fsync)
+
+
+def open_in_place(path: str | Path):
+    """An existing file opened to be rewritten in place (read-write), refusing to follow a link."""
+    return os.fdopen(os.open(path, os.O_RDWR | os.O_NOFOLLOW), "r+")
+
+
+def open_append(path: str | Path, mode: str = "a"):
+    """A file opened for appending (created if missing), refusing to follow a link."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o666)
+    return os.fdopen(fd, mode)
