@@ -22,10 +22,11 @@ _CHILDREN: dict[int, subprocess.Popen] = {}  # sweeps this process launched, by 
 
 def launch_sweep(runs_dir: str | Path, variants: list[str], dataset: str, max_iter: int, seeds: int,
                  device: str = "auto", jobs: int = 1, eval_every: int | None = None, backend: str = "local",
-                 address: str = "") -> dict:
+                 address: str = "", comparisons: str | Path | None = None) -> dict:
     """Start `nbkit sweep` in the background; backend "ray" sends the runs to a Ray cluster
     (address: auto, HOST:PORT, or empty for RAY_ADDRESS or a new local instance), whose logs
-    land in runs_dir as local ones do. Returns the registry entry (pid, args, started, log)."""
+    land in runs_dir as local ones do; comparisons: a comparisons file whose variants are among
+    `variants` (nbkit.study). Returns the registry entry (pid, args, started, log)."""
     if not variants:
         raise ValueError("pick at least one variant to launch")
     if backend not in BACKENDS:
@@ -37,6 +38,9 @@ def launch_sweep(runs_dir: str | Path, variants: list[str], dataset: str, max_it
         args += ["--eval-every", str(int(eval_every))]
     if backend == "ray" and address.strip():
         args += ["--address", address.strip()]
+    if comparisons:
+        comparisons = str(Path(comparisons).resolve())
+        args += ["--comparisons", comparisons]
     registry = runs_dir / SWEEPS
     registry.mkdir(parents=True, exist_ok=True)
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -49,7 +53,8 @@ def launch_sweep(runs_dir: str | Path, variants: list[str], dataset: str, max_it
     info = {"pid": proc.pid, "start_ticks": _proc_start(proc.pid), "command": command, "args": args,
             "started": stamp, "log": str(log_path), "runs_dir": str(runs_dir),
             "request": {"variants": list(variants), "dataset": dataset, "max_iter": int(max_iter),
-                        "seeds": int(seeds), "eval_every": int(eval_every) if eval_every else None}}
+                        "seeds": int(seeds), "eval_every": int(eval_every) if eval_every else None,
+                        "comparisons": comparisons or None}}
     (registry / f"{proc.pid}.json").write_text(json.dumps(info))
     return info
 
@@ -137,14 +142,17 @@ def sweep_state(info: dict) -> dict:
 
 def _planned_runs(info: dict) -> list[dict]:
     from .runlog import read_status
+    from .study import load_study
     from .sweep import plan
 
     req = info.get("request") or {}
     overrides = {"dataset": req.get("dataset"), "max_iter": req.get("max_iter")}
     if req.get("eval_every"):
         overrides["eval_every"] = req["eval_every"]
+    comparisons = req.get("comparisons") if isinstance(req.get("comparisons"), str) else None
     try:
-        jobs = plan(req.get("variants") or [], req.get("seeds") or 1, overrides, info["runs_dir"])
+        jobs = plan(req.get("variants") or [], req.get("seeds") or 1, overrides, info["runs_dir"],
+                    load_study(comparisons))
     except (ValueError, KeyError, OSError):
         return []
     rows = []

@@ -63,7 +63,8 @@ def document(comparison: Comparison, frames: tuple, dataset: str | None = None, 
     parts += ["<h2>This run set</h2>", _md(view.protocol),
               "<h2>Curves</h2>", _md(said["curves"]), "<div id='curves'></div>",
               "<h2>Findings</h2>", _md("\n".join(f"- {f}" for f in view.findings) or "No findings yet."),
-              f"<div class='wrap'>{_md(claims.section(metrics, runs, comparison.name, chosen))}</div>",
+              *([f"<div class='wrap'>{_md(claims.section(metrics, runs, comparison.name, chosen))}</div>"]
+                if comparison.source is None else []),  # the original's claims: nbkit's comparisons only
               *(["<h2>Learned temperature per layer</h2>", _md("Each layer's tau at the run's last logged step."),
                  "<div id='layers'></div>"] if layers is not None else []),
               "<h2>Per variant, across seeds</h2>", _md(said["per variant"]),
@@ -89,26 +90,30 @@ def _page(comparison: Comparison, parts: list[str], specs: dict[str, dict] | Non
             + "\n".join(parts) + f"\n{charts}\n</body></html>\n")
 
 
-def write_report(name: str, runs_dir: str | Path, out: str | Path, dataset: str | None = None,
+def write_report(comparison: str | Comparison, runs_dir: str | Path, out: str | Path, dataset: str | None = None,
                  script: str | None = None, frames: tuple | None = None) -> Path:
-    """Write <out>/<name>.html (replaced whole, never left half-written); frames: the runs
+    """Write <out>/<name>.html (replaced whole, never left half-written) for a comparison (one of
+    nbkit's by name, or any Comparison: a comparisons file's, nbkit.study); frames: the runs
     directory already read (read_runs), else it is read here."""
-    out = Path(out)
+    comparison = COMPARISONS[comparison] if isinstance(comparison, str) else comparison
+    out, name = Path(out), comparison.name
     out.mkdir(parents=True, exist_ok=True)
     target, tmp = out / f"{name}.html", out / f".{name}.html.tmp"
-    tmp.write_text(document(COMPARISONS[name], frames or read_runs(runs_dir), dataset, script), encoding="utf-8")
+    tmp.write_text(document(comparison, frames or read_runs(runs_dir), dataset, script), encoding="utf-8")
     tmp.replace(target)
     return target
 
 
-def export_figures(runs_dir: Path, out: Path, dataset: str | None = None, frames: tuple | None = None) -> list[Path]:
-    """Each comparison's main charts (mean and min-max band over seeds) as PNG and SVG."""
+def export_figures(runs_dir: Path, out: Path, dataset: str | None = None, frames: tuple | None = None,
+                   comparisons: list[Comparison] | None = None) -> list[Path]:
+    """Each comparison's main charts (mean and min-max band over seeds) as PNG and SVG;
+    comparisons: which (default: nbkit's)."""
     metrics, runs = frames or read_runs(runs_dir)
     written = []
     if runs.is_empty() or metrics.is_empty():
         return written
     out.mkdir(parents=True, exist_ok=True)
-    for comparison in COMPARISONS.values():
+    for comparison in comparisons or COMPARISONS.values():
         chosen = dataset or (datasets(runs, comparison) or [None])[0]
         options, variants = variant_options(runs, comparison, chosen)
         if not variants:
@@ -123,9 +128,13 @@ def export_figures(runs_dir: Path, out: Path, dataset: str | None = None, frames
 
 
 def export_all(runs_dir: str | Path, out_dir: str | Path, figures_dir: str | Path | None = None,
-               dataset: str | None = None) -> list[Path]:
+               dataset: str | None = None, comparisons: list[Comparison] | None = None) -> list[Path]:
+    """Every comparison's report and figures; comparisons: which (default: nbkit's; a
+    comparisons file's come from nbkit.study.load_study(path).own_comparisons)."""
     runs_dir, out = Path(runs_dir).resolve(), Path(out_dir)
-    script, frames = javascript(), read_runs(runs_dir)  # once for the three reports and the figures
-    written = [write_report(name, runs_dir, out, dataset, script, frames) for name in COMPARISONS]
-    written += export_figures(runs_dir, Path(figures_dir) if figures_dir else out / "figures", dataset, frames)
+    comparisons = list(comparisons or COMPARISONS.values())
+    script, frames = javascript(), read_runs(runs_dir)  # once for the reports and the figures
+    written = [write_report(c, runs_dir, out, dataset, script, frames) for c in comparisons]
+    written += export_figures(runs_dir, Path(figures_dir) if figures_dir else out / "figures", dataset, frames,
+                              comparisons)
     return written

@@ -101,14 +101,16 @@ def evaluate(model, images: Tensor, labels: Tensor, batch_size: int, fmt: torch.
 def train(variant: str, s: Settings, runs_dir: str | Path | None = None, device: str = "auto",
           dataset: Dataset | None = None, label: str | None = None,
           progress: Callable[[dict], None] | None = None,
-          run_dir: str | Path | None = None, resume: bool = False, restart: bool = False) -> Path:
+          run_dir: str | Path | None = None, resume: bool = False, restart: bool = False,
+          definition: dict | None = None) -> Path:
     """Train one run and return its directory.
 
     runs_dir: where a new run folder goes (default: runlog.runs_dir()); run_dir: write there
     (created if needed) instead of a new timestamped folder; resume: continue the run in run_dir
     from its checkpoint (or the one before, when the last is unreadable); restart: begin again in
-    a run_dir whose earlier attempt left no readable checkpoint. Errors before the run starts
-    (unknown dataset, bad settings) leave no run directory behind.
+    a run_dir whose earlier attempt left no readable checkpoint; definition: the variant's
+    (Variant.definition), recorded in config.json. Errors before the run starts (unknown
+    dataset, bad settings) leave no run directory behind.
 
     Started by torchrun (RANK and WORLD_SIZE set), the processes train the run together with
     DistributedDataParallel: the global batch stays batch_size, rank 0 alone writes the run.
@@ -133,7 +135,7 @@ def train(variant: str, s: Settings, runs_dir: str | Path | None = None, device:
                 resuming = resume and (not restart or has_checkpoint(run_dir))
                 checkpoint = load_checkpoint(run_dir, dev, s) if resuming else None
             run.run_dir = Path(run_dir) if run_dir is not None else None  # None on ranks > 0 of a new run
-            _run(run, checkpoint, ds, label)
+            _run(run, checkpoint, ds, label, **({"definition": definition} if definition else {}))
         distributed.barrier()  # every process is done before any tears the group down
         return run.run_dir
     finally:
@@ -205,9 +207,10 @@ def uses_cuda_graph(s: Settings, dev: torch.device, world: World) -> bool:
     return s.cuda_graph and dev.type == "cuda" and not world.launched and not s.compile
 
 
-def _run(run: RunParts, checkpoint: dict | None, ds: Dataset, label: str | None) -> None:
-    """Open the run's log, start or restore, train to the end, and say how it ended."""
-    state = start(run, checkpoint, ds, label)
+def _run(run: RunParts, checkpoint: dict | None, ds: Dataset, label: str | None, **config) -> None:
+    """Open the run's log, start or restore, train to the end, and say how it ended; config:
+    more for a new run's config.json."""
+    state = start(run, checkpoint, ds, label, **config)
     try:
         with stop_signals() as stop_requested:
             _loop(run, state, stop_requested)
