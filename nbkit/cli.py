@@ -93,12 +93,12 @@ def cmd_train(args) -> None:
         name, settings = resume_settings(args.resume, overrides)
     elif not args.spec:
         raise ValueError("train expects a VARIANT or CONFIG.yml (see `nbkit variants`), or --resume RUN_DIR")
-    elif args.settings_json:  # a sweep's run: its resolved settings, whole
-        name = args.spec
-        settings = _settings(_json(args.settings_json, "--settings-json", "a JSON object of settings"),
-                             "--settings-json").replace(**overrides)
     else:
-        name, settings = _resolve(args, overrides)
+        # a comparisons file's variant passed whole by a sweep is known by its definition alone
+        name, settings = (args.spec, None) if args.variant_json else _resolve(args, overrides)
+        if args.settings_json:  # a sweep's run: its resolved settings, whole
+            settings = _settings(_json(args.settings_json, "--settings-json", "a JSON object of settings"),
+                                 "--settings-json").replace(**overrides)
     main_process = distributed.from_env().main  # under torchrun, rank 0 alone reports
     run_dir = train(name, settings, runs_dir=args.runs_dir, device=args.device, label=args.label,
                     progress=_progress_printer() if main_process else None,
@@ -215,32 +215,31 @@ def _check_own_models(study, jobs, ds, pack: int) -> None:
 
 
 def cmd_summary(args) -> None:
+    from .comparisons import get_comparison
+    from .study import load_study
     from .summary import summary_markdown, variant_markdown
 
+    study = load_study(args.comparisons)  # a bad file is refused, whatever is printed
     if args.scorecard:
         from .claims import scorecards_markdown
 
         print(scorecards_markdown(args.runs_dir, args.dataset))
     else:
-        variants = _comparison(args).variants if args.comparison else None
+        variants = get_comparison(args.comparison, study).variants if args.comparison else None
         table = variant_markdown if args.by_variant else summary_markdown
         print(table(args.runs_dir, args.dataset, variants=variants))
 
 
-def _comparison(args):
-    """--comparison NAME: nbkit's or the --comparisons file's."""
-    from .comparisons import get_comparison
-    from .study import load_study
-
-    return get_comparison(args.comparison, load_study(args.comparisons))
-
-
 def cmd_report(args) -> None:
+    from .comparisons import get_comparison
     from .report import export_all
     from .study import load_study
 
     study = load_study(args.comparisons)
-    comparisons = [_comparison(args)] if args.comparison else (study.own_comparisons or list(study.comparisons.values()))
+    if args.comparison:
+        comparisons = [get_comparison(args.comparison, study)]
+    else:  # a file's comparisons are what its user came for; else nbkit's
+        comparisons = study.own_comparisons or list(study.comparisons.values())
     for path in export_all(args.runs_dir, args.out, args.figures, args.dataset, comparisons=comparisons):
         print(path)
 
