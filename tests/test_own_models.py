@@ -112,11 +112,18 @@ def test_without_timm_the_error_says_how_to_install_it(monkeypatch):
         create_model(Settings(model="timm/resnet18"), 10)
 
 
-def test_a_run_whose_model_output_is_not_batch_by_classes_fails_saying_so(study, tmp_path):
-    s = Settings(model="own_models_train:Flat", max_iter=4, eval_every=2, **SMALL)
-    with pytest.raises(ValueError, match=r"returned shape \(160,\); expected logits of shape \(batch, classes\) = \(16, 10\)"):
-        train("flat", s, run_dir=tmp_path / "run", device="cpu")
-    assert status(tmp_path / "run")["state"] == "failed"
+def test_a_run_whose_model_output_is_not_batch_by_classes_fails_saying_so(study, capsys):
+    with open(study, "a") as f:
+        f.write('[variants.flat]\nmodel = "own_models_train:Flat"\n')
+    run = study.parent / "run"
+    args = ["train", "flat", "--comparisons", str(study), "--dataset", "synthetic", "--batch-size", "16",
+            "--max-iter", "4", "--device", "cpu", "--run-dir", str(run)]
+    assert main(args) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        "nbkit train: error: model 'own_models_train:Flat' returned shape (160,); expected logits of shape "
+        "(batch, classes) = (16, 10)")
+    assert status(run)["state"] == "failed"
+    assert json.loads((run / "config.json").read_text())["definition"]["source"] == str(study)
 
 
 def test_a_comparisons_file_drives_a_launched_sweep_summary_and_report(study, capsys):
