@@ -114,8 +114,8 @@ def _toml(text: str, path: Path) -> dict:
                                        "YAML (.yml)") from None
     try:
         return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:  # duplicate keys among them
-        raise StudyError(path, "", f"not valid TOML ({e})") from None
+    except (tomllib.TOMLDecodeError, RecursionError) as e:  # duplicate keys among them
+        raise StudyError(path, "", f"not valid TOML ({e or 'nested too deeply'})") from None
 
 
 def _yaml(text: str, path: Path):
@@ -134,8 +134,8 @@ def _yaml(text: str, path: Path):
     Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, mapping)
     try:
         return yaml.load(text, Loader=Loader)  # noqa: S506 - a SafeLoader that refuses duplicate keys
-    except yaml.YAMLError as e:
-        raise StudyError(path, "", f"not valid YAML ({' '.join(str(e).split())})") from None
+    except (yaml.YAMLError, RecursionError) as e:
+        raise StudyError(path, "", f"not valid YAML ({' '.join(str(e).split()) or 'nested too deeply'})") from None
 
 
 def _check_keys(entry: dict, allowed, path: Path, key: str, expected: str) -> None:
@@ -165,8 +165,11 @@ def _check_names(path: Path, variants: dict, comparisons: dict) -> None:
                                             "and report files), starting with a letter or digit")
             if name in taken:
                 raise StudyError(path, key, f"'{name}' is one of nbkit's {kind}; give yours a name of its own")
-            if name in VARIANTS or name in COMPARISONS or (kind == "comparisons" and name in variants):
-                raise StudyError(path, key, f"'{name}' already names a variant; a comparison needs a name of its own")
+            other = ("one of nbkit's comparisons" if name in COMPARISONS else "one of nbkit's variants"
+                     if name in VARIANTS else "a variant of this file" if kind == "comparisons" and name in variants
+                     else None)
+            if other:  # `nbkit sweep NAME` takes comparisons and variants alike
+                raise StudyError(path, key, f"'{name}' is already {other}; give it a name of its own")
 
 
 def _variants(raw: dict, path: Path) -> dict[str, Variant]:
@@ -207,7 +210,7 @@ def _variant(name: str, entry: dict, path: Path, file_names: tuple[str, ...], fi
     except SettingsError as e:
         raise StudyError(path, key, str(e)) from None
     options = {k: v for k, v in settings.to_dict().items() if k in options}  # typed as Settings reads them
-    return Variant(name, _description(entry, base, own, path, key), options, base, str(path.resolve()))
+    return Variant(name, _description(entry, base, own, path, key), options, base, str(path))
 
 
 def _description(entry: dict, base: str | None, own: dict, path: Path, key: str) -> str:
@@ -243,7 +246,7 @@ def _comparison(name: str, entry: dict, variants: dict[str, Variant], path: Path
             raise StudyError(path, f"{key}.{k}", "expected " + ("a question, as text" if required else "text"))
         texts[k] = " ".join(v.split())
     return Comparison(name, texts["question"], tuple(members), _not_the_original(path, texts["expected"]),
-                      baseline=baseline, expected=texts["expected"], source=str(path.resolve()))
+                      baseline=baseline, expected=texts["expected"], source=str(path))
 
 
 def _not_the_original(path: Path, expected: str) -> str:

@@ -128,7 +128,9 @@ HOSTILE = {
     "a built-in comparison's name": ("[comparisons.models]\nquestion = 'q'\nvariants = ['resnet18']\n",
                                      "comparisons.models: 'models' is one of nbkit's comparisons"),
     "a variant's name for a comparison": ("[variants.x]\nbase = 'resnet18'\n[comparisons.x]\nquestion = 'q'\n"
-                                          "variants = ['x']\n", "comparisons.x: 'x' already names a variant"),
+                                          "variants = ['x']\n", "comparisons.x: 'x' is already a variant of this file"),
+    "a built-in comparison's name for a variant": ("[variants.models]\nbase = 'resnet18'\n",
+                                                   "variants.models: 'models' is already one of nbkit's comparisons"),
     "a name that is a path": ("[variants.'../x']\nbase = 'resnet18'\n", "variants.../x: expected a name of letters"),
     "duplicate TOML table": ("[variants.x]\nbase = 'resnet18'\n[variants.x]\nbase = 'resnet34'\n", "not valid TOML"),
     "a multi-line description": ("[variants.x]\nbase = 'resnet18'\ndescription = \"a\\nb\"\n",
@@ -204,7 +206,7 @@ def test_a_run_records_its_variants_definition_and_plans_the_same_folder_without
     assert job.definition == {"name": "tiny-clr", "description": "tiny with constant_lr=0.0001", "base": "tiny",
                               "options": {"model": "own_models_study:Tiny", "model_kwargs": {"width": 8},
                                           "constant_lr": 0.0001},
-                              "source": str(module / "study.toml"), "model_file": str(module / "own_models_study.py")}
+                              "source": str(module / "study.toml"), "model_file": "own_models_study.py"}
     again = Settings(**json.loads(json.dumps(job.settings.to_dict())))  # as config.json holds it
     assert again == job.settings and settings_key(again) == job.run_dir.name.rsplit("-s", 1)[0]
 
@@ -235,3 +237,23 @@ def test_the_builtin_study_is_unchanged_its_shipped_runs_plan_to_their_own_folde
             with torch.device("meta"):
                 counted[key] = parameter_count(create_model(variant.name, key[1]))
         assert counted[key] == config["parameters"], config["folder"]
+
+
+def test_the_example_study_reads_and_its_runs_plan_to_their_own_folders(monkeypatch):
+    """examples/: the comparisons file pits the user's CNN and a timm model against resnet18 and
+    toy-dilated; each shipped run records its variant's definition and `plan` finds its folder."""
+    monkeypatch.chdir(REPO)  # the import path examples.my_models resolves from the repository root
+    study = load_study("examples/my-study.toml")
+    mine = get_comparison("mine", study)
+    assert {"resnet18", "toy-dilated", "small-cnn", "convnext-atto"} <= set(mine.variants) and mine.baseline == "resnet18"
+    with torch.device("meta"):
+        assert parameter_count(create_model(study.variants["small-cnn"].settings, 10)) == 94_762
+    configs = [json.loads(p.read_text()) | {"folder": p.parent} for p in sorted(REPO.glob("examples/runs/*/*/*/config.json"))]
+    assert {c["variant"] for c in configs} >= {"resnet18", "small-cnn", "small-cnn-wide", "convnext-atto"}
+    for config in configs:
+        variant = study.variants[config["variant"]]
+        run_level = {k: v for k, v in config["settings"].items() if k not in variant.options and k != "model"}
+        (job,) = plan([variant.name], 1, run_level, config["folder"].parents[2], study)
+        assert job.settings == Settings(**config["settings"]) and job.run_dir == config["folder"], config["folder"]
+        if variant.source is not None:
+            assert config["definition"] == variant.definition()

@@ -101,7 +101,7 @@ def check_logits(model: str, classes: int, logits, batch: int) -> None:
     if not isinstance(logits, Tensor) or tuple(logits.shape) != (batch, classes):
         got = f"shape {tuple(logits.shape)}" if isinstance(logits, Tensor) else f"a {type(logits).__name__}"
         raise OutputShapeError(f"model '{model}' returned {got}; expected logits of shape (batch, classes) = "
-                         f"({batch}, {classes})")
+                               f"({batch}, {classes})")
 
 
 def architecture(model: str) -> Architecture:

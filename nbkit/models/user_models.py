@@ -14,6 +14,7 @@ import inspect
 import os
 import re
 import sys
+from pathlib import Path
 
 from torch import nn
 
@@ -66,9 +67,11 @@ def build(model: str, num_classes: int, settings) -> nn.Module:
 
 
 def source_file(model: str) -> str | None:
-    """The file that defines an import path's callable (recorded with a run, for its readers)."""
+    """The file that defines an import path's callable (recorded with a run, for its readers),
+    relative to the working directory when it is under it."""
     try:
-        return inspect.getsourcefile(load(model))
+        path = Path(inspect.getsourcefile(load(model))).resolve()
     except (TypeError, ValueError):
         return None
+    return str(path.relative_to(Path.cwd().resolve())) if path.is_relative_to(Path.cwd().resolve()) else str(path)
 
