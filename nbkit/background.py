@@ -32,14 +32,15 @@ _CHILDREN: dict[int, subprocess.Popen] = {}  # sweeps this process launched, by 
 
 def sweep_args(runs_dir: str | Path, variants: list[str], dataset: str, max_iter: int, seeds: int,
                device: str = "auto", jobs: int = 1, eval_every: int | None = None, backend: str = "local",
-               address: str = "") -> list[str]:
+               address: str = "", comparisons: str | None = None) -> list[str]:
     """`nbkit sweep`'s arguments for a launch. Every value is checked or bound to its option
     (`--dataset=...`), so none can pass for another option (`--set=...`)."""
     from .comparisons import expand
+    from .study import load_study
 
     if not variants:
         raise ValueError("pick at least one variant to launch")
-    expand(list(variants))  # known comparison or variant names only (with the closest valid one)
+    expand(list(variants), load_study(comparisons))  # known names only (with the closest valid one)
     if backend not in BACKENDS:
         raise ValueError(f"backend expects local or ray, got {backend!r}")
     if device not in ("auto", "cpu", "cuda"):
@@ -53,17 +54,22 @@ def sweep_args(runs_dir: str | Path, variants: list[str], dataset: str, max_iter
         args += ["--eval-every", str(int(eval_every))]
     if backend == "ray" and address:
         args += ["--address", address]
+    if comparisons:
+        args += [f"--comparisons={comparisons}"]
     return args
 
 
 def launch_sweep(runs_dir: str | Path, variants: list[str], dataset: str, max_iter: int, seeds: int,
                  device: str = "auto", jobs: int = 1, eval_every: int | None = None, backend: str = "local",
-                 address: str = "") -> dict:
+                 address: str = "", comparisons: str | Path | None = None) -> dict:
     """Start `nbkit sweep` in the background; backend "ray" sends the runs to a Ray cluster
     (address: auto, HOST:PORT, or empty for RAY_ADDRESS or a new local instance), whose logs
-    land in runs_dir as local ones do. Returns the registry entry (pid, args, started, log)."""
+    land in runs_dir as local ones do; comparisons: a comparisons file whose variants are among
+    `variants` (nbkit.study). Returns the registry entry (pid, args, started, log)."""
     runs_dir = Path(runs_dir)
-    args = sweep_args(runs_dir, variants, dataset, max_iter, seeds, device, jobs, eval_every, backend, address)
+    comparisons = str(Path(comparisons).resolve()) if comparisons else None
+    args = sweep_args(runs_dir, variants, dataset, max_iter, seeds, device, jobs, eval_every, backend, address,
+                      comparisons)
     registry = writable(runs_dir / SWEEPS)  # said before anything starts: a sweep nobody could stop is worse
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     fd, log_path = tempfile.mkstemp(prefix=f"{stamp}-", suffix=".log", dir=registry)
@@ -76,7 +82,8 @@ def launch_sweep(runs_dir: str | Path, variants: list[str], dataset: str, max_it
     info = {"pid": proc.pid, "start_ticks": _proc_start(proc.pid), "command": command, "token": token, "args": args,
             "started": stamp, "log": log_path, "runs_dir": str(runs_dir),
             "request": {"variants": list(variants), "dataset": dataset, "max_iter": int(max_iter),
-                        "seeds": int(seeds), "eval_every": int(eval_every) if eval_every else None}}
+                        "seeds": int(seeds), "eval_every": int(eval_every) if eval_every else None,
+                        "comparisons": comparisons}}
     files.write_text(registry / f"{proc.pid}.json", json.dumps(info))
     return info
 
@@ -221,14 +228,17 @@ def sweep_state(info: dict) -> dict:
 
 def _planned_runs(info: dict) -> list[dict]:
     from .runlog import read_status
+    from .study import load_study
     from .sweep import plan
 
     req = info.get("request") or {}
     overrides = {"dataset": req.get("dataset"), "max_iter": req.get("max_iter")}
     if req.get("eval_every"):
         overrides["eval_every"] = req["eval_every"]
+    comparisons = req.get("comparisons") if isinstance(req.get("comparisons"), str) else None
     try:
-        jobs = plan(req.get("variants") or [], req.get("seeds") or 1, overrides, info["runs_dir"])
+        jobs = plan(req.get("variants") or [], req.get("seeds") or 1, overrides, info["runs_dir"],
+                    load_study(comparisons))
     except (ValueError, KeyError, OSError):
         return []
     rows = []

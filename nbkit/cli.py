@@ -9,14 +9,27 @@ from pathlib import Path
 
 def cmd_variants(args) -> None:
     from .models import variant_table
+    from .study import check_models, load_study
 
-    rows = variant_table(num_classes=args.num_classes)
+    study = load_study(args.comparisons)
+    check_models(study, num_classes=args.num_classes)
+    rows = variant_table(num_classes=args.num_classes, study=study)
     width = max(len(r["variant"]) for r in rows)
     print(f"{'variant':<{width}}  {'params':>11}  description")
     for r in rows:
         print(f"{r['variant']:<{width}}  {r['parameters']:>11,}  {r['description']}")
     print(f"\n{len(rows)} variants; parameter counts for a {args.num_classes}-class dataset "
-          "(only -tnc sizes its head to the classes; the others keep the original's 1000-way head)")
+          "(only -tnc sizes its head to the classes; the others keep the original's 1000-way head"
+          + ("; timm and your own models are always sized to the classes)" if study.own_variants else ")"))
+    for c in study.own_comparisons:
+        print(f"\ncomparison {c.name} ({args.comparisons}): {c.question}\n  {', '.join(c.variants)}; "
+              f"baseline {c.baseline}" + (f"; expected: {c.expected}" if c.expected else ""))
+
+
+def add_comparisons(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--comparisons", metavar="FILE",
+                   help="a TOML or YAML file of your own variants and comparisons, on top of nbkit's "
+                        "(see README, 'Your own models'; default: nbkit's alone)")
 
 
 def _progress_printer(every: float = 10.0):
@@ -79,11 +92,11 @@ def cmd_train(args) -> None:
     from . import distributed
     from .runlog import resume_settings
     from .train import train
-    from .variants import resolve
 
     overrides = setting_overrides(args)
+    definition = _definition(args)
     if args.pack_json:
-        return _train_pack(args, overrides)
+        return _train_pack(args, overrides, definition)
     if args.resume:
         if args.spec or args.run_dir:
             raise ValueError("give either VARIANT|CONFIG.yml [--run-dir DIR] or --resume RUN_DIR, not both")
@@ -91,21 +104,49 @@ def cmd_train(args) -> None:
     elif not args.spec:
         raise ValueError("train expects a VARIANT or CONFIG.yml (see `nbkit variants`), or --resume RUN_DIR")
     else:
-        name, settings = resolve(args.spec, **overrides)
+        # a comparisons file's variant passed whole by a sweep is known by its definition alone
+        name, settings = (args.spec, None) if args.variant_json else _resolve(args, overrides)
         if args.settings_json:  # a sweep's run: its resolved settings, whole
             settings = _settings(_json(args.settings_json, "--settings-json", "a JSON object of settings"),
                                  "--settings-json").replace(**overrides)
     main_process = distributed.from_env().main  # under torchrun, rank 0 alone reports
     run_dir = train(name, settings, runs_dir=args.runs_dir, device=args.device, label=args.label,
                     progress=_progress_printer() if main_process else None,
-                    run_dir=args.resume or args.run_dir, resume=bool(args.resume), restart=args.restart)
+                    run_dir=args.resume or args.run_dir, resume=bool(args.resume), restart=args.restart,
+                    definition=definition)
     if main_process:
         if sys.stderr.isatty():
             print(file=sys.stderr)
         print(run_dir)
 
 
-def _train_pack(args, overrides: dict) -> None:
+def _resolve(args, overrides: dict):
+    """The run name and settings of a variant (nbkit's or --comparisons FILE's) or a YAML config."""
+    from .study import load_study
+    from .variants import resolve
+
+    return resolve(args.spec, load_study(args.comparisons) if args.comparisons else None, **overrides)
+
+
+def _definition(args) -> dict | None:
+    """What defines the variant trained, for its config.json: a sweep passes a comparisons file's
+    variant whole (--variant-json); a variant by name is looked up; a YAML config has none."""
+    from .study import load_study
+
+    if args.variant_json:
+        definition = _json(args.variant_json, "--variant-json", "a JSON object defining the variant")
+        if not isinstance(definition, dict) or definition.get("name") != args.spec or not args.spec:
+            raise ValueError("--variant-json expects a JSON object whose name is the VARIANT given")
+        if not (args.settings_json or args.pack_json):
+            raise ValueError("--variant-json goes with --settings-json or --pack-json (how a sweep starts a run)")
+        return definition
+    if args.resume or not args.spec or str(args.spec).endswith((".yml", ".yaml")):
+        return None
+    study = load_study(args.comparisons)
+    return study.variants[args.spec].definition() if args.spec in study.variants else None
+
+
+def _train_pack(args, overrides: dict, definition: dict | None) -> None:
     """A sweep's pack: new runs of one variant, one per {run_dir, settings}, trained as one model."""
     from .pack import train_pack
 
@@ -117,7 +158,7 @@ def _train_pack(args, overrides: dict) -> None:
         raise ValueError("--pack-json goes with a VARIANT alone (not --resume, --run-dir or --settings-json)")
     settings = [_settings(r["settings"], "--pack-json settings").replace(**overrides) for r in runs]
     for run_dir in train_pack(args.spec, settings, [r["run_dir"] for r in runs], device=args.device,
-                              label=args.label, restart=args.restart):
+                              label=args.label, restart=args.restart, definition=definition):
         print(run_dir)
 
 
@@ -143,13 +184,17 @@ def _settings(value, flag: str):
 def cmd_sweep(args) -> None:
     from .data import load_dataset
     from .errors import FAILED, STOPPED
+    from .study import load_study
     from .sweep import plan, run_sweep
 
     overrides = setting_overrides(args)
-    jobs = plan(args.names, args.seeds, overrides, args.runs_dir)
-    first = jobs[0].settings
-    if first.dataset != "synthetic":
-        load_dataset(first.dataset, first.data_dir)  # fail once, here, and fill the cache for the runs
+    study = load_study(args.comparisons)
+    jobs = plan(args.names, args.seeds, overrides, args.runs_dir, study)
+    first, own = jobs[0].settings, [j for j in jobs if j.definition]
+    if first.dataset != "synthetic" or own:
+        ds = load_dataset(first.dataset, first.data_dir)  # fail once, here, and fill the cache for the runs
+        if own:
+            _check_own_models(study, own, ds, args.pack)
     if args.backend == "ray":
         from .ray_backend import run_sweep_ray
 
@@ -175,23 +220,48 @@ def existing_runs_dir(path: Path) -> Path:
     return path
 
 
+def _check_own_models(study, jobs, ds, pack: int) -> None:
+    """The file's models build and give (batch, classes) on this dataset, and pack where asked."""
+    from .study import check_models
+
+    size = ds.images["train"].shape[-1]
+    check_models(study, [j.variant for j in jobs], ds.num_classes, size)
+    if pack > 1:
+        from .pack import check_packable
+
+        for j in {j.variant: j for j in jobs}.values():
+            check_packable(j.variant, j.settings, ds.num_classes, size)
+
+
 def cmd_summary(args) -> None:
+    from .comparisons import get_comparison
+    from .study import load_study
     from .summary import summary_markdown, variant_markdown
 
+    study = load_study(args.comparisons)  # a bad file is refused, whatever is printed
     existing_runs_dir(args.runs_dir)
     if args.scorecard:
         from .claims import scorecards_markdown
 
         print(scorecards_markdown(args.runs_dir, args.dataset))
     else:
-        print(variant_markdown(args.runs_dir, args.dataset) if args.by_variant else summary_markdown(args.runs_dir, args.dataset))
+        variants = get_comparison(args.comparison, study).variants if args.comparison else None
+        table = variant_markdown if args.by_variant else summary_markdown
+        print(table(args.runs_dir, args.dataset, variants=variants))
 
 
 def cmd_report(args) -> None:
+    from .comparisons import get_comparison
     from .report import export_all
+    from .study import load_study
 
+    study = load_study(args.comparisons)
     existing_runs_dir(args.runs_dir)
-    for path in export_all(args.runs_dir, args.out, args.figures, args.dataset):
+    if args.comparison:
+        comparisons = [get_comparison(args.comparison, study)]
+    else:  # a file's comparisons are what its user came for; else nbkit's
+        comparisons = study.own_comparisons or list(study.comparisons.values())
+    for path in export_all(args.runs_dir, args.out, args.figures, args.dataset, comparisons=comparisons):
         print(path)
 
 
@@ -222,6 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("variants", help="list the variants with description and parameter count")
     p.add_argument("--num-classes", type=_at_least_one, default=100, help="class count of the dataset (default 100)")
+    add_comparisons(p)
     p.set_defaults(func=cmd_variants)
 
     p = sub.add_parser("train", help="train one run of a variant or an original-format YAML config",
@@ -236,6 +307,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pack-json", metavar="JSON",
                    help="train several new runs of VARIANT as one vectorised model: a JSON list of {run_dir, "
                         "settings} that differ in the seed only (how `sweep --pack` starts a pack)")
+    p.add_argument("--variant-json", metavar="JSON",
+                   help="the definition of a comparisons file's VARIANT, whole (how a sweep passes it, so the run "
+                        "needs no file); recorded in config.json")
+    add_comparisons(p)
     p.add_argument("--device", default="auto", help="auto (default), cpu or cuda")
     add_runs_dir(p)
     p.add_argument("--run-dir", help="write the run into this directory instead of a new timestamped one")
@@ -258,7 +333,9 @@ def build_parser() -> argparse.ArgumentParser:
                "  nbkit sweep resnets learning models --seeds 2 --jobs 8 --pack 2   # the study, 2 seeds per process\n"
                "  nbkit sweep resnets --backend ray --address auto")
     p.add_argument("names", nargs="+", metavar="COMPARISON|VARIANT",
-                   help="resnets, learning, models, or variant names (see `nbkit variants`)")
+                   help="resnets, learning, models, or variant names (see `nbkit variants`); with --comparisons, "
+                        "that file's too")
+    add_comparisons(p)
     p.add_argument("--seeds", type=int, default=1, metavar="N",
                    help="seeds per variant, counting up from --seed (default 1)")
     p.add_argument("--jobs", type=int, default=1, metavar="N", help="runs at once per GPU, or on the CPU (default 1); "
@@ -293,10 +370,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scorecard", action="store_true",
                    help="each claim of the original study checked against the runs: holds, does not hold, "
                         "within noise or not measured (default: off)")
+    add_comparisons(p)
+    p.add_argument("--comparison", metavar="NAME",
+                   help="only the runs of this comparison's variants (nbkit's or the --comparisons file's; "
+                        "default: every run)")
     p.set_defaults(func=cmd_summary)
 
     p = sub.add_parser("report", help="each comparison as one HTML file that works offline, its charts as PNG and SVG",
-                       description="Write <out>/<comparison>.html for resnets, learning and models: intro, the run "
+                       description="Write <out>/<comparison>.html for resnets, learning and models (or the comparisons of "
+                                   "--comparisons FILE): intro, the run "
                                    "set's protocol, the interactive charts, findings and tables in one file that "
                                    "needs no network (mail or archive it); and each main chart as PNG and SVG.")
     add_runs_dir(p)
@@ -305,6 +387,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--figures", metavar="DIR", help="where the PNG/SVG charts go (default: <out>/figures)")
     p.add_argument("--dataset", metavar="NAME",
                    help="the dataset the reports and figures show (default: the one with most runs of each comparison)")
+    add_comparisons(p)
+    p.add_argument("--comparison", metavar="NAME",
+                   help="report this comparison only (default: the --comparisons file's comparisons, else "
+                        "resnets, learning and models)")
     p.set_defaults(func=cmd_report)
     return parser
 

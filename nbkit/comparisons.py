@@ -1,6 +1,8 @@
 """The study's three comparisons: which variants each holds and what the original reported.
 
-Notebooks, sweeps and reports read this table; nothing else lists comparison members.
+Notebooks, sweeps and reports read this table; nothing else lists comparison members. A
+comparisons file (nbkit.study) adds comparisons of the user's own on top of it: functions that
+look comparisons up take that `study` (None: these alone).
 """
 
 from __future__ import annotations
@@ -17,6 +19,13 @@ class Comparison:
     question: str
     variants: tuple[str, ...]
     original_findings: str  # what the original study reported, in its own terms
+    baseline: str | None = None  # the variant the others are measured against; None: the first
+    expected: str = ""  # what the user expects (a comparisons file's)
+    source: str | None = None  # the comparisons file that defines it; None: nbkit's own
+
+    def __post_init__(self):
+        if self.baseline is None:
+            object.__setattr__(self, "baseline", self.variants[0])
 
 
 _RESNET18_OPTIONS = tuple(v for v in VARIANTS if v.startswith("resnet18-") and v not in ("resnet18-aug", "resnet18-clr1e-4"))
@@ -58,21 +67,29 @@ COMPARISONS: dict[str, Comparison] = {
 }
 
 
-def expand(names: list[str]) -> list[str]:
-    """Comparison names and variant names into a list of variants, order kept, no repeats."""
+def _tables(study) -> tuple[dict, dict]:
+    return (COMPARISONS, VARIANTS) if study is None else (study.comparisons, study.variants)
+
+
+def expand(names: list[str], study=None) -> list[str]:
+    """Comparison names and variant names (nbkit's, or a study's: nbkit.study.Study) into a list
+    of variants, order kept, no repeats."""
+    comparisons, variants = _tables(study)
     out: list[str] = []
     for name in names:
-        if name not in COMPARISONS and name not in VARIANTS:
-            hint = closest(name, [*COMPARISONS, *VARIANTS])
+        if name not in comparisons and name not in variants:
+            hint = closest(name, [*comparisons, *variants])
             raise UnknownVariantError(f"unknown comparison or variant '{name}'{hint} Comparisons: "
-                                      f"{', '.join(COMPARISONS)}; variants: {', '.join(VARIANTS)}")
-        members = COMPARISONS[name].variants if name in COMPARISONS else (name,)
+                                      f"{', '.join(comparisons)}; variants: {', '.join(variants)}")
+        members = comparisons[name].variants if name in comparisons else (name,)
         out += [v for v in members if v not in out]
     return out
 
 
-def get_comparison(name: str) -> Comparison:
-    if name not in COMPARISONS:
-        raise UnknownVariantError(f"unknown comparison '{name}'; expected one of {', '.join(COMPARISONS)}"
-                                  f"{closest(name, COMPARISONS)}")
-    return COMPARISONS[name]
+def get_comparison(name: str, study=None) -> Comparison:
+    """A comparison by name: nbkit's, or (with a study) a comparisons file's."""
+    comparisons, _ = _tables(study)
+    if name not in comparisons:
+        raise UnknownVariantError(f"unknown comparison '{name}'; expected one of {', '.join(comparisons)}"
+                                  f"{closest(name, comparisons)}")
+    return comparisons[name]

@@ -33,7 +33,7 @@ from .errors import NonFiniteLoss, RunBusy, RunLogLost, RunStopped, stop_signals
 from .loader import TrainBatches, eval_shards
 from .models import create_model
 from .models.vitn import Attention
-from .settings import Settings
+from .settings import Settings, external_model
 from .step import TrainStep, after_load, graph_safe, make_optimizer
 from .train import (LoopState, RunParts, autocast_dtype, ended, evaluate_splits, evaluation_due, finish,
                     pause_clock, saving, start, step_lr, uses_cuda_graph, write_checkpoint, write_train_row)
@@ -206,11 +206,38 @@ def check_members(settings: list[Settings]) -> Settings:
     return shared.pop()
 
 
+def check_packable(variant: str, s: Settings, num_classes: int, size: int = 32) -> None:
+    """Refuse, in one line, a variant whose model vmap cannot train. nbkit's own models all pack
+    (tests/test_pack.py); one from outside may not (data-dependent control flow, in-place updates
+    of state vmap cannot batch). Tried on the meta device, else on the CPU with two tiny runs."""
+    if not external_model(s.model):
+        return
+
+    def step():
+        packed = Packed.of([create_model(s, num_classes).train() for _ in range(2)]).train()
+        logits, _ = packed(torch.rand(2, 2, 3, size, size), torch.zeros(2, 2, dtype=torch.long))
+        logits.float().sum().backward()
+
+    try:
+        with torch.device("meta"):
+            return step()
+    except Exception:  # noqa: BLE001 - an operation without a meta kernel: the CPU says whether vmap fails
+        pass
+    try:
+        step()
+    except Exception as e:  # noqa: BLE001 - whatever vmap raises, said in one line
+        why = " ".join(str(e).split())[:300] or type(e).__name__
+        raise ValueError(f"{variant} cannot train packed: vmap fails on its model {s.model} ({why}); "
+                         "sweep it with --pack 1") from None
+
+
 def train_pack(variant: str, settings: list[Settings], run_dirs: list[str | Path], device: str = "auto",
-               dataset: Dataset | None = None, label: str | None = None, restart: bool = False) -> list[Path]:
+               dataset: Dataset | None = None, label: str | None = None, restart: bool = False,
+               definition: dict | None = None) -> list[Path]:
     """Train new runs (one per settings, seeds differing) as one pack, each into its run_dir;
-    restart: run_dirs whose earlier attempt left no checkpoint are cleared first. Returns the
-    run directories; how each run ended is in its status (done, failed, stopped)."""
+    restart: run_dirs whose earlier attempt left no checkpoint are cleared first; definition:
+    the variant's, recorded in each config.json. Returns the run directories; how each run ended
+    is in its status (done, failed, stopped)."""
     s0 = check_members(settings)
     if len(run_dirs) != len(settings):
         raise ValueError(f"a pack of {len(settings)} runs needs {len(settings)} run directories, got {len(run_dirs)}")
@@ -221,6 +248,7 @@ def train_pack(variant: str, settings: list[Settings], run_dirs: list[str | Path
     ds = dataset if dataset is not None else load_dataset(s0.dataset, s0.data_dir, s0.val_size)
     if ds.size("train") // s0.batch_size == 0:
         raise ValueError(f"batch_size {s0.batch_size} exceeds the {ds.size('train')} training images")
+    check_packable(variant, s0, ds.num_classes, ds.images["train"].shape[-1])
     ds = _on_device(ds, dev)  # one copy of the data for every run of the pack
     with contextlib.ExitStack() as held:
         claimed = []
@@ -236,9 +264,10 @@ def train_pack(variant: str, settings: list[Settings], run_dirs: list[str | Path
         members = list(pack.members)  # every run's log is closed at the end, also of runs that left
         for m, (_, run_dir) in zip(pack.members, claimed):
             m.run.run_dir = Path(run_dir)
+        extra = {"definition": definition} if definition else {}
         with stop_signals() as stop_requested:  # from the first file written to the last (see train._run)
             try:
-                _each(pack, lambda m: setattr(m, "state", start(m.run, None, ds, label, pack_size=len(members))))
+                _each(pack, lambda m: setattr(m, "state", start(m.run, None, ds, label, pack_size=len(members), **extra)))
                 _loop(pack, stop_requested)
                 _each(pack, lambda m: finish(m.run, m.state))
             except BaseException as e:

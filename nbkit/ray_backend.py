@@ -14,10 +14,15 @@ The driver (this process) polls every actor:
 A run whose worker dies (killed, node lost) starts again on a new actor from its last
 checkpoint, up to --max-retries times, then is marked failed; the other runs go on. Finished
 runs are skipped, as by the local backend.
+
+Code travels with the sweep: the driver's nbkit, and the top-level package (or single-file
+module) of every `package.module:callable` model the runs train, as Ray's py_modules; each
+child finds them on its PYTHONPATH. A comparisons file's variant travels whole in the run spec.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import os
 import shutil
@@ -49,9 +54,45 @@ def import_ray():
 
 def run_spec(job: Job, runs_dir: Path, device: str, threads: int, label: str | None) -> dict:
     """What an actor needs to start a job's child: plain values, sent to the worker."""
-    return {"variant": job.variant, "settings": job.settings.to_dict(),
+    return {"variant": job.variant, "settings": job.settings.to_dict(), "definition": job.definition,
+            "modules": user_modules([job]),
             "rel": str(job.run_dir.resolve().relative_to(runs_dir.resolve())), "runs_dir": str(runs_dir),
             "device": device, "threads": threads, "label": label, "cwd": os.getcwd()}
+
+
+def user_modules(jobs: list[Job]) -> list[str]:
+    """The top-level modules the jobs' import-path models (package.module:callable) need."""
+    return sorted({j.settings.model.partition(":")[0].split(".")[0] for j in jobs
+                   if ":" in j.settings.model and not j.settings.model.startswith("timm/")})
+
+
+def module_location(name: str) -> Path | None:
+    """Where a top-level module lives in this process: its package folder or its .py file."""
+    from .models.user_models import working_directory_importable
+
+    working_directory_importable()
+    spec = importlib.util.find_spec(name)
+    if spec is None:
+        return None
+    if spec.submodule_search_locations:
+        return Path(list(spec.submodule_search_locations)[0])
+    return Path(spec.origin) if spec.origin and spec.origin.endswith(".py") else None
+
+
+def shipped_modules(jobs: list[Job]) -> list[str]:
+    """py_modules for Ray: nbkit and the jobs' own model modules (those installed as packages are
+    left to the nodes' environments, as torch is)."""
+    import nbkit
+
+    out = [str(Path(nbkit.__file__).parent)]
+    for name in user_modules(jobs):
+        where = module_location(name)
+        if where is None:
+            raise ValueError(f"cannot find module {name} for the Ray workers; run the sweep from the directory "
+                             "that holds it, or put it on PYTHONPATH")
+        if not any(part in ("site-packages", "dist-packages") for part in where.parts):
+            out.append(str(where))
+    return out
 
 
 class RunActor:
@@ -84,11 +125,12 @@ class RunActor:
             (self.run_dir / name).write_bytes(data)
             self.sent[name] = self._stamp(name)
         spec = self.spec
-        job = Job(spec["variant"], Settings(**spec["settings"]), self.run_dir)
+        job = Job(spec["variant"], Settings(**spec["settings"]), self.run_dir, spec.get("definition"))
         resumed = job_state(job) == "resume"
         cmd = command(job, spec["device"], spec["label"])
+        shipped = [str(where.parent) for where in map(module_location, spec.get("modules", [])) if where]
         env = {**os.environ, "PYTHONUNBUFFERED": "1",
-               "PYTHONPATH": os.pathsep.join([str(Path(nbkit.__file__).parent.parent),
+               "PYTHONPATH": os.pathsep.join([str(Path(nbkit.__file__).parent.parent), *shipped,
                                               *filter(None, [os.environ.get("PYTHONPATH")])])}
         if spec["device"] == "cpu":
             env.update(OMP_NUM_THREADS=str(spec["threads"]), CUDA_VISIBLE_DEVICES="")
@@ -193,11 +235,10 @@ def run_sweep_ray(jobs: list[Job], runs_dir: str | Path, address: str | None = N
         return outcome
 
     ray = import_ray()
-    import nbkit
-
+    py_modules = shipped_modules(queue)
     try:
         ray.init(address=address, log_to_driver=False, logging_level="WARNING",
-                 runtime_env={"py_modules": [str(Path(nbkit.__file__).parent)]})  # the driver's nbkit on every worker
+                 runtime_env={"py_modules": py_modules})  # the driver's nbkit and models on every worker
     except (ConnectionError, RuntimeError, ValueError) as e:
         raise ValueError(f"cannot reach the Ray cluster at {address or 'RAY_ADDRESS or a new local instance'}: "
                          f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None

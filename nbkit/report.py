@@ -61,13 +61,16 @@ def document(comparison: Comparison, frames: tuple, dataset: str | None = None, 
     view = build_view(metrics, runs, chosen, variants, splits=("train_200", "val", "test"),
                       scalar=default_scalar(metrics), palette=charts.colours(runs, registry_order()))
     said = notes(view)
-    card = claims.scorecard(claims.measured(*claims.of_dataset(metrics, runs, chosen)), comparison.name)
-    verdicts = dict(card["verdict"].value_counts(sort=True).iter_rows()) if card.height else {}
+    verdicts = {}
+    if comparison.source is None:  # the original's claims: nbkit's comparisons only
+        card = claims.scorecard(claims.measured(*claims.of_dataset(metrics, runs, chosen)), comparison.name)
+        verdicts = dict(card["verdict"].value_counts(sort=True).iter_rows()) if card.height else {}
     extra = sections(view)
     parts += [_md(answer(view, verdicts, chosen)), _md(original(comparison)),
               "<h2>This run set</h2>", _md(view.protocol),
               "<h2>Curves</h2>", _md(said["curves"]), "<div id='curves'></div>",
-              f"<div class='wrap'>{_md(claims.section(metrics, runs, comparison.name, chosen))}</div>",
+              *([f"<div class='wrap'>{_md(claims.section(metrics, runs, comparison.name, chosen))}</div>"]
+                if comparison.source is None else []),  # the original's claims: nbkit's comparisons only
               *(part for i, s in enumerate(extra) for part in (f"<h2>{html.escape(s.title)}</h2>", _md(s.text),
                                                                *([f"<div id='section{i}'></div>"] if s.chart else []))),
               "<h2>Per variant, across seeds</h2>", _md(said["per variant"]),
@@ -99,25 +102,29 @@ def _page(comparison: Comparison, parts: list[str], specs: dict[str, dict] | Non
             + "\n".join(parts) + "\n" + "\n".join(f"<script>{s}</script>" for s in scripts) + "\n</body></html>\n")
 
 
-def write_report(name: str, runs_dir: str | Path, out: str | Path, dataset: str | None = None,
+def write_report(comparison: str | Comparison, runs_dir: str | Path, out: str | Path, dataset: str | None = None,
                  script: str | None = None, frames: tuple | None = None) -> Path:
-    """Write <out>/<name>.html (replaced whole, never left half-written); frames: the runs
+    """Write <out>/<name>.html (replaced whole, never left half-written) for a comparison (one of
+    nbkit's by name, or any Comparison: a comparisons file's, nbkit.study); frames: the runs
     directory already read (read_runs), else it is read here."""
-    out = Path(out)
+    comparison = COMPARISONS[comparison] if isinstance(comparison, str) else comparison
+    out, name = Path(out), comparison.name
     out.mkdir(parents=True, exist_ok=True)
     target = out / f"{name}.html"
-    files.write_text(target, document(COMPARISONS[name], frames or read_runs(runs_dir), dataset, script))
+    files.write_text(target, document(comparison, frames or read_runs(runs_dir), dataset, script))
     return target
 
 
-def export_figures(runs_dir: Path, out: Path, dataset: str | None = None, frames: tuple | None = None) -> list[Path]:
-    """Each comparison's main charts (mean and min-max band over seeds) as PNG and SVG."""
+def export_figures(runs_dir: Path, out: Path, dataset: str | None = None, frames: tuple | None = None,
+                   comparisons: list[Comparison] | None = None) -> list[Path]:
+    """Each comparison's main charts (mean and min-max band over seeds) as PNG and SVG;
+    comparisons: which (default: nbkit's)."""
     metrics, runs = frames or read_runs(runs_dir)
     written = []
     if runs.is_empty() or metrics.is_empty():
         return written
     out.mkdir(parents=True, exist_ok=True)
-    for comparison in COMPARISONS.values():
+    for comparison in comparisons or COMPARISONS.values():
         chosen = dataset or (datasets(runs, comparison) or [None])[0]
         options, variants = variant_options(runs, comparison, chosen)
         if not variants:
@@ -134,9 +141,13 @@ def export_figures(runs_dir: Path, out: Path, dataset: str | None = None, frames
 
 
 def export_all(runs_dir: str | Path, out_dir: str | Path, figures_dir: str | Path | None = None,
-               dataset: str | None = None) -> list[Path]:
+               dataset: str | None = None, comparisons: list[Comparison] | None = None) -> list[Path]:
+    """Every comparison's report and figures; comparisons: which (default: nbkit's; a
+    comparisons file's come from nbkit.study.load_study(path).own_comparisons)."""
     runs_dir, out = Path(runs_dir).resolve(), Path(out_dir)
-    script, frames = javascript(), read_runs(runs_dir)  # once for the three reports and the figures
-    written = [write_report(name, runs_dir, out, dataset, script, frames) for name in COMPARISONS]
-    written += export_figures(runs_dir, Path(figures_dir) if figures_dir else out / "figures", dataset, frames)
+    comparisons = list(comparisons or COMPARISONS.values())
+    script, frames = javascript(), read_runs(runs_dir)  # once for the reports and the figures
+    written = [write_report(c, runs_dir, out, dataset, script, frames) for c in comparisons]
+    written += export_figures(runs_dir, Path(figures_dir) if figures_dir else out / "figures", dataset, frames,
+                              comparisons)
     return written

@@ -8,12 +8,28 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import types
 import typing
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from .errors import SettingsError, closest
+
+
+class Kwargs(dict):
+    """model_kwargs' value: a JSON object that is read-only and hashable, like every other setting."""
+
+    def __hash__(self):
+        return hash(json.dumps(self, sort_keys=True))
+
+    def __reduce__(self):
+        return Kwargs, (dict(self),)
+
+    def _read_only(self, *args, **kwargs):
+        raise TypeError("settings are read-only; use Settings.replace(model_kwargs={...})")
+
+    __setitem__ = __delitem__ = clear = pop = popitem = setdefault = update = __ior__ = _read_only
 
 
 @dataclass(frozen=True)
@@ -47,6 +63,7 @@ class Settings:
     precision: str = "auto"  # auto: bf16 autocast on CUDA, fp32 elsewhere; fp32 as the original; bf16
     cuda_graph: bool = True  # on a GPU, capture the training step as a CUDA graph (one process, no compile)
     original_schedule: bool = False  # the rates the original's optimiser saw: 1e-3 first, then one step late
+    model_kwargs: dict = field(default_factory=Kwargs)  # keyword arguments of a timm/ or import-path model
 
     def __post_init__(self):
         for f in fields(self):
@@ -58,7 +75,7 @@ class Settings:
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        return {**dataclasses.asdict(self), "model_kwargs": dict(self.model_kwargs)}  # plain JSON values
 
     def identity(self) -> dict:
         """to_dict() without later-added settings left at their default: what makes two runs the
@@ -71,7 +88,7 @@ KEYS = tuple(f.name for f in fields(Settings))
 PRECISIONS = ("auto", "bf16", "fp32")
 # settings added after runs were shipped: at their default they are left out of a run's identity
 # (sweep folder names, checkpoint checks), so earlier runs keep theirs
-LATER_KEYS = {"precision": "auto", "cuda_graph": True, "original_schedule": False}
+LATER_KEYS = {"precision": "auto", "cuda_graph": True, "original_schedule": False, "model_kwargs": {}}
 MAX_INT = 2**63 - 1  # what a seed generator and a run log's integer column hold
 _TYPES = typing.get_type_hints(Settings)
 
@@ -115,7 +132,28 @@ def _coerce(key: str, value):
     elif kind is str:
         if isinstance(value, str) and value:
             return value
+    elif kind is dict:
+        return _kwargs(key, value)
     raise SettingsError(f"{expected}, got {value!r}")
+
+
+def _kwargs(key: str, value) -> Kwargs:
+    """A mapping of keyword arguments with JSON values, or a string spelling one (JSON or YAML
+    flow style, as --set model_kwargs='{img_size: 32}' gives it)."""
+    expected = f"{key} expects a mapping of keyword arguments, e.g. {{img_size: 32, patch_size: 4}}"
+    if isinstance(value, str):
+        import yaml
+
+        try:
+            value = yaml.safe_load(value) if value.strip() else {}
+        except yaml.YAMLError:
+            raise SettingsError(f"{expected}, got {value!r}") from None
+    if not isinstance(value, dict) or not all(isinstance(k, str) and k.isidentifier() for k in value):
+        raise SettingsError(f"{expected}, got {value!r}")
+    try:
+        return Kwargs(json.loads(json.dumps(value, allow_nan=False)))  # plain JSON: lists, not tuples
+    except (TypeError, ValueError):
+        raise SettingsError(f"{expected} whose values are numbers, strings, booleans or lists, got {value!r}") from None
 
 
 def _check_ranges(s: Settings) -> None:
@@ -140,8 +178,15 @@ def _check_ranges(s: Settings) -> None:
         need(getattr(s, key) > 0, f"{key} expects a positive number, got {getattr(s, key)}")
     need(s.constant_lr is None or s.constant_lr > 0, f"constant_lr expects a positive number or none, got {s.constant_lr}")
     resnet_only = s.resnet_norm_type != "bn" or s.mixstyle_level or s.finetune_level != 5
-    need(not resnet_only or s.model.startswith("resnet"),
+    need(not resnet_only or (s.model.startswith("resnet") and not external_model(s.model)),
          f"resnet_norm_type, mixstyle_level and finetune_level apply to resnet models only, not {s.model!r}")
+    need(not s.model_kwargs or external_model(s.model),
+         f"model_kwargs applies to timm/<name> and package.module:callable models, not {s.model!r}")
+
+
+def external_model(model: str) -> bool:
+    """Whether a model name is a timm architecture (timm/<name>) or an import path (package.module:callable)."""
+    return model.startswith("timm/") or ":" in model
 
 
 def parse_assignments(pairs: list[str]) -> dict[str, str]:

@@ -27,8 +27,18 @@ def markdown_table(frame: pl.DataFrame, columns: list[str], align: str) -> str:
     return "\n".join([line(columns), rule, *map(line, rows)])
 
 
-def summary_markdown(runs_dir: str | Path, dataset: str | None = None) -> str:
-    metrics, runs = read_runs(runs_dir, dataset)
+def of_variants(frames: tuple[pl.DataFrame, pl.DataFrame], variants) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The runs of these variants alone (None: every run), e.g. one comparison's."""
+    metrics, runs = frames
+    if variants is None or runs.is_empty():
+        return metrics, runs
+    runs = runs.filter(pl.col("variant").is_in(list(variants)))
+    return (metrics.filter(pl.col("path").is_in(runs["path"].to_list())) if not metrics.is_empty() else metrics), runs
+
+
+def summary_markdown(runs_dir: str | Path, dataset: str | None = None, variants=None) -> str:
+    """The original's two tables; variants: only their runs (None: every run)."""
+    metrics, runs = of_variants(read_runs(runs_dir, dataset), variants)
     if metrics.is_empty():
         where = f"{runs_dir}" + (f" for dataset {dataset}" if dataset else "")
         return f"No runs with metrics under {where}. Train one with: python -m nbkit train resnet18"
@@ -46,10 +56,10 @@ def summary_markdown(runs_dir: str | Path, dataset: str | None = None) -> str:
     return "\n\n".join(parts)
 
 
-def variant_markdown(runs_dir: str | Path, dataset: str | None = None) -> str:
+def variant_markdown(runs_dir: str | Path, dataset: str | None = None, variants=None) -> str:
     """Per variant across seeds: best and final test top-1 (mean +- std), train_200 - test gap,
-    parameters, images/s and the precision trained in."""
-    metrics, runs = read_runs(runs_dir, dataset)
+    parameters, images/s and the precision trained in; variants: only theirs (None: every variant)."""
+    metrics, runs = of_variants(read_runs(runs_dir, dataset), variants)
     table = per_variant(metrics, runs)
     if table.is_empty():
         return f"No runs with metrics under {runs_dir}."

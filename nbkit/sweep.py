@@ -35,6 +35,7 @@ class Job:
     variant: str
     settings: Settings  # resolved, seed included: the child trains with exactly these
     run_dir: Path
+    definition: dict | None = None  # a comparisons file's variant, whole (Variant.definition): the child needs no file
 
     @property
     def label(self) -> str:
@@ -47,17 +48,19 @@ def settings_key(s: Settings) -> str:
     return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:8]
 
 
-def plan(names: list[str], seeds: int, overrides: dict, runs_dir: str | Path) -> list[Job]:
-    """The runs of comparisons or variants, `seeds` seeds each counting up from the seed setting."""
+def plan(names: list[str], seeds: int, overrides: dict, runs_dir: str | Path, study=None) -> list[Job]:
+    """The runs of comparisons or variants (nbkit's, or a study's: nbkit.study.Study), `seeds`
+    seeds each counting up from the seed setting."""
     if seeds < 1:
         raise ValueError(f"--seeds expects at least 1, got {seeds}")
     jobs = []
-    for variant in expand(names):
-        base = get_variant(variant).settings.replace(**overrides)
+    for name in expand(names, study):
+        variant = get_variant(name, study)
+        base = variant.settings.replace(**overrides)
         for seed in range(base.seed, base.seed + seeds):
             s = base.replace(seed=seed)
-            run_dir = run_path(runs_dir, dataset_name(s.dataset), variant, f"{settings_key(s)}-s{seed}")
-            jobs.append(Job(variant, s, run_dir))
+            run_dir = run_path(runs_dir, dataset_name(s.dataset), name, f"{settings_key(s)}-s{seed}")
+            jobs.append(Job(name, s, run_dir, variant.definition() if variant.source else None))
     return jobs
 
 
@@ -79,7 +82,13 @@ def command(job: Job, device: str, label: str | None = None) -> list[str]:
     # an attempt that never reached a checkpoint begins again (the child clears it under its lock)
     restart = ["--restart"] if (job.run_dir / CONFIG).exists() else []
     return cmd + [job.variant, "--run-dir", str(job.run_dir), "--device", device, *restart,
-                  *(["--label", label] if label else []), "--settings-json", json.dumps(job.settings.to_dict())]
+                  *(["--label", label] if label else []), "--settings-json", json.dumps(job.settings.to_dict()),
+                  *_definition(job)]
+
+
+def _definition(job: Job) -> list[str]:
+    """A comparisons file's variant travels whole to the child, which never reads the file."""
+    return ["--variant-json", json.dumps(job.definition)] if job.definition else []
 
 
 def packs(queue: list[Job], size: int) -> list[list[Job]]:
@@ -108,7 +117,7 @@ def pack_command(jobs: list[Job], device: str, label: str | None = None) -> list
     runs = [{"run_dir": str(j.run_dir), "settings": j.settings.to_dict()} for j in jobs]
     restart = ["--restart"] if any((j.run_dir / CONFIG).exists() for j in jobs) else []
     return [sys.executable, "-m", "nbkit", "train", jobs[0].variant, "--device", device, *restart,
-            *(["--label", label] if label else []), "--pack-json", json.dumps(runs)]
+            *(["--label", label] if label else []), "--pack-json", json.dumps(runs), *_definition(jobs[0])]
 
 
 # exec'd in front of a child process: the kernel sends it a signal when its parent dies

@@ -121,14 +121,16 @@ def evaluate(model, images: Tensor, labels: Tensor, batch_size: int, fmt: torch.
 def train(variant: str, s: Settings, runs_dir: str | Path | None = None, device: str = "auto",
           dataset: Dataset | None = None, label: str | None = None,
           progress: Callable[[dict], None] | None = None,
-          run_dir: str | Path | None = None, resume: bool = False, restart: bool = False) -> Path:
+          run_dir: str | Path | None = None, resume: bool = False, restart: bool = False,
+          definition: dict | None = None) -> Path:
     """Train one run and return its directory.
 
     runs_dir: where a new run folder goes (default: runlog.runs_dir()); run_dir: write there
     (created if needed) instead of a new timestamped folder; resume: continue the run in run_dir
     from its checkpoint (or the one before, when the last is unreadable); restart: begin again in
-    a run_dir whose earlier attempt left no readable checkpoint. Errors before the run starts
-    (unknown dataset, bad settings) leave no run directory behind.
+    a run_dir whose earlier attempt left no readable checkpoint; definition: the variant's
+    (Variant.definition), recorded in config.json. Errors before the run starts (unknown
+    dataset, bad settings) leave no run directory behind.
 
     Started by torchrun (RANK and WORLD_SIZE set), the processes train the run together with
     DistributedDataParallel: the global batch stays batch_size, rank 0 alone writes the run.
@@ -153,7 +155,7 @@ def train(variant: str, s: Settings, runs_dir: str | Path | None = None, device:
                 resuming = resume and (not restart or has_checkpoint(run_dir))
                 checkpoint = load_checkpoint(run_dir, dev, s, variant) if resuming else None
             run.run_dir = Path(run_dir) if run_dir is not None else None  # None on ranks > 0 of a new run
-            _run(run, checkpoint, ds, label)
+            _run(run, checkpoint, ds, label, **({"definition": definition} if definition else {}))
         distributed.barrier()  # every process is done before any tears the group down
         return run.run_dir
     finally:
@@ -225,14 +227,15 @@ def uses_cuda_graph(s: Settings, dev: torch.device, world: World) -> bool:
     return s.cuda_graph and dev.type == "cuda" and not world.launched and not s.compile
 
 
-def _run(run: RunParts, checkpoint: dict | None, ds: Dataset, label: str | None) -> None:
-    """Open the run's log, start or restore, train to the end, and say how it ended. SIGTERM and
-    SIGINT are a stop request from the first file written to the last: a signal during start or
-    while stopping (a second Ctrl-C) never cuts a checkpoint or a status short."""
+def _run(run: RunParts, checkpoint: dict | None, ds: Dataset, label: str | None, **config) -> None:
+    """Open the run's log, start or restore, train to the end, and say how it ended; config: more
+    for a new run's config.json. SIGTERM and SIGINT are a stop request from the first file written
+    to the last: a signal during start or while stopping (a second Ctrl-C) never cuts a checkpoint
+    or a status short."""
     state = LoopState()
     with stop_signals() as stop_requested:
         try:
-            state = start(run, checkpoint, ds, label)
+            state = start(run, checkpoint, ds, label, **config)
             _loop(run, state, stop_requested)
             finish(run, state)
         except BaseException as e:

@@ -1,6 +1,8 @@
 """The study's 23 variants: each a name, a one-line description and the settings it changes.
 
 This table is the one place a variant is defined; the CLI, notebooks, sweeps and tests read it.
+A comparisons file (nbkit.study) adds variants of the user's own on top of it: functions that
+look variants up take that `study` (None: these 23 alone).
 """
 
 from __future__ import annotations
@@ -17,10 +19,23 @@ class Variant:
     name: str
     description: str
     options: dict = field(default_factory=dict)  # settings that differ from the defaults
+    base: str | None = None  # the variant it was written as a change of (a comparisons file's)
+    source: str | None = None  # the comparisons file that defines it; None: nbkit's own
 
     @property
     def settings(self) -> Settings:
         return Settings(**{"model": self.name, **self.options})
+
+    def definition(self) -> dict:
+        """Everything that defines it, as plain JSON (a run's config.json records it whole)."""
+        options = {k: v for k, v in self.settings.to_dict().items() if k in self.options or k == "model"}
+        out = {"name": self.name, "description": self.description, "base": self.base, "options": options,
+               "source": self.source or "nbkit"}
+        if ":" in options["model"] and not options["model"].startswith("timm/"):  # the user's code: where it is
+            from .models.user_models import source_file
+
+            out["model_file"] = source_file(options["model"])
+        return out
 
 
 def _v(name, description, **options):
@@ -54,12 +69,14 @@ VARIANTS: dict[str, Variant] = dict([
 ])
 
 
-def get_variant(name: str) -> Variant:
+def get_variant(name: str, study=None) -> Variant:
+    """A variant by name: nbkit's, or (with a study, nbkit.study.Study) a comparisons file's."""
+    table = VARIANTS if study is None else study.variants
     try:
-        return VARIANTS[name]
+        return table[name]
     except KeyError:
-        raise UnknownVariantError(f"unknown variant '{name}'{closest(name, VARIANTS)} "
-                                  f"Valid variants: {', '.join(VARIANTS)}") from None
+        raise UnknownVariantError(f"unknown variant '{name}'{closest(name, table)} "
+                                  f"Valid variants: {', '.join(table)}") from None
 
 
 def variant_of(settings: Settings) -> str | None:
@@ -73,8 +90,8 @@ def variant_of(settings: Settings) -> str | None:
     return None
 
 
-def resolve(spec: str | Path, **overrides) -> tuple[str, Settings]:
-    """A variant name or an original-format YAML path into (run name, settings).
+def resolve(spec: str | Path, study=None, **overrides) -> tuple[str, Settings]:
+    """A variant name (nbkit's, or a study's) or an original-format YAML path into (run name, settings).
 
     A YAML config is named after its file, as the original named its log folders.
     """
@@ -85,5 +102,5 @@ def resolve(spec: str | Path, **overrides) -> tuple[str, Settings]:
             return path.stem, Settings(**values)
         except SettingsError as e:
             raise SettingsError(f"{path}: {e}") from None
-    variant = get_variant(str(spec))
+    variant = get_variant(str(spec), study)
     return variant.name, variant.settings.replace(**overrides) if overrides else variant.settings

@@ -1,4 +1,6 @@
-"""Model registry: the study's architectures by the names its configs use, and create_model."""
+"""Model registry: the study's architectures by the names its configs use, any timm
+architecture as `timm/<name>`, a model from the user's code as `package.module:callable`, and
+create_model."""
 
 from __future__ import annotations
 
@@ -10,8 +12,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import UnknownVariantError, closest
-from ..settings import Settings
+from ..settings import Settings, external_model
 from ..variants import get_variant
+from . import timm_models, user_models
 from .layers import Normalizer
 from .toy import ToyDilated
 from .vit import ViT, ViTAux
@@ -24,6 +27,7 @@ ORIGINAL_HEAD = 1000  # the original never passed the class count, so heads stay
 class Architecture:
     build: Callable[..., nn.Module]  # build(num_classes, settings) -> nn.Module
     reference: str
+    own_head: bool = False  # sized to the dataset always (timm and user models): no 1000-way quirk to keep
 
 
 def _resnet(depth: int):
@@ -62,16 +66,20 @@ ARCHITECTURES: dict[str, Architecture] = {
 class Classifier(nn.Module):
     """Input normaliser + architecture. forward returns logits and a dict of scalar extras:
     auxiliary losses `aux/<i>` (added to the training loss), and a learned attention temperature's
-    `tau_mean`/`tau_std` across layers and each layer's `tau/<i>`."""
+    `tau_mean`/`tau_std` across layers and each layer's `tau/<i>`. checked: (model name, classes)
+    for a model from outside nbkit, whose logits are checked to be (batch, classes)."""
 
-    def __init__(self, net: nn.Module, normalizer: Normalizer | None):
+    def __init__(self, net: nn.Module, normalizer: Normalizer | None, checked: tuple[str, int] | None = None):
         super().__init__()
         self.normalizer = normalizer if normalizer is not None else nn.Identity()
         self.net = net
+        self.checked = checked
 
     def forward(self, images: Tensor, targets: Tensor | None = None) -> tuple[Tensor, dict[str, Tensor]]:
         out = self.net(self.normalizer(images))  # images: (B, 3, H, W) floats in [0, 1]
         logits, aux_logits = out if isinstance(out, tuple) else (out, [])
+        if self.checked is not None:
+            check_logits(*self.checked, logits, images.shape[0])
         extras = {}
         if targets is not None:
             for i, aux in enumerate(aux_logits):
@@ -84,17 +92,58 @@ class Classifier(nn.Module):
         return logits, extras
 
 
+class OutputShapeError(ValueError):
+    """A model from outside nbkit whose output is not (batch, classes) logits."""
+
+
+def check_logits(model: str, classes: int, logits, batch: int) -> None:
+    """A model from outside nbkit must return (batch, classes) logits: say so at its first call."""
+    if not isinstance(logits, Tensor) or tuple(logits.shape) != (batch, classes):
+        got = f"shape {tuple(logits.shape)}" if isinstance(logits, Tensor) else f"a {type(logits).__name__}"
+        raise OutputShapeError(f"model '{model}' returned {got}; expected logits of shape (batch, classes) = "
+                               f"({batch}, {classes})")
+
+
+def architecture(model: str) -> Architecture:
+    """The architecture a settings' `model` names: nbkit's, timm/<name>, or package.module:callable."""
+    if model.startswith(timm_models.PREFIX):
+        timm_models.check_name(model)
+        return Architecture(lambda n, s: timm_models.build(model, n, s.model_kwargs),
+                            f"{timm_models.REFERENCE}: {model[len(timm_models.PREFIX):]}", own_head=True)
+    if external_model(model):
+        user_models.load(model)
+        return Architecture(lambda n, s: user_models.build(model, n, s), f"your code: {model}", own_head=True)
+    if model not in ARCHITECTURES:
+        raise UnknownVariantError(f"unknown model '{model}'{closest(model, ARCHITECTURES)} Valid models: "
+                                  f"{', '.join(ARCHITECTURES)}, timm/<name> or package.module:callable")
+    return ARCHITECTURES[model]
+
+
 def create_model(variant_or_settings: str | Settings, num_classes: int) -> Classifier:
     """The model of a variant (by name) or of resolved settings, for a dataset of num_classes."""
     s = get_variant(variant_or_settings).settings if isinstance(variant_or_settings, str) else variant_or_settings
-    if s.model not in ARCHITECTURES:
-        raise UnknownVariantError(f"unknown model '{s.model}'{closest(s.model, ARCHITECTURES)} "
-                                  f"Valid models: {', '.join(ARCHITECTURES)}")
-    head = num_classes if s.tailor_num_classes else ORIGINAL_HEAD
+    arch = architecture(s.model)
+    head = num_classes if s.tailor_num_classes or arch.own_head else ORIGINAL_HEAD
     if num_classes > head:
         raise ValueError(f"a {head}-way head cannot classify {num_classes} classes; set tailor_num_classes")
     normalizer = Normalizer(3 if s.per_channel_normalizer else 1) if s.normalizer else None
-    return Classifier(ARCHITECTURES[s.model].build(head, s), normalizer)
+    return Classifier(arch.build(head, s), normalizer, checked=(s.model, head) if arch.own_head else None)
+
+
+def probe(s: Settings, num_classes: int, size: int = 32) -> None:
+    """Build the model and run one training forward on two images, on the meta device (nothing
+    allocated, nothing computed); a model that cannot run there is tried on the CPU instead."""
+    def run():
+        model = create_model(s, num_classes).train()
+        model(torch.rand(2, 3, size, size), torch.zeros(2, dtype=torch.long))
+
+    try:
+        with torch.device("meta"):
+            return run()
+    except OutputShapeError:
+        raise
+    except Exception:  # noqa: BLE001 - e.g. an operation without a meta kernel: the CPU says whether it is real
+        run()
 
 
 def parameter_count(model: nn.Module) -> int:
@@ -114,14 +163,15 @@ def forward_flops(s: Settings, num_classes: int = 100, size: int = 32) -> float:
     return counter.get_total_flops() / 2
 
 
-def variant_table(num_classes: int = 100) -> list[dict]:
-    """Every variant with its description, model reference and parameter count."""
+def variant_table(num_classes: int = 100, study=None) -> list[dict]:
+    """Every variant (the study's: nbkit's own and a comparisons file's) with its description,
+    model reference and parameter count."""
     from ..variants import VARIANTS
 
     rows = []
-    for name, variant in VARIANTS.items():
+    for name, variant in (study.variants if study is not None else VARIANTS).items():
         with torch.device("meta"):  # counts without allocating weights
             count = parameter_count(create_model(variant.settings, num_classes))
         rows.append({"variant": name, "description": variant.description,
-                     "reference": ARCHITECTURES[variant.settings.model].reference, "parameters": count})
+                     "reference": architecture(variant.settings.model).reference, "parameters": count})
     return rows
