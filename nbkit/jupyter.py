@@ -17,14 +17,14 @@ import html
 import ipywidgets as w
 
 from . import background, claims
-from .comparisons import get_comparison
+from .study import load_study
 from .escape import markdown_html
 from .curves import SEED_MODES, X_AXES
 from .livechart import LiveChart
 from .present import DASH
 from .reader import RunStore
-from .workbench import (Choices, CURVES_NOTE, answer, chart_key, default_runs_dir, guidance, intro, launch_defaults,
-                        launch_summary, notes, original, sections, snapshot, verdicts, view_of)
+from .workbench import (Choices, CURVES_NOTE, answer, chart_key, comparison_of, default_runs_dir, guidance, has_claims,
+                        intro, launch_defaults, launch_summary, notes, original, sections, snapshot, verdicts, view_of)
 
 REFRESH_SECONDS = 2.0
 
@@ -40,8 +40,10 @@ class Panel(w.VBox):
     auto-refresh) reads what the runs wrote since, keeping the settings and the chart's zoom; the
     launch form starts a sweep in the background and Stop ends the sweeps launched from a notebook."""
 
-    def __init__(self, comparison: str = "models", runs_dir: str | None = None):
-        self.comparison = get_comparison(comparison)
+    def __init__(self, comparison: str = "models", runs_dir: str | None = None, comparisons: str | None = None):
+        """comparison: one of nbkit's, a comparisons file's (comparisons: its path), or "all runs"."""
+        self.study = load_study(comparisons)
+        self.comparison = comparison_of(comparison, self.study)
         self.store = RunStore(runs_dir or default_runs_dir())
         self.choices = Choices()
         self.view = None
@@ -147,7 +149,8 @@ class Panel(w.VBox):
         self.answer.value = _md(answer(view, verdicts(claims, self.snap, self.comparison, dataset), dataset) + "\n\n"
                                 + original(self.comparison))
         self.protocol.value = _md("### This run set\n" + view.protocol)
-        self.scorecard.value = _md(claims.section(self.snap.metrics, self.snap.runs, self.comparison.name, dataset))
+        self.scorecard.value = _md(claims.section(self.snap.metrics, self.snap.runs, self.comparison.name, dataset)) \
+            if has_claims(self.comparison) else ""
         self.sections.children = [w.VBox([w.HTML(_md(f"### {s.title}\n{s.text}")),
                                           *([LiveChart(s.chart.to_dict())] if s.chart is not None else [])])
                                   for s in sections(view)]
@@ -173,8 +176,9 @@ class Panel(w.VBox):
     # --- launching and stopping runs -------------------------------------------------------------
 
     def _launch_form(self) -> None:
-        self.launch_variants = w.SelectMultiple(options=list(self.comparison.variants),
-                                                value=tuple(self.comparison.variants[:2]), description="variants", rows=5)
+        choices = list(self.comparison.variants) or list(self.study.variants)  # "all runs": any variant
+        self.launch_variants = w.SelectMultiple(options=choices, value=tuple(choices[:2]), description="variants",
+                                                rows=5)
         self.launch_dataset = w.Text(description="dataset", layout=w.Layout(width="60%"))
         self.launch_steps = w.BoundedIntText(min=1, max=100000, value=5000, description="steps")
         self.launch_eval = w.BoundedIntText(min=1, max=100000, value=100, description="eval every")
@@ -196,7 +200,8 @@ class Panel(w.VBox):
             self.launched = background.launch_sweep(str(self.store.root), list(self.launch_variants.value),
                                                     self.launch_dataset.value, self.launch_steps.value,
                                                     self.launch_seeds.value, self.launch_device.value,
-                                                    eval_every=self.launch_eval.value)
+                                                    eval_every=self.launch_eval.value,
+                                                    comparisons=str(self.study.source) if self.study.source else None)
         except ValueError as e:
             self.launched = None
             self.launch_status.value = f"<p><strong>Not launched:</strong> {html.escape(str(e))}</p>"

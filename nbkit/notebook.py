@@ -24,9 +24,27 @@ def _():
 
 
 @app.cell(hide_code=True)
-def _(mo, wb):
-    # -- --comparison NAME, else the notebook's own name (notebooks/resnets.py: resnets)
-    comparison = wb.comparison_for(mo.cli_args(), globals().get("__file__"))
+def _(mo):
+    comparisons_file = mo.ui.text(value=mo.cli_args().get("comparisons") or "", full_width=True,
+                                  label="comparisons file of your own (TOML or YAML; empty: nbkit's)",
+                                  placeholder="e.g. examples/my-study.toml")
+    return (comparisons_file,)
+
+
+@app.cell(hide_code=True)
+def _(comparisons_file, mo, wb):
+    study, _error = wb.study_of(comparisons_file.value)
+    # -- --comparison NAME, else the notebook's own name (notebooks/resnets.py: resnets), else models
+    comparison_choice = mo.ui.dropdown(wb.comparison_names(study), label="comparison",
+                                       value=wb.comparison_for(mo.cli_args(), globals().get("__file__"), study))
+    mo.vstack([mo.hstack([comparison_choice, comparisons_file], widths=[1, 3]),
+               *([mo.callout(mo.md(f"That file is not used: {wb.md_code(_error)}"), kind="danger")] if _error else [])])
+    return comparison_choice, study
+
+
+@app.cell(hide_code=True)
+def _(comparison_choice, study, wb):
+    comparison = wb.comparison_of(comparison_choice.value, study)
     return (comparison,)
 
 
@@ -44,7 +62,7 @@ def _(claims, comparison, dataset, get_snapshot, mo, view, wb):
         _out = mo.callout(mo.md(wb.guidance(comparison, str(_snap.root))), kind="info")
     else:
         _out = mo.md(wb.answer(view, wb.verdicts(claims, _snap, comparison, dataset.value), dataset.value))
-    mo.vstack([_out, mo.md(wb.original(comparison))])
+    mo.vstack([_out, *([mo.md(wb.original(comparison))] if wb.original(comparison) else [])])
     return
 
 
@@ -133,9 +151,9 @@ def _(chart, controls, dataset, view, wb):
 
 
 @app.cell(hide_code=True)
-def _(claims, comparison, dataset, get_snapshot, mo, view):
+def _(claims, comparison, dataset, get_snapshot, mo, view, wb):
     mo.md(claims.section(get_snapshot().metrics, get_snapshot().runs, comparison.name, dataset.value)) \
-        if view is not None else None
+        if view is not None and wb.has_claims(comparison) else None
     return
 
 
@@ -158,9 +176,9 @@ def _(mo, view, wb):
 
 
 @app.cell(hide_code=True)
-def _(comparison, first, mo, wb):
+def _(comparison, first, mo, study, wb):
     # built once: what it shows is what Launch sends (a form), whatever the runs directory does
-    launch_form = wb.launch_form(comparison, first.runs, first.dataset, first.configs)
+    launch_form = wb.launch_form(comparison, first.runs, first.dataset, first.configs, list(study.variants))
     stop_button = mo.ui.run_button(label="Stop running sweeps", kind="danger")
     mo.vstack([mo.md("## Launch runs\nStarts `nbkit sweep` in the background, here or on a Ray cluster, into the "
                      "runs directory above; its runs appear in the charts as they log. Finished runs are skipped, "
@@ -170,10 +188,11 @@ def _(comparison, first, mo, wb):
 
 
 @app.cell(hide_code=True)
-def _(background, launch_form, mo, set_launched, store):
+def _(background, launch_form, mo, set_launched, store, study):
     mo.stop(launch_form.value is None)
     try:
-        set_launched(background.launch_sweep(str(store.root), **launch_form.value))
+        set_launched(background.launch_sweep(str(store.root), **launch_form.value,
+                                             comparisons=str(study.source) if study.source else None))
     except ValueError as _e:
         mo.output.replace(mo.callout(mo.md(f"Not launched: {_e}"), kind="danger"))
     return

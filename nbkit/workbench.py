@@ -44,9 +44,12 @@ def datasets(runs: pl.DataFrame, comparison: Comparison) -> list[str]:
 
 
 def variant_options(runs: pl.DataFrame, comparison: Comparison, dataset: str | None) -> tuple[list[str], list[str]]:
-    """(options, default): the comparison's variants and any others with runs; default = those with runs."""
+    """(options, default): the comparison's variants and any others with runs (in the registry's
+    order, then by name); default = those with runs."""
     present_ = set(runs.filter(pl.col("dataset") == dataset)["variant"]) if dataset and not runs.is_empty() else set()
-    options = list(comparison.variants) + sorted(present_ - set(comparison.variants))
+    registry = {v: i for i, v in enumerate(registry_order())}
+    others = sorted(present_ - set(comparison.variants), key=lambda v: (registry.get(v, len(registry)), v))
+    options = list(comparison.variants) + others
     default = [v for v in comparison.variants if v in present_] or [v for v in options if v in present_]
     return options, default
 
@@ -83,10 +86,11 @@ class Choices:
         self.dataset, self.settings, self.offered = dataset, dict(values), set(offered)
 
     def variants(self, options: list[str], comparison: Comparison) -> list[str]:
-        default = [v for v in options if v in comparison.variants] or options
+        members = set(comparison.variants) or set(options)  # "all runs" has no fixed members: every one
+        default = [v for v in options if v in members] or options
         if "variants" not in self.settings:
             return default
-        new = [v for v in options if v not in self.offered and v in comparison.variants]
+        new = [v for v in options if v not in self.offered and v in members]
         return [v for v in options if v in self.settings["variants"] or v in new]
 
 
@@ -152,8 +156,28 @@ def intro(comparison: Comparison) -> str:
 
 
 def original(comparison: Comparison) -> str:
-    return (f"**What the original study reported** (CIFAR-100, 5,000 steps, one run each, best step picked on the "
-            f"test set): {md_text(comparison.original_findings)}")
+    """What the comparison is measured against: the original study's report, or what the user
+    expected (a comparisons file's), or nothing (every run of a runs directory)."""
+    if comparison.source is None:
+        return (f"**What the original study reported** (CIFAR-100, 5,000 steps, one run each, best step picked on "
+                f"the test set): {md_text(comparison.original_findings)}")
+    if comparison.expected:
+        return f"**What you expected** ({md_code(comparison.source)}): {md_text(comparison.expected)}"
+    return ""
+
+
+ALL_RUNS = "all runs"
+
+
+def all_runs() -> Comparison:
+    """Every run of a runs directory, by variant, whether or not a comparison lists it."""
+    return Comparison(ALL_RUNS, "What do the runs in this runs directory show, variant by variant?", (),
+                      "", baseline="resnet18", source="(the runs directory)")
+
+
+def has_claims(comparison: Comparison) -> bool:
+    """Whether the original's scorecard applies: nbkit's own comparisons only."""
+    return comparison.source is None
 
 
 def answer(view: View, verdicts: dict[str, int] | None, dataset: str) -> str:
@@ -231,13 +255,41 @@ def launch_summary(request: dict) -> str:
 
 # --- the live notebook's state ------------------------------------------------------------------
 
-def comparison_for(cli_args: dict, notebook: str | None) -> Comparison:
-    """The comparison a notebook shows: `-- --comparison NAME`, else the one its file is named
-    after (notebooks/resnets.py), else models."""
-    from .comparisons import COMPARISONS, get_comparison
+def study_of(path: str | None):
+    """(study, error): nbkit's variants and comparisons plus a comparisons file's (nbkit.study); a
+    file that cannot be used leaves nbkit's alone and says why in one line."""
+    from .study import builtin, load_study
 
+    try:
+        return load_study((path or "").strip() or None), None
+    except (ValueError, OSError) as e:
+        return builtin(), str(e)
+
+
+def comparison_names(study) -> list[str]:
+    """What the notebook's comparison picker offers: nbkit's, a file's, and every run."""
+    return [*study.comparisons, ALL_RUNS]
+
+
+def comparison_for(cli_args: dict, notebook: str | None, study=None) -> str:
+    """The comparison a notebook opens on: `-- --comparison NAME`, else the one its file is named
+    after (notebooks/resnets.py), else models."""
+    from .study import builtin
+
+    names = comparison_names(study or builtin())
     stem = Path(notebook).stem if notebook else None
-    return get_comparison(cli_args.get("comparison") or (stem if stem in COMPARISONS else "models"))
+    asked = cli_args.get("comparison") or (stem if stem in names else "models")
+    if asked not in names:
+        from .errors import UnknownVariantError, closest
+
+        raise UnknownVariantError(f"unknown comparison '{asked}'{closest(asked, names)} expected one of {', '.join(names)}")
+    return asked
+
+
+def comparison_of(name: str, study) -> Comparison:
+    from .comparisons import get_comparison
+
+    return all_runs() if name == ALL_RUNS else get_comparison(name, study)
 
 
 @dataclass(frozen=True, eq=False)
@@ -276,7 +328,7 @@ def view_of(snap: Snapshot, dataset: str | None, controls: dict) -> View | None:
     return build_view(snap.metrics, snap.runs, dataset, controls["variants"], splits=controls["splits"],
                       x=controls["x"], smoothing=controls["smoothing"], seeds=controls["seeds"],
                       log_scale=controls["log_scale"], scalar=None if scalar in (None, "(none)") else scalar,
-                      palette=snap.palette, cfgs=snap.configs)
+                      palette=snap.palette, cfgs=snap.configs, baseline=snap.comparison.baseline)
 
 
 def chart_key(dataset: str | None, controls: dict) -> str:
@@ -286,6 +338,8 @@ def chart_key(dataset: str | None, controls: dict) -> str:
 
 def verdicts(claims, snap: Snapshot, comparison: Comparison, dataset: str | None) -> dict[str, int]:
     """How many of the original's claims for this comparison hold, do not, and so on, on these runs."""
+    if not has_claims(comparison):
+        return {}
     metrics, runs = claims.of_dataset(snap.metrics, snap.runs, dataset)
     if metrics.is_empty() or runs.is_empty():
         return {}
@@ -367,17 +421,18 @@ def default_scalar(metrics: pl.DataFrame) -> str | None:
     return "train grad_norm" if "train grad_norm" in scalars(metrics) else None
 
 
-def launch_form(comparison: Comparison, runs: pl.DataFrame, dataset: str | None, cfgs: dict | None = None):
+def launch_form(comparison: Comparison, runs: pl.DataFrame, dataset: str | None, cfgs: dict | None = None,
+                variants: list[str] | None = None):
     """The launch form: variants, dataset, steps, evaluation interval, seeds, device, runs at
     once, backend. A marimo form: its value (background.launch_sweep's keyword arguments) is
     exactly what the page shows when Launch is pressed. Defaults come from the loaded runs."""
     import marimo as mo
 
     d = launch_defaults(runs, dataset, cfgs)
+    variants = list(comparison.variants) or variants or registry_order()  # "all runs": any variant
     note = (f" (these runs read {md_code(d['missing'])}, which is not on this machine)" if d["missing"] else "")
     fields = {
-        "variants": mo.ui.multiselect(list(comparison.variants), value=list(comparison.variants[:2]), label="variants",
-                                      full_width=True),
+        "variants": mo.ui.multiselect(variants, value=variants[:2], label="variants", full_width=True),
         "dataset": mo.ui.text(value=d["dataset"], label="dataset (name or path)" + note, full_width=True,
                               placeholder="cifar100, cifar10, synthetic or a path to an image folder or archive"),
         "max_iter": mo.ui.number(start=1, stop=100000, value=d["max_iter"], label="steps"),

@@ -30,12 +30,13 @@ def test_notebook_runs_headless_as_a_script(name, runs_dir):
     assert "Traceback" not in done.stderr
 
 
-def export(name, runs_dir, out):
+def export(name, runs_dir, out, extra=()):
     # from a copy: marimo leaves a session snapshot beside the notebook, which `marimo edit` would show
     notebooks = shutil.copytree(REPO / "notebooks", out.parent / "notebooks", dirs_exist_ok=True,
                                 ignore=shutil.ignore_patterns("__marimo__"))
     done = subprocess.run([sys.executable, "-m", "marimo", "export", "html", str(notebooks / f"{name}.py"),
-                           "-o", str(out), "--", "--runs-dir", str(runs_dir)], capture_output=True, text=True, timeout=300)
+                           "-o", str(out), "--", "--runs-dir", str(runs_dir), *extra], capture_output=True, text=True,
+                          timeout=300, cwd=REPO)
     assert done.returncode == 0 and "failed" not in done.stdout + done.stderr, done.stdout + done.stderr
     return out.read_text()
 
@@ -165,11 +166,15 @@ def test_every_notebook_is_the_one_comparison_notebook():
     for name in NOTEBOOKS:
         path = REPO / "notebooks" / f"{name}.py"
         assert path.is_symlink() and path.resolve() == (REPO / "nbkit" / "notebook.py").resolve()
-    from nbkit.workbench import comparison_for
+    from nbkit.errors import UnknownVariantError
+    from nbkit.workbench import ALL_RUNS, comparison_for
 
-    assert comparison_for({}, str(REPO / "notebooks" / "resnets.py")).name == "resnets"
-    assert comparison_for({"comparison": "learning"}, str(REPO / "notebooks" / "resnets.py")).name == "learning"
-    assert comparison_for({}, str(REPO / "nbkit" / "notebook.py")).name == "models"
+    assert comparison_for({}, str(REPO / "notebooks" / "resnets.py")) == "resnets"
+    assert comparison_for({"comparison": "learning"}, str(REPO / "notebooks" / "resnets.py")) == "learning"
+    assert comparison_for({}, str(REPO / "nbkit" / "notebook.py")) == "models"
+    assert comparison_for({"comparison": ALL_RUNS}, None) == ALL_RUNS
+    with pytest.raises(UnknownVariantError, match="unknown comparison 'modles'; did you mean 'models'"):
+        comparison_for({"comparison": "modles"}, None)
 
 
 def test_launch_and_stop_from_the_notebook_helpers(tmp_path):
@@ -261,3 +266,28 @@ def test_launch_sends_a_sweep_to_ray_and_reports_an_unreachable_cluster(tmp_path
     assert state["state"] == "failed" and state["error"].startswith("nbkit sweep: error: cannot reach the Ray")
     assert [(r["variant"], r["seed"], r["state"], r["step"]) for r in state["runs"]] == [("toy-dilated", 0, "queued", "0 of 4")]
     assert not list(tmp_path.glob("synthetic/*/*/config.json"))
+
+
+def test_a_comparisons_file_drives_the_notebook(tmp_path):
+    """`marimo ... -- --comparisons FILE --comparison NAME`: the file's question, what its user
+    expected, its variants' runs (the example's), and no scorecard of the original's."""
+    html = export("models", REPO / "examples" / "runs", tmp_path / "mine.html",
+                  extra=["--comparisons", str(REPO / "examples" / "my-study.toml"), "--comparison", "mine"])
+    assert "Does a small CNN of my own" in html and "What you expected" in html
+    assert "small-cnn-wide" in html and "convnext-atto" in html and "Replication scorecard" not in html
+
+
+def test_every_run_of_a_runs_directory_can_be_shown_by_variant(tmp_path):
+    """Runs of variants no comparison lists (a user's own script's names) show under "all runs"."""
+    from nbkit.jupyter import Panel
+
+    from .helpers import write_run
+
+    write_run(tmp_path, "my-net", 0, {"test": [(100, 0.3)]}, train=[(10, 2.0)])
+    write_run(tmp_path, "my-net", 1, {"test": [(100, 0.4)]}, train=[(10, 2.0)])
+    write_run(tmp_path, "resnet18", 0, {"test": [(100, 0.2)]}, train=[(10, 2.0)])
+    panel = Panel("all runs", runs_dir=str(tmp_path))
+    assert list(panel.variants.options) == ["resnet18", "my-net"] and set(panel.variants.value) == {"resnet18", "my-net"}
+    rows = panel.view.variant_table.select("variant", "seeds").rows()
+    assert rows == [("my-net", 2), ("resnet18", 1)]
+    assert "my-net" in panel.answer.value and panel.scorecard.value == ""
