@@ -36,6 +36,7 @@ from pathlib import Path
 
 from .checkpoint import CHECKPOINT, PREVIOUS
 from .errors import stop_signals
+from .files import write_bytes, write_text
 from .runlog import CONFIG, METRICS, STATUS, SWEEPS, TRAIN_LOG, mark, read_status
 from .settings import Settings
 from .sweep import Display, Job, Outcome, begin, command, dies_with_parent, job_state, status_stamp
@@ -122,7 +123,7 @@ class RunActor:
 
         self.run_dir.mkdir(parents=True, exist_ok=True)
         for name, data in files.items():  # the driver's copy: a resumed run's checkpoint and logs
-            (self.run_dir / name).write_bytes(data)
+            write_bytes(self.run_dir / name, data, fsync=False)
             self.sent[name] = self._stamp(name)
         spec = self.spec
         job = Job(spec["variant"], Settings(**spec["settings"]), self.run_dir, spec.get("definition"))
@@ -208,9 +209,7 @@ def _write_back(run_dir: Path, files: dict[str, bytes]) -> None:
     """Land files from a worker in the local run directory, each replaced atomically."""
     run_dir.mkdir(parents=True, exist_ok=True)
     for name, data in files.items():
-        tmp = run_dir / f".{name}.ray-tmp"
-        tmp.write_bytes(data)
-        os.replace(tmp, run_dir / name)
+        write_bytes(run_dir / name, data, fsync=False)  # a fresh temporary name, then a rename
 
 
 def _local_files(run_dir: Path) -> dict[str, bytes]:
@@ -256,7 +255,7 @@ def run_sweep_ray(jobs: list[Job], runs_dir: str | Path, address: str | None = N
         display.event(f"ray: {resources.get('CPU', 0):g} CPUs, {resources.get('GPU', 0):g} GPUs; each run asks for "
                       + (f"1/{jobs_per_gpu} GPU" if device == "cuda" else f"{cpus_per_run} CPU(s)"))
         marker.parent.mkdir(parents=True, exist_ok=True)
-        marker.write_text(str(os.getpid()))
+        write_text(marker, str(os.getpid()), fsync=False)
         gpu_share = math.floor(10_000 / jobs_per_gpu) / 10_000  # rounded down, so --jobs shares fill a GPU exactly
         Actor = ray.remote(RunActor).options(
             num_cpus=cpus_per_run if device == "cpu" else 1, num_gpus=gpu_share if device == "cuda" else 0,
