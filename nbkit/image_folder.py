@@ -9,6 +9,7 @@ archive or folder may expand to is bounded before anything is allocated: pixels 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
@@ -19,7 +20,7 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from . import files
+from . import escape, files
 from .errors import DatasetError
 
 ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.xz", ".zip")
@@ -192,14 +193,40 @@ def decode_splits(members, source: Path):
     if decoded > max_dataset_bytes():
         raise _too_big(source, f"{size[0]}x{size[1]} images decoded", decoded, max_dataset_bytes(), BYTES_ENV)
     out = []
+    progress = DecodeProgress(source, sum(len(v) for split in by_split.values() for v in split.values()))
     for split in ("train", "test"):
         items, ys = [], []
         for label, c in enumerate(classes):
             for name, data in sorted(by_split[split][c]):
                 items.append((name, data))
                 ys.append(label)
-        out += [_decode_all(items, source, size), np.array(ys, dtype=np.int64)]
+        out += [_decode_all(items, source, size, progress), np.array(ys, dtype=np.int64)]
+    progress.close()
     return out[0], out[1], out[2], out[3], classes
+
+
+class DecodeProgress:
+    """How far the first decode of a dataset is, on stderr (it takes minutes for CIFAR-10 on two
+    cores; later loads read the cache): one line redrawn on a terminal, in a log a line per quarter."""
+
+    def __init__(self, source: Path, total: int):
+        import sys
+
+        self.source, self.total, self.done, self.said = source, max(1, total), 0, -1
+        self.tty, self.out = sys.stderr.isatty(), sys.stderr
+
+    def add(self, n: int) -> None:
+        self.done += n
+        quarter = 4 * self.done // self.total
+        if self.tty or quarter > self.said:
+            self.said = quarter
+            line = (f"nbkit: decoding the images of {escape.terminal(str(self.source.name))} once (later loads read "
+                    f"the cache): {self.done:,} of {self.total:,}")
+            print(("\r" + line) if self.tty else line, end="" if self.tty else "\n", file=self.out, flush=True)
+
+    def close(self) -> None:
+        if self.tty:
+            print(file=self.out, flush=True)
 
 
 def _first_size(items: list[tuple[str, bytes]], source: Path) -> tuple[int, int]:
@@ -247,14 +274,16 @@ def _decode_chunk(items, size) -> list:
     return arrays
 
 
-def _decode_all(items, source: Path, size: tuple[int, int]) -> np.ndarray:
+def _decode_all(items, source: Path, size: tuple[int, int], progress: DecodeProgress | None = None) -> np.ndarray:
     workers = max(1, min(8, os.cpu_count() or 1))
     chunks = [items[i:i + 2000] for i in range(0, len(items), 2000)]
-    if workers > 1 and len(chunks) > 1:
-        with ProcessPoolExecutor(workers) as pool:
-            results = list(pool.map(_decode_chunk, chunks, [size] * len(chunks)))
-    else:
-        results = [_decode_chunk(c, size) for c in chunks]
+    results = []
+    with ProcessPoolExecutor(workers) if workers > 1 and len(chunks) > 1 else contextlib.nullcontext() as pool:
+        decoded = pool.map(_decode_chunk, chunks, [size] * len(chunks)) if pool else (_decode_chunk(c, size) for c in chunks)
+        for chunk, result in zip(chunks, decoded):  # in order, as each chunk is done
+            results.append(result)
+            if progress is not None:
+                progress.add(len(chunk))
     arrays = [a for r in results for a in r]
     for name, a in arrays:
         if isinstance(a, str):

@@ -75,7 +75,7 @@ def test_cifar_pickle_with_code_is_refused(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("kind", ["dir", "tar.gz", "zip"])
-def test_image_folder_sources_decode_and_cache(tmp_path, kind, monkeypatch):
+def test_image_folder_sources_decode_and_cache(tmp_path, kind, monkeypatch, capsys):
     folder = write_image_folder(tmp_path / "src")
     if kind == "dir":
         spec = folder
@@ -90,9 +90,12 @@ def test_image_folder_sources_decode_and_cache(tmp_path, kind, monkeypatch):
     assert ds.images["train"].shape == (18, 3, 8, 8)
     assert ds.labels["train"].tolist() == [0] * 6 + [1] * 6 + [2] * 6
     assert len(list((tmp_path / "data" / "cache").glob("*.npz"))) == 1
+    said = capsys.readouterr().err  # the first decode says how far it is
+    assert "decoding the images of" in said and "27 of 27" in said
     monkeypatch.setattr(image_folder, "decode_splits", lambda *a: pytest.fail("decoded twice"))
     again = load_dataset(str(spec), tmp_path / "data")
     assert torch.equal(again.images["test"], ds.images["test"])
+    assert "decoding" not in capsys.readouterr().err  # the cache: nothing to say
 
 
 def test_class_ordered_folder_gets_a_fixed_seeded_train_200(tmp_path):
