@@ -206,26 +206,30 @@ def decode_splits(members, source: Path):
 
 
 class DecodeProgress:
-    """How far the first decode of a dataset is, on stderr (it takes minutes for CIFAR-10 on two
-    cores; later loads read the cache): one line redrawn on a terminal, in a log a line per quarter."""
+    """How far the first decode of a dataset is, on stderr, once it has taken SAY_AFTER seconds
+    (CIFAR-10 takes minutes on two cores; later loads read the cache, and a small folder says
+    nothing): one line redrawn on a terminal, in a log a line per quarter."""
+
+    SAY_AFTER = 2.0
 
     def __init__(self, source: Path, total: int):
         import sys
+        import time
 
         self.source, self.total, self.done, self.said = source, max(1, total), 0, -1
-        self.tty, self.out = sys.stderr.isatty(), sys.stderr
+        self.tty, self.out, self.clock, self.start = sys.stderr.isatty(), sys.stderr, time.monotonic, time.monotonic()
 
     def add(self, n: int) -> None:
         self.done += n
         quarter = 4 * self.done // self.total
-        if self.tty or quarter > self.said:
+        if self.clock() - self.start >= self.SAY_AFTER and (self.tty or quarter > self.said):
             self.said = quarter
             line = (f"nbkit: decoding the images of {escape.terminal(str(self.source.name))} once (later loads read "
                     f"the cache): {self.done:,} of {self.total:,}")
             print(("\r" + line) if self.tty else line, end="" if self.tty else "\n", file=self.out, flush=True)
 
     def close(self) -> None:
-        if self.tty:
+        if self.tty and self.said >= 0:
             print(file=self.out, flush=True)
 
 

@@ -76,6 +76,7 @@ def test_cifar_pickle_with_code_is_refused(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("kind", ["dir", "tar.gz", "zip"])
 def test_image_folder_sources_decode_and_cache(tmp_path, kind, monkeypatch, capsys):
+    monkeypatch.setattr(image_folder.DecodeProgress, "SAY_AFTER", 0.0)  # a long decode's progress, said at once
     folder = write_image_folder(tmp_path / "src")
     if kind == "dir":
         spec = folder

@@ -102,5 +102,5 @@ def test_a_row_without_a_measured_accuracy_never_wins_best(tmp_path):
     table = per_variant(metrics, runs)
     row = table.row(0, named=True)
     assert row["seeds"] == 2 and row["best_test_mean"] == pytest.approx(0.41) and row["final_test_mean"] == pytest.approx(0.41)
-    assert present.variant_table(table).row(0, named=True)["Seeds"] == "2"
+    assert present.variant_table(table).formatted().row(0, named=True)["Seeds"] == "2"
     assert findings(table, per_run(metrics, runs))[0].startswith("**resnet18** has the best test top-1: 0.4100")
