@@ -234,6 +234,8 @@ def scorecard_markdown(here: dict[str, dict], comparison: str) -> str:
     """The scorecard as a markdown table with a line on rank agreement (the note on what the
     numbers are is NOTE)."""
     card = scorecard(here, comparison)
+    if card.is_empty():  # the epochs comparison answers a question the original asked, not a claim
+        return "The original made no claim to check for this comparison."
     shown = card.with_columns(
         *(pl.col(c).map_elements(lambda v, f=f: "—" if v is None else format(v, f), return_dtype=pl.String, skip_nulls=False)
           for c, f in (("difference", "+.4f"), ("spread", ".4f"))),
