@@ -96,24 +96,27 @@ def seen_series(metrics: pl.DataFrame) -> pl.DataFrame:
 
 
 def seen_gap(metrics: pl.DataFrame) -> pl.DataFrame:
-    """Per variant, over the second half of each run's steps and the rows where examples seen
-    before and never seen share the window (replacement sampling): the mean loss of each, and
-    the gap (1 - seen / unseen: how much lower the loss of examples trained on before is)."""
-    df = seen_series(metrics)
+    """Per variant, over the rows where examples trained on before and never trained on share the
+    window (replacement sampling), so both are scored at the same weights: their mean losses and
+    the gap (1 - seen / unseen: how much lower the seen ones' is). Each row counts by
+    share_unseen x share_seen, the same weight for both means, so the rows where both groups are
+    well represented count most and the loss falling over training biases neither."""
+    df = seen_series(metrics).drop_nulls("loss")
     schema = {"variant": pl.String, "rows": pl.UInt32, "unseen": pl.Float64, "seen": pl.Float64, "gap": pl.Float64}
     if df.is_empty():
         return pl.DataFrame(schema=schema)
-    late = df.filter(pl.col("step") > pl.col("step").max().over("path") / 2)
-    wide = (late.with_columns(pl.when(pl.col("group") == "0").then(pl.lit("unseen")).otherwise(pl.lit("seen")).alias("who"),
-                              (pl.col("loss") * pl.col("share")).alias("weighted"))
-            .group_by("variant", "path", "step", "who").agg(pl.col("weighted").sum(), pl.col("share").sum())
-            .filter(pl.col("share") > 0)
-            .with_columns((pl.col("weighted") / pl.col("share")).alias("loss"))
-            .pivot("who", index=["variant", "path", "step"], values="loss"))
-    if "seen" not in wide.columns or "unseen" not in wide.columns:
+    who = pl.when(pl.col("group") == "0").then(pl.lit("unseen")).otherwise(pl.lit("seen"))
+    rows = (df.group_by("variant", "path", "step", who.alias("who"))
+            .agg((pl.col("loss") * pl.col("share")).sum().alias("weighted"), pl.col("share").sum())
+            .group_by("variant", "path", "step")
+            .agg(*(pl.col(c).filter(pl.col("who") == w).first().alias(f"{w}_{c}") for w in ("seen", "unseen")
+                   for c in ("weighted", "share")))
+            .drop_nulls()
+            .with_columns((pl.col("seen_share") * pl.col("unseen_share")).alias("w")))
+    if rows.is_empty():
         return pl.DataFrame(schema=schema)
-    both = wide.drop_nulls(["seen", "unseen"])
-    return (both.group_by("variant").agg(pl.len().alias("rows"), pl.col("unseen").mean(), pl.col("seen").mean())
+    mean = lambda w: (pl.col("w") * pl.col(f"{w}_weighted") / pl.col(f"{w}_share")).sum() / pl.col("w").sum()
+    return (rows.group_by("variant").agg(pl.len().alias("rows"), mean("unseen").alias("unseen"), mean("seen").alias("seen"))
             .with_columns((1 - pl.col("seen") / pl.col("unseen")).alias("gap")).sort("variant").cast(schema))
 
 
@@ -147,7 +150,7 @@ def pct(v: float | None) -> str:
 
 
 def _drop_words(r: dict) -> str:
-    """'+5.2% (± 0.4% across 2 seeds; mid-epoch +0.1%)' for one variant's verdicts row."""
+    """'+5.2% ± 0.4% across 2 seeds, mid-epoch +0.1%' for one variant's verdicts row."""
     spread = f" ± {abs(r['boundary_drop_std']) * 100:.1f}% across {r['seeds']} seeds" if r["boundary_drop_std"] is not None else ""
     return f"{pct(r['boundary_drop_mean'])}{spread}, mid-epoch {pct(r['mid_epoch_drop_mean'])}"
 
@@ -227,13 +230,22 @@ def _verdict(base: dict, held: float | None, replacement: dict | None, gap: dict
         return ("**Verdict: the data do not settle it.** The held-out images do not drop, but without a "
                 f"{BASE}-replacement run (no boundary, seen and unseen examples side by side) nothing shows the drop "
                 "needs a boundary in the data order.")
-    recency = (" With one fixed order, where every example comes back exactly one epoch later, the drop "
-               f"{'shrinks' if fixed['boundary_drop_mean'] < base['boundary_drop_mean'] / 2 else 'stays'} "
-               f"({pct(fixed['boundary_drop_mean'])})" + (": so it comes from the reshuffle, which brings back at each "
-               "epoch's start examples trained on half an epoch earlier on average, where an epoch's last batches "
-               "hold examples last trained on one and a half epochs earlier." if fixed["boundary_drop_mean"] <
-               base["boundary_drop_mean"] / 2 else ".") if fixed is not None else "")
     return ("**Verdict: memorisation.** The training loss drops at epoch ends and the loss of images never trained on "
             "does not" + (", drawing with replacement removes the drop" if no_epochs else "")
             + (", and at the same weights the examples trained on before have the lower loss" if seen_lower else "")
-            + ": the network fits the particular images it has trained on beyond what it learns of the task." + recency)
+            + ": the network fits the particular images it has trained on beyond what it learns of the task."
+            + _recency_words(base, fixed))
+
+
+def _recency_words(base: dict, fixed: dict | None) -> str:
+    """What the fixed order adds: whether the drop needs the reshuffle."""
+    if fixed is None:
+        return ""
+    shrinks = _smaller(fixed["boundary_drop_mean"], base)
+    words = (f" With one fixed order, where every example comes back exactly one epoch after its last visit, the drop "
+             f"{'shrinks' if shrinks else 'stays'} ({pct(fixed['boundary_drop_mean'])})")
+    if not shrinks:
+        return words + ": memorised examples coming back drop the loss whatever the order."
+    return (words + ": it comes from the reshuffle, which brings back at an epoch's start examples last trained on half "
+            "an epoch earlier on average, where an epoch's last batches hold examples last trained on one and a half "
+            "epochs earlier, and the network remembers the recent ones better.")
