@@ -95,14 +95,20 @@ def seen_series(metrics: pl.DataFrame) -> pl.DataFrame:
                       for g in groups]).sort("path", "step", "group")
 
 
+def _second_half(df: pl.DataFrame) -> pl.DataFrame:
+    return df.filter(pl.col("step") > pl.col("step").max().over("path") / 2)
+
+
 def seen_gap(metrics: pl.DataFrame) -> pl.DataFrame:
-    """Per variant, over the rows where examples trained on before and never trained on share the
-    window (replacement sampling), so both are scored at the same weights: their mean losses and
-    the gap (1 - seen / unseen: how much lower the seen ones' is). Each row counts by
-    share_unseen x share_seen, the same weight for both means, so the rows where both groups are
-    well represented count most and the loss falling over training biases neither."""
-    df = seen_series(metrics).drop_nulls("loss")
-    schema = {"variant": pl.String, "rows": pl.UInt32, "unseen": pl.Float64, "seen": pl.Float64, "gap": pl.Float64}
+    """Per variant, over the second half of each run (memorisation has had time to set in) and the
+    rows where examples trained on before and never trained on share the window (replacement
+    sampling), so both are scored at the same weights: their mean losses, the gap (1 - seen /
+    unseen) and, beside them, the held-out images' mean loss over the same half (`held`, where
+    scored). Each row counts by share_unseen x share_seen, the same weight for both means, so the
+    loss falling over training biases neither."""
+    df = _second_half(seen_series(metrics).drop_nulls("loss"))
+    schema = {"variant": pl.String, "rows": pl.UInt32, "unseen": pl.Float64, "seen": pl.Float64, "gap": pl.Float64,
+              "held": pl.Float64}
     if df.is_empty():
         return pl.DataFrame(schema=schema)
     who = pl.when(pl.col("group") == "0").then(pl.lit("unseen")).otherwise(pl.lit("seen"))
@@ -116,8 +122,10 @@ def seen_gap(metrics: pl.DataFrame) -> pl.DataFrame:
     if rows.is_empty():
         return pl.DataFrame(schema=schema)
     mean = lambda w: (pl.col("w") * pl.col(f"{w}_weighted") / pl.col(f"{w}_share")).sum() / pl.col("w").sum()
-    return (rows.group_by("variant").agg(pl.len().alias("rows"), mean("unseen").alias("unseen"), mean("seen").alias("seen"))
-            .with_columns((1 - pl.col("seen") / pl.col("unseen")).alias("gap")).sort("variant").cast(schema))
+    gap = (rows.group_by("variant").agg(pl.len().alias("rows"), mean("unseen").alias("unseen"), mean("seen").alias("seen"))
+           .with_columns((1 - pl.col("seen") / pl.col("unseen")).alias("gap")))
+    held = _second_half(metrics.filter(pl.col("split") == HELD_OUT)).group_by("variant").agg(pl.col("loss").mean().alias("held"))
+    return gap.join(held, on="variant", how="left").sort("variant").select(list(schema)).cast(schema)
 
 
 def verdicts(points: pl.DataFrame) -> pl.DataFrame:
@@ -197,9 +205,11 @@ def _control_words(v: dict, gap: dict) -> list[str]:
         out.append(f"**No epochs** ({BASE}-replacement: every batch drawn with replacement, so the data hold no boundary): "
                    f"at the same steps {_drop_words(r)}. " + _stands_out_words(r))
     if (g := gap.get(f"{BASE}-replacement")) is not None:
-        out.append(f"**Seen against unseen at the same weights** ({BASE}-replacement, the same windows): examples trained on "
-                   f"before had a mean loss of {g['seen']:.3f}, examples never trained on {g['unseen']:.3f}, "
-                   f"{g['gap'] * 100:.0f}% {'lower' if g['gap'] >= 0 else 'higher'} for the seen ones.")
+        held = "" if g["held"] is None else f" (the held-out images, over the same steps: {g['held']:.3f})"
+        out.append(f"**Seen against unseen at the same weights** ({BASE}-replacement, second half of each run, the same "
+                   f"windows): examples trained on before had a mean loss of {g['seen']:.3f}, examples never trained on "
+                   f"{g['unseen']:.3f}{held}: {abs(g['gap']) * 100:.0f}% {'lower' if g['gap'] >= 0 else 'higher'} "
+                   "for the seen ones.")
     if (r := v.get(f"{BASE}-fixed")) is not None:
         out.append(f"**One fixed order** ({BASE}-fixed: every example comes back exactly one epoch after its last visit): "
                    f"{_drop_words(r)}. " + _stands_out_words(r))

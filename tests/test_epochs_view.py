@@ -104,6 +104,8 @@ def test_the_seen_gap_is_measured_where_seen_and_unseen_share_a_window(planted):
     gap = {r["variant"]: r for r in epochs.seen_gap(metrics).iter_rows(named=True)}
     assert set(gap) == {"resnet18-replacement"}  # epoch sampling never mixes the groups in one window
     assert gap["resnet18-replacement"]["gap"] == pytest.approx(1 - 1 / 1.2, rel=1e-3)
+    late = [smooth(s) for s in range(STEPS // 2 + 1, STEPS + 1) if min(s % SPE, SPE - s % SPE) <= 6 and s % L == 0]
+    assert gap["resnet18-replacement"]["held"] == pytest.approx(sum(late) / len(late))  # val_dense, second half
     series = epochs.seen_series(metrics).filter(pl.col("variant") == "resnet18")
     first = series.filter(pl.col("step") <= SPE).drop_nulls("loss")
     assert set(first["group"]) == {"0"} and set(series.filter(pl.col("step") > 3 * SPE).drop_nulls("loss")["group"]) == {"3+"}
