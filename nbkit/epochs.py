@@ -252,10 +252,12 @@ def _recency_words(base: dict, fixed: dict | None) -> str:
     if fixed is None:
         return ""
     shrinks = _smaller(fixed["boundary_drop_mean"], base)
+    noisy = ", within what chance gives in these runs" if fixed["stands_out"] is False else ""
     words = (f" With one fixed order, where every example comes back exactly one epoch after its last visit, the drop "
-             f"{'shrinks' if shrinks else 'stays'} ({pct(fixed['boundary_drop_mean'])})")
+             f"{'shrinks' if shrinks else 'stays'} ({pct(fixed['boundary_drop_mean'])}{noisy})")
     if not shrinks:
-        return words + ": memorised examples coming back drop the loss whatever the order."
+        return (words + ": it does not need the reshuffle; after every epoch end the batches hold examples trained on "
+                "once more, whatever their order.")
     return (words + ": it comes from the reshuffle, which brings back at an epoch's start examples last trained on half "
             "an epoch earlier on average, where an epoch's last batches hold examples last trained on one and a half "
             "epochs earlier, and the network remembers the recent ones better.")

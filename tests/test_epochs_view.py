@@ -154,3 +154,13 @@ def test_the_drop_table_keeps_the_comparisons_order(planted):
     metrics, runs = planted
     table = drop_table(metrics, runs, ["toy-dilated", "resnet18"])
     assert table["variant"].to_list()[:2] == ["toy-dilated", "resnet18"]
+
+
+def test_the_verdict_says_the_drop_needs_no_reshuffle_when_a_fixed_order_keeps_it(tmp_path):
+    for seed in (0, 1):
+        write_planted(tmp_path, "resnet18", seed, staircase)
+        write_planted(tmp_path, "resnet18-fixed", seed, staircase)
+        write_planted(tmp_path, "resnet18-replacement", seed, smooth, seen_rows=mixed_groups)
+    verdict = epochs.findings(*read_runs(tmp_path))[-1]
+    assert verdict.startswith("**Verdict: memorisation.**") and "the drop stays (+14." in verdict
+    assert "it does not need the reshuffle" in verdict
