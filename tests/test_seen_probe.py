@@ -13,13 +13,17 @@ from nbkit.settings import Settings
 from nbkit.step import TrainStep
 from nbkit.train import near_epoch_end, train, with_probe
 
-from .test_sampling import B, N, loader
+from .test_sampling import B, N, loader, tiny_images
 from .test_step import host_reads, no_host_reads, one_step
 
 # 4 steps per epoch (64 images, batch 16), a train row every 2 steps, val scored within 2 steps of an epoch end
-PROBED = dict(dataset="synthetic", tailor_num_classes=True, constant_lr=1e-4, batch_size=16, train_size=64,
-              max_iter=12, eval_every=12, log_every=2, eval_batch_size=256, val_size=100, seen_probe=True,
-              boundary_eval=2)
+PROBED = dict(tailor_num_classes=True, constant_lr=1e-4, batch_size=16, train_size=64, max_iter=12, eval_every=12,
+              log_every=2, eval_batch_size=256, val_size=16, seen_probe=True, boundary_eval=2)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    return tiny_images(tmp_path_factory.mktemp("tiny"))
 
 
 def rows(run, split="train"):
@@ -51,10 +55,10 @@ def test_window_columns_give_each_groups_mean_loss_and_share():
 
 
 @pytest.fixture(scope="module")
-def probed_and_plain(tmp_path_factory):
+def probed_and_plain(tmp_path_factory, tiny):
     """The same run with both probes on (through the CUDA-graph path, as a GPU takes it) and off."""
     root = tmp_path_factory.mktemp("probe")
-    name, s = resolve("toy-dilated", **PROBED, sampling="replacement")
+    name, s = resolve("toy-dilated", **PROBED, **tiny, sampling="replacement")
     plain = s.replace(seen_probe=False, boundary_eval=0)
     captured = pytest.MonkeyPatch()
     captured.setattr(train_module, "uses_cuda_graph", lambda *a: True)
@@ -96,14 +100,14 @@ def test_the_held_out_probe_scores_val_near_each_epoch_end(probed_and_plain):
     assert not any(near_epoch_end(Settings(), k, 20) for k in range(1, 41))
 
 
-def test_no_probe_work_when_it_is_off(tmp_path, monkeypatch):
+def test_no_probe_work_when_it_is_off(tiny, tmp_path, monkeypatch):
     def refuse(*args):
         raise AssertionError("probe work with the probe off")
 
     monkeypatch.setattr(seen, "window_columns", refuse)
     monkeypatch.setattr(seen.SeenCounts, "visit", refuse)
     monkeypatch.setattr(train_module, "evaluate_near_epoch_end", refuse)
-    name, s = resolve("toy-dilated", **{**PROBED, "seen_probe": False, "boundary_eval": 0, "max_iter": 4,
+    name, s = resolve("toy-dilated", **{**PROBED, **tiny, "seen_probe": False, "boundary_eval": 0, "max_iter": 4,
                                         "eval_every": 4})
     made, init = [], TrainStep.__init__
 
@@ -135,8 +139,8 @@ def test_the_probes_path_through_a_step_reads_nothing_on_the_host():
     assert stats.shape == (4 + 2 * len(seen.GROUPS),) and torch.isfinite(stats).all()
 
 
-def test_packed_runs_log_the_probes_as_each_run_alone(tmp_path):
-    name, s = resolve("toy-dilated", **{**PROBED, "max_iter": 8, "eval_every": 8})
+def test_packed_runs_log_the_probes_as_each_run_alone(tiny, tmp_path):
+    name, s = resolve("toy-dilated", **{**PROBED, **tiny, "max_iter": 8, "eval_every": 8})
     seeds = [s.replace(seed=k) for k in (0, 1)]
     alone = [train(name, t, run_dir=tmp_path / f"a{k}", device="cpu") for k, t in enumerate(seeds)]
     packed = train_pack(name, seeds, [tmp_path / f"p{k}" for k in (0, 1)], device="cpu")
