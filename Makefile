@@ -23,7 +23,7 @@ run: $(VENV)/.installed
 #   from nbkit.jupyter import Panel; Panel("models")
 jupyter: $(VENV)/.installed
 	$(PY) -c "import jupyterlab" 2>/dev/null || $(PY) -m pip install -q -e '.[jupyter]'
-	NBKIT_RUNS_DIR=$(abspath $(RUNS)) $(VENV)/bin/jupyter lab
+	NBKIT_RUNS_DIR=$(abspath $(RUNS)) $(VENV)/bin/jupyter lab $$([ "$$(id -u)" = 0 ] && echo --allow-root)
 
 # The test suite; CI runs exactly this. Browser tests need Debian's chromium (installed here as root).
 test: $(VENV)/.installed chromium

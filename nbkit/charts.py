@@ -2,17 +2,19 @@
 temperature and any logged scalar (the gradient norm by default where runs logged it), as
 panels of one linked dashboard; and each layer's learned temperature.
 
-Every panel: one colour per variant from a 23-colour palette (seeds by dash), the y range
-fitted to what is drawn, zoom and pan (drag, wheel; double-click resets), a readout of every
-line's value at the hovered step, and the raw curve faded behind a smoothed one. Clicking a
-legend entry highlights that variant in every panel. Altair writes each panel's encoding; the
-data and the selections are added to the JSON spec here (Altair's own handling of thousands of
-rows and of a selection shared by nested layers is slow, and the latter invalid in Vega).
-Data preparation lives in nbkit.curves.
+Every panel: a line per run (seeds told apart by dash), or a group's mean across seeds with a
+min-max band; a colour per group of runs that stays the same in every notebook and report of a
+runs directory (`colours`); the y range fitted to what is drawn; zoom and pan (drag, wheel;
+double-click resets); the raw curve faded behind a smoothed one; and beside it a readout of every
+shown run's value at the hovered point, sorted by value with its colour. Clicking a legend entry
+highlights that group in every panel. Altair writes each view's encoding; the data and the
+selections are added to the JSON spec here. No name from a run folder is ever written into a
+Vega expression or a field name: names travel as data only. Data preparation lives in nbkit.curves.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 
@@ -22,13 +24,15 @@ import polars as pl
 from . import curves
 
 X_TITLES = {"step": "step", "epoch": "epoch", "wall time": "wall time (s)"}
-WIDTH, HEIGHT = 900, 260
+WIDTH, HEIGHT, READOUT = 720, 220, 250
+READOUT_ROW = 15  # pixels per readout line
 HIGHLIGHT = "highlight"
-# 23 colours told apart on white (Tableau's 10 strongest first, then Kelly's 1965 set of maximum contrast)
-PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#222222",
+# told apart on white: Tableau's 10 (the first colours go to the variants with runs), then
+# Kelly's 1965 set of maximum contrast
+PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#222222",
            "#bcbd22", "#7f7f7f", "#a1caf1", "#882d17", "#f3c300", "#604e97", "#8db600", "#f99379", "#0067a5",
-           "#b3446c", "#c2b280", "#008856", "#e25822", "#654522")
-DASHES = ([1, 0], [6, 3], [2, 2], [8, 3, 2, 3], [1, 3])  # seeds of a variant: solid, dashed, dotted, ...
+           "#b3446c", "#c2b280", "#008856", "#e25822", "#654522", "#dcd300", "#2b3d26", "#875692")
+DASHES = ([1, 0], [6, 3], [2, 2], [8, 3, 2, 3], [1, 3])  # seeds of a group: solid, dashed, dotted, ...
 
 
 class Spec:
@@ -50,30 +54,65 @@ class Spec:
         return alt.renderers.get()(self.spec)
 
     def save(self, path: str | Path, scale_factor: float = 1.0) -> None:
+        """A picture of the chart (PNG or SVG): the panels without their hover readouts."""
         import vl_convert as vlc
 
-        path = Path(path)
+        path, spec = Path(path), static(self.spec)
         if path.suffix == ".png":
-            path.write_bytes(vlc.vegalite_to_png(self.spec, scale=scale_factor))
+            path.write_bytes(vlc.vegalite_to_png(spec, scale=scale_factor))
         elif path.suffix == ".svg":
-            path.write_text(vlc.vegalite_to_svg(self.spec))
+            path.write_text(vlc.vegalite_to_svg(spec))
         else:
             raise ValueError(f"charts save as .png or .svg, got {path.name}")
 
 
-def color(shown: list[str], order: list[str] | None = None) -> alt.Color:
-    """A variant keeps its colour whatever else is shown: colours follow `order` (the
-    comparison's variant list), the legend lists only what is shown."""
-    domain = list(dict.fromkeys([*(order or []), *shown]))
-    palette = [PALETTE[i % len(PALETTE)] for i in range(len(domain))]
-    return alt.Color("variant:N", scale=alt.Scale(domain=domain, range=palette),
-                     legend=alt.Legend(values=shown, title="variant (click to highlight, shift-click for more)",
-                                       columns=min(4, max(1, len(shown))), symbolStrokeWidth=3, symbolOpacity=1,
-                                       labelLimit=220, titleLimit=600))
+def static(spec: dict) -> dict:
+    """A chart for a picture: each panel without its readout (nothing to hover), and so without
+    the hover selections."""
+    def strip(node):
+        if isinstance(node, dict):
+            parts = node.get("hconcat")
+            if isinstance(parts, list) and len(parts) == 2 and str(parts[1].get("name", "")).endswith("_readout"):
+                return strip({**{k: v for k, v in node.items() if k not in ("hconcat", "spacing")}, **parts[0]})
+            return {k: (v if k == "datasets" else strip(v)) for k, v in node.items()}
+        if isinstance(node, list):
+            return [strip(v) for v in node if not (isinstance(v, dict) and str(v.get("name", "")).endswith("_rules"))]
+        return node
+
+    out = strip(spec)
+    out = json.loads(json.dumps(out).replace('"click to highlight (shift-click for more)"', '"variant"'))
+    if "params" in out:
+        out["params"] = [p for p in out["params"] if not p["name"].startswith("hover_")]
+    return out
 
 
-def _field(label: str) -> str:
-    return label.replace("\\", "\\\\").replace(".", "\\.").replace("[", "\\[").replace("]", "\\]")
+def colours(runs: pl.DataFrame, registry: list[str] | None = None) -> dict[str, str]:
+    """A colour for every group of runs in a runs directory: the variants with runs take the
+    palette's first colours in the registry's order (then any others by name), each variant's
+    main group (its own name, else its largest) its variant's colour, and a variant's other
+    groups the colours after those. Computed from the whole runs directory, so every notebook and
+    report of it colours a group alike."""
+    if runs.is_empty() or "variant" not in runs.columns:
+        return {}
+    groups = runs.select("variant", pl.col("group") if "group" in runs.columns else pl.col("variant").alias("group"))
+    sizes = groups.group_by("variant", "group").len()
+    present = set(sizes["variant"])
+    order = [v for v in dict.fromkeys(registry or []) if v in present] + sorted(present - set(registry or []))
+    out, extra = {}, []
+    for i, variant in enumerate(order):
+        mine = sizes.filter(pl.col("variant") == variant).sort([pl.col("group") != variant, pl.col("len"), "group"], descending=[False, True, False])
+        names = mine["group"].to_list()
+        out.setdefault(names[0], PALETTE[i % len(PALETTE)])
+        extra += names[1:]
+    for group in dict.fromkeys(g for g in extra if g not in out):
+        out[group] = PALETTE[len(out) % len(PALETTE)]
+    return out
+
+
+def color(shown: list[str], palette: dict[str, str] | None = None) -> alt.Color:
+    """The colour channel: each shown group in its colour (`colours`), the legend listing them in
+    the palette's order."""
+    return color_channel(_colour_scale(shown, palette or {}))
 
 
 def _rows(df: pl.DataFrame) -> list[dict]:
@@ -81,71 +120,135 @@ def _rows(df: pl.DataFrame) -> list[dict]:
 
 
 def panel_spec(df: pl.DataFrame, *, key: str, title: str, y_title: str, x: str = "step", seeds: str = "each run",
-               log_scale: bool = False, marks: pl.DataFrame | None = None, order: list[str] | None = None,
-               width: int = WIDTH, height: int = HEIGHT, smoothed: bool = False, skip_start: float = 0.0) -> dict:
-    """One chart: lines per run (seeds dashed apart) or each variant's mean across seeds with a
-    min-max band; df is a curves.series frame, optionally with a band (low, high) per run.
+               log_scale: bool = False, marks: pl.DataFrame | None = None, palette: dict | None = None,
+               width: int = WIDTH, height: int = HEIGHT, smoothed: bool = False, skip_start: float = 0.0,
+               bounds: tuple[float, float] | None = None) -> dict:
+    """One panel and its readout: lines per run (seeds dashed apart) or each group's mean across
+    seeds with a min-max band; df is a curves.series frame, optionally with a band (low, high).
     Returns the spec without selections (`finish` adds them)."""
     if seeds not in curves.SEED_MODES:
         raise ValueError(f"seeds expects one of {curves.SEED_MODES}, got {seeds!r}")
     each_run = seeds == "each run"
     if not each_run and not df.is_empty():
         df = curves.aggregate_seeds(df)
-    shown = sorted(df["variant"].unique().to_list()) if not df.is_empty() else []
-    domain = None if log_scale else curves.y_domain(df, skip_start)
-    scale = alt.Scale(type="log") if log_scale else alt.Scale(zero=False, nice=False,
-                                                              **({"domain": domain} if domain else {}))
+    shown = sorted(df["group"].unique().to_list()) if not df.is_empty() else []
     x_field = "step" if x == "step" else "x"  # on the step axis x is the step: not sent twice
-    X, Y = alt.X(f"{x_field}:Q", title=X_TITLES[x]), alt.Y("value:Q", title=y_title, scale=scale)
-    colour, pick = color(shown, order), alt.param(name=HIGHLIGHT)
-    by_seed = [alt.StrokeDash("seed:N", scale=alt.Scale(range=list(DASHES)), legend=alt.Legend(
-        title="seed"))] if each_run else []
-    detail = "seed:N" if each_run else "variant:N"
-    keep = ["variant", "seed" if each_run else "seeds", "step", *([] if x == "step" else ["x"]), "value",
+    keep = ["group", "name", "seed" if each_run else "seeds", "step", *([] if x == "step" else ["x"]), "value",
             *(["raw"] if smoothed else []), *(["low", "high"] if "low" in df.columns else [])]
     lines = curves.thin(df).select([c for c in keep if c in df.columns])  # no paths: a report carries none
     datasets = {f"{key}-lines": _rows(lines)}
-    base, layers = alt.Chart(alt.NamedData(f"{key}-lines")), []
-    if marks is not None and not marks.is_empty():
+    has_marks = marks is not None and not marks.is_empty()
+    if has_marks:
         datasets[f"{key}-marks"] = _rows(marks)
+    scale = _colour_scale(shown, palette or {})
+    spec = json.loads(_template(key, title, y_title, x, each_run, log_scale, has_marks, "low" in lines.columns,
+                                smoothed, width, height, scale))
+    domain = None if log_scale else curves.y_domain(df, skip_start, bounds)
+    for layer in spec["hconcat"][0]["layer"]:  # the fitted y range: the one part that follows the data
+        y_scale = layer.get("encoding", {}).get("y", {}).get("scale")
+        if isinstance(y_scale, dict) and domain and y_scale.get("type") != "log":
+            y_scale["domain"] = domain
+    return {**spec, "datasets": datasets}
+
+
+def _colour_scale(shown: list[str], palette: dict[str, str]) -> tuple[tuple[str, str], ...]:
+    """(group, colour) of each shown group, in the palette's order (a group it lacks: the next free colour)."""
+    ranked = sorted(shown, key=lambda g: (list(palette).index(g) if g in palette else len(palette), g))
+    fill = {g: PALETTE[(len(palette) + i) % len(PALETTE)] for i, g in enumerate(g for g in ranked if g not in palette)}
+    return tuple((g, palette.get(g) or fill[g]) for g in ranked)
+
+
+@functools.lru_cache(maxsize=256)
+def _template(key: str, title: str, y_title: str, x: str, each_run: bool, log_scale: bool, marks: bool, band: bool,
+              smoothed: bool, width: int, height: int, scale: tuple) -> str:
+    """A panel's spec without its data (JSON): what Altair writes for these choices, built once
+    and reused while only the data change (a live refresh)."""
+    x_field = "step" if x == "step" else "x"
+    y_scale = alt.Scale(type="log") if log_scale else alt.Scale(zero=False, nice=False)
+    X, Y = alt.X(f"{x_field}:Q", title=X_TITLES[x]), alt.Y("value:Q", title=y_title, scale=y_scale)
+    colour, pick = color_channel(scale), alt.param(name=HIGHLIGHT)
+    by_seed = [alt.StrokeDash("seed:N", scale=alt.Scale(range=list(DASHES)), legend=alt.Legend(
+        title="seed"))] if each_run else []
+    detail = "name:N"
+    base, layers = alt.Chart(alt.NamedData(f"{key}-lines")), []
+    if marks:
         layers.append(alt.Chart(alt.NamedData(f"{key}-marks")).mark_rule(
             color="#bbb", strokeDash=[3, 3], strokeWidth=0.8).encode(
             x="x:Q", tooltip=[alt.Tooltip("x:Q", title="epoch ends at")]))
-    if "low" in lines.columns:
+    if band:
         layers.append(base.mark_area(clip=True).encode(
-            X, alt.Y("low:Q", scale=scale, title=y_title), alt.Y2("high:Q"), colour, detail=detail,
+            X, alt.Y("low:Q", scale=y_scale, title=y_title), alt.Y2("high:Q"), colour, detail=detail,
             opacity=alt.when(pick).then(alt.value(0.15)).otherwise(alt.value(0.03))))
     if smoothed:
         layers.append(base.mark_line(strokeWidth=1, clip=True).encode(
-            X, alt.Y("raw:Q", scale=scale, title=y_title), colour, *by_seed, detail=detail,
+            X, alt.Y("raw:Q", scale=y_scale, title=y_title), colour, *by_seed, detail=detail,
             opacity=alt.when(pick).then(alt.value(0.22)).otherwise(alt.value(0.04))))
     layers.append(base.mark_line(strokeWidth=1.8, clip=True).encode(
         X, Y, colour, *by_seed, detail=detail,
         opacity=alt.when(pick).then(alt.value(1.0)).otherwise(alt.value(0.1))).properties(name=f"{key}_lines"))
-    labels = sorted(df["label"].unique().to_list()) if not df.is_empty() else []
-    layers.append(_readout(key, labels, each_run, x_field, X_TITLES[x], base))
-    spec = alt.layer(*layers).properties(title=title, width=width, height=height).to_dict(validate=False)
-    spec["datasets"] = datasets
-    return spec
+    layers.append(base.transform_aggregate(n="count()", groupby=[x_field]).transform_calculate(hx=f"datum['{x_field}']")
+                  .mark_rule(color="#888", strokeWidth=1).encode(
+                      x=alt.X(f"{x_field}:Q", title=X_TITLES[x]),
+                      opacity=alt.when(alt.param(name=f"hover_{key}", empty=False)).then(alt.value(0.6))
+                      .otherwise(alt.value(0))).properties(name=f"{key}_rules"))
+    plot = alt.layer(*layers).properties(title=title, width=width, height=height).to_dict(validate=False)
+    return json.dumps({"hconcat": [plot, readout(key, x_field, x, colour, height)], "spacing": 6})
 
 
-def _readout(key: str, labels: list[str], each_run: bool, x_field: str, x_title: str, base) -> alt.Chart:
-    """A rule at the hovered step whose tooltip lists every line's value there (pivoted in the
-    browser from the lines' own data)."""
-    hover = alt.param(name=f"hover_{key}", empty=False)
-    tooltip = [alt.Tooltip("step:Q"), *[alt.Tooltip(f"{_field(l)}:Q", title=l, format=".4f") for l in labels]]
-    label = "datum.variant + ' s' + (datum.seed == null ? '?' : datum.seed)" if each_run else "datum.variant"
-    return (base.transform_calculate(label=label)
-            .transform_joinaggregate(at=f"mean({x_field})", groupby=["step"])
-            .transform_pivot("label", value="value", groupby=["step", "at"])
-            .mark_rule(color="#888", strokeWidth=1).encode(
-                x=alt.X("at:Q", title=x_title), opacity=alt.when(hover).then(alt.value(0.6)).otherwise(alt.value(0)),
-                tooltip=tooltip).properties(name=f"{key}_readout"))
+def color_channel(scale: tuple) -> alt.Color:
+    """The colour channel of (group, colour) pairs: the legend lists them in that order."""
+    groups = [g for g, _ in scale]
+    return alt.Color("group:N", scale=alt.Scale(domain=groups, range=[c for _, c in scale]),
+                     legend=alt.Legend(values=groups, title="click to highlight (shift-click for more)",
+                                       columns=min(4, max(1, len(groups))), symbolStrokeWidth=3, symbolOpacity=1,
+                                       labelLimit=260, titleLimit=600))
+
+
+def readout(key: str, x_field: str, x: str, colour: alt.Color, height: int = HEIGHT) -> dict:
+    """Every shown line's value at the hovered point, highest first, each in its colour: a run's
+    last point at or before the hovered x, if it lies within one of its own logging intervals
+    (so a run that ended earlier, or logs elsewhere, is left out rather than shown stale)."""
+    rows = max(2, (height - 24) // READOUT_ROW)
+    hovered = f"isValid(hover_{key}) && isValid(hover_{key}.hx) ? hover_{key}.hx[0] : null"
+    at = {"step": "'step ' + format(datum.hx, ',d')", "epoch": "'epoch ' + format(datum.hx, '.2f')",
+          "wall time": "format(datum.hx, ',.1f') + ' s'"}[x]
+    base = alt.Chart(alt.NamedData(f"{key}-lines")).transform_calculate(hx=hovered, px=f"datum['{x_field}']")
+    nearest = (base.transform_filter("datum.hx != null")
+               .transform_joinaggregate(first="min(px)", last="max(px)", points="count()", groupby=["name"])
+               .transform_calculate(gap="datum.points > 1 ? (datum.last - datum.first) / (datum.points - 1) : 0")
+               .transform_filter("datum.px <= datum.hx + 1e-9 && datum.hx - datum.px <= 1.01 * datum.gap + 1e-9")
+               .transform_window(recent="row_number()", groupby=["name"], sort=[alt.SortField("px", order="descending")])
+               .transform_filter("datum.recent == 1")
+               .transform_window(pos="row_number()", sort=[alt.SortField("value", order="descending")])
+               .transform_joinaggregate(shown="count()")
+               .transform_filter(f"datum.pos <= {rows}")
+               .transform_calculate(
+                   ypx=f"{READOUT_ROW} + 12 + {READOUT_ROW} * (datum.pos - 1)",
+                   more=f"datum.pos == {rows} && datum.shown > {rows}",
+                   label=f"datum.pos == {rows} && datum.shown > {rows} ? '+ ' + (datum.shown - {rows} + 1) + ' more'"
+                         " : datum.name",
+                   number="datum.pos == " + str(rows) + f" && datum.shown > {rows} ? '' : format(datum.value, '.4g')"))
+    y = alt.Y("ypx:Q", scale=None, axis=None)
+    swatch = nearest.mark_point(shape="square", filled=True, size=60, opacity=1).encode(
+        alt.X(value=6), y, colour.legend(None))
+    names = nearest.mark_text(align="left", baseline="middle", fontSize=11, limit=READOUT - 70).encode(
+        alt.X(value=16), y, text="label:N")
+    numbers = nearest.mark_text(align="right", baseline="middle", fontSize=11, fontWeight="bold").encode(
+        alt.X(value=READOUT - 4), y, text="number:N")
+    header = (base.transform_filter("datum.hx != null").transform_aggregate(hx="max(hx)")
+              .transform_calculate(text=at).mark_text(align="left", baseline="middle", fontSize=11, color="#555")
+              .encode(alt.X(value=0), alt.Y(value=8), text="text:N"))
+    hint = (alt.Chart(alt.Data(values=[{"text": "hover the chart: each run's value"}]))
+            .mark_text(align="left", baseline="middle", fontSize=11, color="#999")
+            .encode(alt.X(value=0), alt.Y(value=8), text="text:N",
+                    opacity=alt.condition(f"isValid(hover_{key}) && isValid(hover_{key}.hx)", alt.value(0), alt.value(1))))
+    return alt.layer(hint, header, swatch, names, numbers).properties(
+        width=READOUT, height=height, name=f"{key}_readout", view=alt.ViewConfig(strokeWidth=0)).to_dict(validate=False)
 
 
 def _unit_names(node, found: list[str]) -> list[str]:
     if isinstance(node, dict):
-        if isinstance(node.get("name"), str) and node["name"].endswith(("_lines", "_readout")):
+        if isinstance(node.get("name"), str) and node["name"].endswith(("_lines", "_rules")):
             found.append(node["name"])
         for k, v in node.items():
             if k != "datasets":
@@ -158,20 +261,20 @@ def _unit_names(node, found: list[str]) -> list[str]:
 
 def selections(spec: dict) -> list[dict]:
     """The selections of every panel in spec, defined once at the top with the views they live
-    in: the legend highlight (all panels), and per panel its zoom and its hover readout."""
+    in: the legend highlight (all panels), and per panel its zoom and its hovered point."""
     names = _unit_names(spec, [])
     lines = [n for n in names if n.endswith("_lines")]
-    out = [{"name": HIGHLIGHT, "select": {"type": "point", "fields": ["variant"]}, "bind": "legend", "views": lines}]
+    out = [{"name": HIGHLIGHT, "select": {"type": "point", "fields": ["group"]}, "bind": "legend", "views": lines}]
     out += [{"name": f"zoom_{n[:-len('_lines')]}", "select": {"type": "interval"}, "bind": "scales", "views": [n]}
             for n in lines]
-    out += [{"name": f"hover_{n[:-len('_readout')]}", "views": [n], "select": {
-        "type": "point", "fields": ["step"], "nearest": True, "on": "pointerover", "clear": "pointerout"}}
-        for n in names if n.endswith("_readout")]
+    out += [{"name": f"hover_{n[:-len('_rules')]}", "views": [n], "select": {
+        "type": "point", "fields": ["hx"], "nearest": True, "on": "pointerover", "clear": "pointerout"}}
+        for n in names if n.endswith("_rules")]
     return out
 
 
 def finish(parts: list[dict], how: str | None = None, **extra) -> Spec:
-    """One chart from panel specs (alone, or side by side / stacked), selections at the top."""
+    """One chart from panel specs (alone, or stacked), selections at the top."""
     datasets = {}
     for part in parts:
         datasets.update(part.pop("datasets", {}))
@@ -179,45 +282,46 @@ def finish(parts: list[dict], how: str | None = None, **extra) -> Spec:
             part.pop(k, None)
     spec = dict(parts[0]) if how is None else {how: parts, **extra}
     return Spec({"$schema": alt.SCHEMA_URL, **spec, "datasets": datasets, "params": selections(spec),
+                 "resolve": {"scale": {"color": "shared", "strokeDash": "shared"}},
                  "config": {"legend": {"orient": "top"}, "view": {"strokeWidth": 0}}})
 
 
 def loss_chart(metrics, runs, variants=None, x="step", smoothing=0.0, seeds="each run", log_scale=False,
-               order=None, width=WIDTH) -> Spec:
-    return finish([loss_spec(metrics, runs, variants, x, smoothing, seeds, log_scale, order, width)])
+               palette=None, width=WIDTH) -> Spec:
+    return finish([loss_spec(metrics, runs, variants, x, smoothing, seeds, log_scale, palette, width)])
 
 
-def loss_spec(metrics, runs, variants, x, smoothing, seeds, log_scale, order, width) -> dict:
+def loss_spec(metrics, runs, variants, x, smoothing, seeds, log_scale, palette, width) -> dict:
     df = curves.series(curves.select(metrics, variants), runs, "train", "loss", x, smoothing)
     max_step = int(df["step"].max()) if not df.is_empty() else 0
     marks = curves.epoch_marks(runs, variants, x, max_step)
     note = f", smoothed (EMA {smoothing:g}) over the faded raw curve" if smoothing else ""
     title = f"Training loss{note}" + (" (dashed rules: epoch ends)" if not marks.is_empty() else "")
     return panel_spec(df, key="loss", title=title, y_title="loss", x=x, seeds=seeds, log_scale=log_scale,
-                      marks=marks, order=order or variants, width=width, smoothed=smoothing > 0, skip_start=0.1)
+                      marks=marks, palette=palette, width=width, smoothed=smoothing > 0, skip_start=0.1)
 
 
 def accuracy_chart(metrics, runs, variants=None, splits=("train_200", "test"), x="step", seeds="each run",
-                   smoothing=0.0, order=None, width=WIDTH) -> Spec:
-    """Top-1 per split, side by side, each with its own fitted y range."""
-    return finish([accuracy_spec(metrics, runs, variants, splits, x, seeds, smoothing, order, width)])
+                   smoothing=0.0, palette=None, width=WIDTH) -> Spec:
+    """Top-1 per split, one panel each (stacked), each with its own fitted y range."""
+    return finish(accuracy_specs(metrics, runs, variants, splits, x, seeds, smoothing, palette, width), "vconcat",
+                  spacing=24)
 
 
-def accuracy_spec(metrics, runs, variants, splits, x, seeds, smoothing, order, width) -> dict:
+def accuracy_specs(metrics, runs, variants, splits, x, seeds, smoothing, palette, width) -> list[dict]:
     present = set(metrics["split"].unique()) if not metrics.is_empty() else set()
     shown = [s for s in splits if s in present]
     if not shown:
-        return alt.Chart(alt.Data(values=[])).mark_text().properties(title="no evaluation rows yet").to_dict()
-    each = (width - 50 * (len(shown) - 1)) // len(shown)
-    parts = [panel_spec(curves.series(curves.select(metrics, variants), runs, split, "acc_top1", x, smoothing),
-                        key=f"top1_{split}", title=f"Top-1 on {split}", y_title="top-1", x=x, seeds=seeds,
-                        order=order or variants, width=each, smoothed=smoothing > 0) for split in shown]
-    datasets = {k: v for p in parts for k, v in p.pop("datasets").items()}
-    return {"hconcat": parts, "resolve": {"scale": {"y": "independent"}}, "datasets": datasets}
+        return [{**alt.Chart(alt.Data(values=[])).mark_text().properties(title="no evaluation rows yet").to_dict()}]
+    # a panel's key names its selections in Vega expressions: a number, never a split's name from the logs
+    return [panel_spec(curves.series(curves.select(metrics, variants), runs, split, "acc_top1", x, smoothing),
+                       key=f"top1_{i}", title=f"Top-1 on {split}", y_title="top-1", x=x, seeds=seeds,
+                       palette=palette, width=width, smoothed=smoothing > 0, bounds=(0.0, 1.0))
+            for i, split in enumerate(shown)]
 
 
 def scalar_chart(metrics, runs, scalar: str, variants=None, x="step", smoothing=0.0, seeds="each run",
-                 log_scale=False, order=None, width=WIDTH) -> Spec:
+                 log_scale=False, palette=None, width=WIDTH) -> Spec:
     """Any logged scalar, named as curves.scalars() names it ("test loss", "train lr", ...)."""
     options = curves.scalars(metrics)
     if scalar not in options:
@@ -225,10 +329,10 @@ def scalar_chart(metrics, runs, scalar: str, variants=None, x="step", smoothing=
     split, column = options[scalar]
     df = curves.series(curves.select(metrics, variants), runs, split, column, x, smoothing)
     return finish([panel_spec(df, key="scalar", title=f"{column} on {split}", y_title=column, x=x, seeds=seeds,
-                              log_scale=log_scale, order=order or variants, width=width, smoothed=smoothing > 0)])
+                              log_scale=log_scale, palette=palette, width=width, smoothed=smoothing > 0)])
 
 
-def temperature_chart(metrics, runs, variants=None, x="step", seeds="each run", order=None,
+def temperature_chart(metrics, runs, variants=None, x="step", seeds="each run", palette=None,
                       width=WIDTH) -> Spec | None:
     """Learned attention temperature tau: each run's mean across layers, band = +- std across layers."""
     sel = curves.select(metrics, variants)
@@ -238,15 +342,15 @@ def temperature_chart(metrics, runs, variants=None, x="step", seeds="each run", 
     std = curves.series(sel, runs, "train", "tau_std", x).select("path", "step", pl.col("value").alias("std"))
     df = mean.join(std, on=["path", "step"], how="left").with_columns(
         (pl.col("value") - pl.col("std")).alias("low"), (pl.col("value") + pl.col("std")).alias("high"))
-    return finish([panel_spec(df, key="tau", y_title="tau", x=x, seeds=seeds, order=order or variants, width=width,
+    return finish([panel_spec(df, key="tau", y_title="tau", x=x, seeds=seeds, palette=palette, width=width,
                               title="Learned attention temperature (mean across layers, band: +-std across layers)")])
 
 
 def main_charts(metrics, runs, variants=None, splits=("train_200", "test"), x="step", smoothing=0.0,
-                seeds="each run", log_scale=False, scalar=None, order=None, width=WIDTH) -> dict[str, Spec]:
+                seeds="each run", log_scale=False, scalar=None, palette=None, width=WIDTH) -> dict[str, Spec]:
     """The charts a comparison shows: loss, accuracy, temperature where runs learned one, and
     the chosen scalar (`dashboard` stacks them with one linked legend)."""
-    common = dict(x=x, seeds=seeds, order=order, width=width)
+    common = dict(x=x, seeds=seeds, palette=palette, width=width)
     charts = {"loss": loss_chart(metrics, runs, variants, smoothing=smoothing, log_scale=log_scale, **common),
               "accuracy": accuracy_chart(metrics, runs, variants, splits, smoothing=smoothing, **common)}
     tau = temperature_chart(metrics, runs, variants, **common)
@@ -257,10 +361,21 @@ def main_charts(metrics, runs, variants=None, splits=("train_200", "test"), x="s
     return charts
 
 
+def _panels(spec: dict) -> list[dict]:
+    """A chart's panels (each an hconcat of plot and readout), unstacked."""
+    return [p for part in spec["vconcat"] for p in _panels(part)] if "vconcat" in spec else [spec]
+
+
 def dashboard(charts: dict[str, Spec]) -> Spec:
     """The panels stacked in one chart: one legend, and a click on it highlights in every panel."""
-    parts = [dict(c.to_dict()) | {"datasets": dict(c["datasets"])} for c in charts.values()]
-    return finish(parts, "vconcat", spacing=30, resolve={"scale": {"color": "shared", "strokeDash": "shared"}})
+    parts = []
+    for c in charts.values():
+        spec = c.to_dict()
+        panels = [{k: v for k, v in p.items() if k not in ("params", "$schema", "config", "resolve", "datasets")}
+                  for p in _panels(spec)]
+        panels[0] = {**panels[0], "datasets": dict(spec["datasets"])}
+        parts += panels
+    return finish(parts, "vconcat", spacing=28)
 
 
 def layer_temperatures(metrics: pl.DataFrame) -> pl.DataFrame:
@@ -271,20 +386,26 @@ def layer_temperatures(metrics: pl.DataFrame) -> pl.DataFrame:
         return pl.DataFrame()
     last = (metrics.filter((pl.col("split") == "train") & pl.col(columns[0]).is_not_null())
             .sort("step").group_by("path", maintain_order=True).last())
-    return (last.unpivot(columns, index=["run_id", "variant", "seed", "step"], variable_name="layer", value_name="tau")
+    return (last.unpivot(columns, index=["run_id", "variant", "seed", "step", "path"], variable_name="layer",
+                         value_name="tau")
             .with_columns(pl.col("layer").str.slice(4).cast(pl.Int64)).drop_nulls("tau"))
 
 
-def layer_temperature_chart(metrics: pl.DataFrame, variants=None, order=None) -> Spec | None:
+def layer_temperature_chart(metrics: pl.DataFrame, variants=None, runs: pl.DataFrame | None = None,
+                            palette: dict | None = None) -> Spec | None:
     """Learned attention temperature of every layer at the run's last logged step (as the original's
     get_all_taus.py read them from a checkpoint); None when no run logged them."""
     df = layer_temperatures(curves.select(metrics, variants))
     if df.is_empty():
         return None
-    shown = sorted(df["variant"].unique().to_list())
+    runs = runs if runs is not None else pl.DataFrame()
+    seed = pl.col("seed").cast(pl.String).fill_null("?")
+    df = df.with_columns(curves._who(runs, "group", pl.col("variant")).alias("group"),
+                         curves._who(runs, "name", pl.format("{} s{}", "variant", seed)).alias("name")).drop("path")
+    shown = sorted(df["group"].unique().to_list())
     base = alt.Chart(df).encode(alt.X("layer:O", title="layer"), alt.Y("tau:Q", title="tau", scale=alt.Scale(zero=False)),
-                                color(shown, order), detail="run_id:N")
-    tooltip = ["variant:N", "seed:Q", "step:Q", "layer:O", alt.Tooltip("tau:Q", format=".4f")]
+                                color(shown, palette), detail="name:N")
+    tooltip = [alt.Tooltip("name:N", title="run"), "step:Q", "layer:O", alt.Tooltip("tau:Q", format=".4f")]
     chart = alt.layer(base.mark_line(), base.mark_point(filled=True, size=40).encode(tooltip=tooltip)).properties(
         title="Learned attention temperature per layer (last logged step)", width=WIDTH // 2, height=HEIGHT)
     return Spec(chart.to_dict())

@@ -18,10 +18,18 @@ def cmd_variants(args) -> None:
           "(only -tnc sizes its head to the classes; the others keep the original's 1000-way head)")
 
 
-def _progress_printer():
-    tty = sys.stderr.isatty()
+def _progress_printer(every: float = 10.0):
+    """The run's progress on stderr: on a terminal one line redrawn at every log window; in a log
+    file a line at each evaluation and at most one every `every` seconds between them."""
+    import time
+
+    tty, last = sys.stderr.isatty(), [0.0]
 
     def show(p: dict) -> None:
+        now = time.monotonic()
+        if not tty and not p.get("evaluated") and now - last[0] < every:
+            return
+        last[0] = now
         width = 24
         done = int(width * min(p["step"], p["max_iter"]) / p["max_iter"])
         test = "-" if p["test_acc"] is None else f"{p['test_acc']:.4f}"
@@ -54,7 +62,8 @@ def add_setting_flags(p: argparse.ArgumentParser) -> None:
     for key, help in SETTING_FLAGS.items():
         names = ["--" + key.replace("_", "-")] + (["--max-steps"] if key == "max_iter" else [])
         p.add_argument(*names, dest=key, type=types[key], help=help, metavar=METAVARS.get(key, "N"))
-    p.add_argument("--set", nargs="*", metavar="KEY=VALUE", help="any other setting, e.g. --set use_augmentation=true")
+    p.add_argument("--set", nargs="*", action="extend", metavar="KEY=VALUE",
+                   help="any other setting, e.g. --set use_augmentation=true (repeatable)")
 
 
 def setting_overrides(args) -> dict:

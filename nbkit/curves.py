@@ -9,9 +9,10 @@ import polars as pl
 X_AXES = {"step": "step", "epoch": "epoch", "wall time": "time"}
 SEED_MODES = ("each run", "mean and min-max band")
 MAX_EPOCH_MARKS = 500
+MIN_SPAN = 0.05  # of a bounded measure's range: a flat top-1 of 0 is not drawn on a hair-thin axis
 NOT_SCALARS = {"step", "time", "epoch", "seed"}  # logged numbers that are axes or identities, not curves
-SERIES_SCHEMA = {"variant": pl.String, "seed": pl.Int64, "run_id": pl.String, "path": pl.String, "label": pl.String,
-                 "step": pl.Int64, "x": pl.Float64, "raw": pl.Float64, "value": pl.Float64}
+SERIES_SCHEMA = {"group": pl.String, "variant": pl.String, "seed": pl.Int64, "name": pl.String, "run_id": pl.String,
+                 "path": pl.String, "step": pl.Int64, "x": pl.Float64, "raw": pl.Float64, "value": pl.Float64}
 
 
 def select(metrics: pl.DataFrame, variants: list[str] | None = None) -> pl.DataFrame:
@@ -29,36 +30,47 @@ def with_epoch(metrics: pl.DataFrame, runs: pl.DataFrame) -> pl.DataFrame:
         (pl.col("step") / pl.col("steps_per_epoch")).alias("epoch")).drop("steps_per_epoch")
 
 
+def _who(runs: pl.DataFrame, column: str, fallback: pl.Expr) -> pl.Expr:
+    """A run's group or name (nbkit.reader) by its path; the fallback for runs not in `runs`."""
+    if runs.is_empty() or column not in runs.columns:
+        return fallback
+    mapping = dict(runs.select("path", column).iter_rows())
+    return pl.col("path").replace_strict(mapping, default=fallback, return_dtype=pl.String)
+
+
 def series(metrics: pl.DataFrame, runs: pl.DataFrame, split: str, value: str, x: str = "step",
            smoothing: float = 0.0) -> pl.DataFrame:
-    """One split's value per run along x: columns variant, seed, run_id, path, label ("variant
-    s<seed>"), step, x, raw and value. value is raw smoothed by an exponential moving average
-    whose weight of the past is `smoothing` (0 = raw, 0.9 = heavy), per run in step order and
-    debiased at the start as TensorBoard does (a weighted mean of the points so far)."""
+    """One split's value per run along x: columns group (the run's group of settings), variant,
+    seed, name (the run as people read it), run_id, path, step, x, raw and value. value is raw
+    smoothed by an exponential moving average whose weight of the past is `smoothing` (0 = raw,
+    0.9 = heavy), per run in step order and debiased at the start as TensorBoard does (a weighted
+    mean of the points so far)."""
     if metrics.is_empty() or value not in metrics.columns or not metrics.schema[value].is_numeric():
         return pl.DataFrame(schema=SERIES_SCHEMA)
     if not 0 <= smoothing < 1:
         raise ValueError(f"smoothing expects a weight in [0, 1), got {smoothing}")
     column = X_AXES[x]
     df = with_epoch(metrics.filter((pl.col("split") == split) & pl.col(value).is_not_null()), runs)
+    seed = pl.col("seed").cast(pl.String).fill_null("?")
     df = df.sort("path", "step").select(
-        "variant", "seed", "run_id", "path",
-        pl.format("{} s{}", "variant", pl.col("seed").fill_null("?")).alias("label"), "step",
+        _who(runs, "group", pl.col("variant")).alias("group"), "variant", "seed",
+        _who(runs, "name", pl.format("{} s{}", "variant", seed)).alias("name"), "run_id", "path", "step",
         pl.col(column).cast(pl.Float64).alias("x"), pl.col(value).cast(pl.Float64).alias("raw"))
-    df = df.filter(pl.col("raw").is_finite())
+    df = df.filter(pl.col("raw").is_finite() & pl.col("x").is_not_null())
     smoothed = pl.col("raw").ewm_mean(alpha=1 - smoothing, adjust=True).over("path") if smoothing > 0 else pl.col("raw")
     return df.with_columns(smoothed.alias("value"))
 
 
 def aggregate_seeds(df: pl.DataFrame) -> pl.DataFrame:
-    """Mean, min and max across a variant's seeds at each step (x is the steps' mean x); the
-    label is the variant."""
-    return (df.group_by("variant", "step")
+    """Mean, min and max across a group's seeds at each step (two runs of one seed averaged
+    first; x is the steps' mean x); the name is the group's."""
+    per_seed = df.group_by("group", "variant", "seed", "step").agg(pl.col("x", "raw", "value").mean())
+    return (per_seed.group_by("group", "variant", "step")
             .agg(pl.col("x").mean(), pl.col("raw").mean(), pl.col("value").mean().alias("value"),
                  pl.col("value").min().alias("low"), pl.col("value").max().alias("high"),
                  pl.col("seed").n_unique().alias("seeds"))
-            .with_columns(pl.col("variant").alias("label"))
-            .sort("variant", "step"))
+            .with_columns(pl.col("group").alias("name"))
+            .sort("group", "step"))
 
 
 def thin(df: pl.DataFrame, max_points: int = 250) -> pl.DataFrame:
@@ -66,7 +78,7 @@ def thin(df: pl.DataFrame, max_points: int = 250) -> pl.DataFrame:
     every run so their steps stay aligned, and each run's last point); smooth before thinning."""
     if df.is_empty():
         return df
-    key = "path" if "path" in df.columns else "label"
+    key = "path" if "path" in df.columns else "name"
     longest = int(df.group_by(key).len()["len"].max())
     k = -(-longest // max_points)
     if k <= 1:
@@ -75,10 +87,10 @@ def thin(df: pl.DataFrame, max_points: int = 250) -> pl.DataFrame:
     return df.filter((i % k == 0) | (i == pl.len().over(key) - 1))
 
 
-def y_domain(df: pl.DataFrame, skip_start: float = 0.0) -> list[float] | None:
-    """The y range of what is drawn, padded by 4%: the lines, their bands, and (when
-    skip_start > 0) without the first skip_start of the steps, where a loss starts far above
-    where it settles."""
+def y_domain(df: pl.DataFrame, skip_start: float = 0.0, bounds: tuple[float, float] | None = None) -> list[float] | None:
+    """The y range of what is drawn, padded by 4% (at least 0.01): the lines, their bands, and
+    (when skip_start > 0) without the first skip_start of the steps, where a loss starts far
+    above where it settles; within bounds where the measure has them (top-1: 0 to 1)."""
     if df.is_empty():
         return None
     if skip_start > 0:
@@ -91,8 +103,15 @@ def y_domain(df: pl.DataFrame, skip_start: float = 0.0) -> list[float] | None:
     if values.is_empty():
         return None
     low, high = float(values.min()), float(values.max())
-    pad = (high - low) * 0.04 or abs(high) * 0.04 or 0.01
-    return [low - pad, high + pad]
+    pad = max((high - low) * 0.04, abs(high) * 0.04 if high == low else 0.0, 0.01)
+    low, high = low - pad, high + pad
+    if bounds is not None:  # inside the measure's range, and at least MIN_SPAN of it tall
+        low, high = max(low, bounds[0]), min(high, bounds[1])
+        span = min(MIN_SPAN * (bounds[1] - bounds[0]), bounds[1] - bounds[0])
+        if high - low < span:
+            low = max(bounds[0], min(low, bounds[1] - span))
+            high = low + span
+    return [low, high]
 
 
 def scalars(metrics: pl.DataFrame) -> dict[str, tuple[str, str]]:

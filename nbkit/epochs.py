@@ -122,9 +122,11 @@ def seen_gap(metrics: pl.DataFrame) -> pl.DataFrame:
     if rows.is_empty():
         return pl.DataFrame(schema=schema)
     mean = lambda w: (pl.col("w") * pl.col(f"{w}_weighted") / pl.col(f"{w}_share")).sum() / pl.col("w").sum()
-    gap = (rows.group_by("variant").agg(pl.len().alias("rows"), mean("unseen").alias("unseen"), mean("seen").alias("seen"))
+    gap = (rows.group_by("variant")
+           .agg(pl.len().alias("rows"), mean("unseen").alias("unseen"), mean("seen").alias("seen"))
            .with_columns((1 - pl.col("seen") / pl.col("unseen")).alias("gap")))
-    held = _second_half(metrics.filter(pl.col("split") == HELD_OUT)).group_by("variant").agg(pl.col("loss").mean().alias("held"))
+    held = (_second_half(metrics.filter(pl.col("split") == HELD_OUT))
+            .group_by("variant").agg(pl.col("loss").mean().alias("held")))
     return gap.join(held, on="variant", how="left").sort("variant").select(list(schema)).cast(schema)
 
 
@@ -143,7 +145,8 @@ def verdicts(points: pl.DataFrame) -> pl.DataFrame:
             .with_columns(pl.when(pl.col("mids") >= 3).then(
                 Z * pl.col("mid_std") * (1 / pl.col("boundaries") + 1 / pl.col("mids")).sqrt()).alias("chance"))
             .with_columns(pl.when(pl.col("chance").is_not_null())
-                          .then(pl.col("boundary_drop_mean") - pl.col("mid_epoch_drop_mean").fill_null(0.0) > pl.col("chance"))
+                          .then(pl.col("boundary_drop_mean") - pl.col("mid_epoch_drop_mean").fill_null(0.0)
+                                > pl.col("chance"))
                           .alias("stands_out"))
             .drop("mid_std", "mids"))
 
@@ -159,7 +162,8 @@ def pct(v: float | None) -> str:
 
 def _drop_words(r: dict) -> str:
     """'+5.2% ± 0.4% across 2 seeds, mid-epoch +0.1%' for one variant's verdicts row."""
-    spread = f" ± {abs(r['boundary_drop_std']) * 100:.1f}% across {r['seeds']} seeds" if r["boundary_drop_std"] is not None else ""
+    std = r["boundary_drop_std"]
+    spread = f" ± {abs(std) * 100:.1f}% across {r['seeds']} seeds" if std is not None else ""
     return f"{pct(r['boundary_drop_mean'])}{spread}, mid-epoch {pct(r['mid_epoch_drop_mean'])}"
 
 
@@ -167,7 +171,8 @@ def findings(metrics: pl.DataFrame, runs: pl.DataFrame) -> list[str]:
     """The findings as sentences (markdown), computed from the runs; the last one is the verdict."""
     points = drops.boundary_drops(metrics, runs)
     v = {r["variant"]: r for r in verdicts(points).iter_rows(named=True)}
-    held = {r["variant"]: r["boundary_drop_mean"] for r in drops.drop_per_variant(held_out_drops(metrics, runs)).iter_rows(named=True)}
+    held = {r["variant"]: r["boundary_drop_mean"]
+            for r in drops.drop_per_variant(held_out_drops(metrics, runs)).iter_rows(named=True)}
     gap = {r["variant"]: r for r in seen_gap(metrics).iter_rows(named=True)}
     base = v.get(BASE)
     if base is None:
@@ -179,7 +184,8 @@ def findings(metrics: pl.DataFrame, runs: pl.DataFrame) -> list[str]:
            + _stands_out_words(base)]
     if BASE in held:
         out.append(f"**Held-out images** (never trained on, scored at the same steps): their loss moved "
-                   f"{pct(held[BASE])} against the trend at the same epoch ends, the training loss {pct(base['boundary_drop_mean'])}"
+                   f"{pct(held[BASE])} against the trend at the same epoch ends, the training loss "
+                   f"{pct(base['boundary_drop_mean'])}"
                    + (": the images trained on drop, the others do not." if _smaller(held[BASE], base) else "."))
     out += _control_words(v, gap)
     out.append(_verdict(base, held.get(BASE), v.get(f"{BASE}-replacement"), gap.get(f"{BASE}-replacement"),
@@ -202,16 +208,19 @@ def _smaller(held: float | None, base: dict) -> bool:
 def _control_words(v: dict, gap: dict) -> list[str]:
     out = []
     if (r := v.get(f"{BASE}-replacement")) is not None:
-        out.append(f"**No epochs** ({BASE}-replacement: every batch drawn with replacement, so the data hold no boundary): "
+        out.append(f"**No epochs** ({BASE}-replacement: every batch drawn with replacement, so the data hold no "
+                   "boundary): "
                    f"at the same steps {_drop_words(r)}. " + _stands_out_words(r))
     if (g := gap.get(f"{BASE}-replacement")) is not None:
         held = "" if g["held"] is None else f" (the held-out images, over the same steps: {g['held']:.3f})"
-        out.append(f"**Seen against unseen at the same weights** ({BASE}-replacement, second half of each run, the same "
-                   f"windows): examples trained on before had a mean loss of {g['seen']:.3f}, examples never trained on "
+        out.append(f"**Seen against unseen at the same weights** ({BASE}-replacement, second half of each run, the "
+                   f"same windows): examples trained on before had a mean loss of {g['seen']:.3f}, examples never "
+                   f"trained on "
                    f"{g['unseen']:.3f}{held}: {abs(g['gap']) * 100:.0f}% {'lower' if g['gap'] >= 0 else 'higher'} "
                    "for the seen ones.")
     if (r := v.get(f"{BASE}-fixed")) is not None:
-        out.append(f"**One fixed order** ({BASE}-fixed: every example comes back exactly one epoch after its last visit): "
+        out.append(f"**One fixed order** ({BASE}-fixed: every example comes back exactly one epoch after its last "
+                   "visit): "
                    f"{_drop_words(r)}. " + _stands_out_words(r))
     others = [(name, r) for name, r in v.items() if name not in (BASE, f"{BASE}-replacement", f"{BASE}-fixed")]
     if others:
@@ -226,11 +235,13 @@ def _verdict(base: dict, held: float | None, replacement: dict | None, gap: dict
     """Memorisation when the drop stands out, the held-out images do not drop with it, and either
     sampling with replacement shows no drop or the seen examples' loss is lower at the same weights."""
     if not base["stands_out"]:
-        return (f"**Verdict: the data do not settle it.** {BASE}'s drop at epoch ends does not stand out from chance in "
-                "these runs, so there is nothing yet to explain: longer runs or more seeds would show whether it is there.")
+        return (f"**Verdict: the data do not settle it.** {BASE}'s drop at epoch ends does not stand out from chance "
+                "in these runs, so there is nothing yet to explain: longer runs or more seeds would show whether it "
+                "is there.")
     if held is None:
-        return ("**Verdict: the data do not settle it.** Without held-out images scored near epoch ends (settings val_size "
-                "and boundary_eval) nothing tells memorisation from a change in the network itself at the boundary.")
+        return ("**Verdict: the data do not settle it.** Without held-out images scored near epoch ends (settings "
+                "val_size and boundary_eval) nothing tells memorisation from a change in the network itself at the "
+                "boundary.")
     if not _smaller(held, base):
         return (f"**Verdict: not memorisation alone.** The held-out images drop at epoch ends too ({pct(held)} against "
                 f"{pct(base['boundary_drop_mean'])}): something changes at the boundary for images never trained on.")
@@ -258,6 +269,6 @@ def _recency_words(base: dict, fixed: dict | None) -> str:
     if not shrinks:
         return (words + ": it does not need the reshuffle; after every epoch end the batches hold examples trained on "
                 "once more, whatever their order.")
-    return (words + ": it comes from the reshuffle, which brings back at an epoch's start examples last trained on half "
-            "an epoch earlier on average, where an epoch's last batches hold examples last trained on one and a half "
-            "epochs earlier, and the network remembers the recent ones better.")
+    return (words + ": it comes from the reshuffle, which brings back at an epoch's start examples last trained on "
+            "half an epoch earlier on average, where an epoch's last batches hold examples last trained on one and a "
+            "half epochs earlier, and the network remembers the recent ones better.")

@@ -25,7 +25,8 @@ class Section:
     table: pl.DataFrame | None = None  # numbers formatted for reading
 
 
-def sections(metrics: pl.DataFrame, runs: pl.DataFrame, dataset: str, variants: list[str] | None = None) -> list[Section]:
+def sections(metrics: pl.DataFrame, runs: pl.DataFrame, dataset: str,
+             variants: list[str] | None = None) -> list[Section]:
     """Everything the epochs comparison shows for one dataset's runs of `variants` (default: the
     comparison's), in order: the experiment, the loss with epoch ends marked, the loss by seen
     count, every boundary overlaid, the held-out images at the same steps, the drop table, findings."""
@@ -34,14 +35,14 @@ def sections(metrics: pl.DataFrame, runs: pl.DataFrame, dataset: str, variants: 
     if metrics.is_empty() or runs.is_empty():
         return [experiment(), Section("No runs yet", f"No runs of the epochs comparison on {dataset} yet: "
                                       "`bash benchmarks/epochs_runs.sh` makes the CPU run set.")]
-    shown = [v for v in order if v in set(runs["variant"])]
+    shown, palette = [v for v in order if v in set(runs["variant"])], charts.colours(runs, order)
     out = [experiment(), Section("Training loss, epoch ends marked", LOSS_TEXT, charts.loss_chart(
-        metrics, runs, shown, x="epoch", seeds="mean and min-max band", order=order))]
+        metrics, runs, shown, x="epoch", seeds="mean and min-max band", palette=palette))]
     if (by_seen := seen_chart(metrics, order)) is not None:
         out.append(Section("Loss by how often the examples were trained on", SEEN_TEXT, by_seen))
     train = epochs.aligned(metrics, runs)
     if not train.is_empty():
-        out.append(Section("Every epoch end overlaid", ALIGNED_TEXT, aligned_chart(train, order)))
+        out.append(Section("Every epoch end overlaid", ALIGNED_TEXT, aligned_chart(train, order, palette)))
     held = epochs.aligned(metrics, runs, epochs.HELD_OUT)
     if not held.is_empty():
         out.append(Section("Held-out images at the same steps", HELD_TEXT, held_out_chart(train, held, order)))
@@ -51,8 +52,18 @@ def sections(metrics: pl.DataFrame, runs: pl.DataFrame, dataset: str, variants: 
 
 
 def _of(metrics, runs, dataset, order):
-    pick = lambda df: df.filter((pl.col("dataset") == dataset) & pl.col("variant").is_in(order)) if not df.is_empty() else df
-    return pick(metrics), pick(runs)
+    """One dataset's runs of the variants in order, each variant's main group only (most seeds, then
+    most steps): a variant's runs at other settings (another train_size, say) are another experiment."""
+    if runs.is_empty() or metrics.is_empty():
+        return metrics, runs
+    runs = runs.filter((pl.col("dataset") == dataset) & pl.col("variant").is_in(order))
+    if "group" in runs.columns and not runs.is_empty():
+        main = (runs.group_by("variant", "group")
+                .agg(pl.col("seed").n_unique().alias("seeds"), pl.col("last_step").max())
+                .sort(["variant", "seeds", "last_step", "group"], descending=[False, True, True, False])
+                .group_by("variant", maintain_order=True).first()["group"])
+        runs = runs.filter(pl.col("group").is_in(main.implode()))
+    return metrics.filter(pl.col("path").is_in(runs["path"].implode())), runs
 
 
 def experiment() -> Section:
@@ -63,7 +74,8 @@ EXPERIMENT_TEXT = """The original asked why the ResNet training loss drops at ev
 memorisation. Each variant here changes one thing around that drop:
 
 - **resnet18**: the original's data order, a fresh permutation each epoch;
-- **resnet18-fixed**: one permutation, the same every epoch: each example comes back exactly one epoch after its last visit;
+- **resnet18-fixed**: one permutation, the same every epoch: each example comes back exactly one epoch after its
+  last visit;
 - **resnet18-replacement**: every batch drawn with replacement: no epoch boundary in the data at all, and examples
   trained on before meet examples never trained on in the same batch;
 - **resnet18-half**: the first half of the same training set: epochs half as long;
@@ -88,8 +100,10 @@ TABLE_TEXT = ("Relative drop (how much lower the loss just after an epoch end is
 
 # --- charts ----------------------------------------------------------------------------------------
 
-def _colour(order: list[str]) -> alt.Scale:
-    return alt.Scale(domain=order, range=[charts.PALETTE[i % len(charts.PALETTE)] for i in range(len(order))])
+def _colour(order: list[str], palette: dict[str, str]) -> alt.Scale:
+    """Each variant in the colour the comparison's other charts give its main group."""
+    fallback = lambda i: charts.PALETTE[i % len(charts.PALETTE)]
+    return alt.Scale(domain=order, range=[palette.get(v, fallback(i)) for i, v in enumerate(order)])
 
 
 def _panels(frames: dict[str, pl.DataFrame], layers, title: str) -> charts.Spec:
@@ -136,15 +150,16 @@ X_OFFSET = alt.X("offset:Q", title="steps since the epoch end")
 Y_DEVIATION = alt.Y("deviation:Q", title="loss against trend", axis=alt.Axis(format="+%"))
 
 
-def aligned_chart(train: pl.DataFrame, order: list[str]) -> charts.Spec:
+def aligned_chart(train: pl.DataFrame, order: list[str], palette: dict[str, str] | None = None) -> charts.Spec:
     """Every boundary overlaid per variant: one thin line per (run, boundary), the mean bold."""
-    colour = alt.Color("variant:N", scale=_colour(order), legend=None)
+    colour = alt.Color("variant:N", scale=_colour(order, palette or {}), legend=None)
 
     def layers(variant, rows):
         mean = rows.group_by("variant", "offset").agg(pl.col("deviation").mean()).sort("offset")
         return [*_zero_rules(),
                 alt.Chart(_data(rows.select("variant", "seed", "boundary", "offset", "deviation"))).mark_line(
-                    strokeWidth=0.7, opacity=0.35).encode(X_OFFSET, Y_DEVIATION, colour, detail=["seed:N", "boundary:N"]),
+                    strokeWidth=0.7, opacity=0.35).encode(
+                    X_OFFSET, Y_DEVIATION, colour, detail=["seed:N", "boundary:N"]),
                 alt.Chart(_data(mean)).mark_line(strokeWidth=2.5, point=True).encode(
                     X_OFFSET, Y_DEVIATION, colour, tooltip=["offset:Q", alt.Tooltip("deviation:Q", format="+.2%")])]
 

@@ -1,184 +1,205 @@
-"""The comparison notebook: one source for the three comparisons. notebooks/{resnets,learning,
-models}.py embed it with their comparison; run alone: marimo edit nbkit/notebook.py -- --comparison NAME.
+"""The comparison notebook: one source for every comparison. notebooks/<comparison>.py are this
+file under the comparison's name (links to it), so `marimo edit notebooks/models.py` opens the
+*models* comparison; `-- --comparison NAME` picks another.
 
-Widgets live in cells that read the runs directory once (first_runs); only the cell that
-re-reads the logs depends on auto-refresh, so a refresh redraws charts and tables and keeps
-every setting."""
+Live updates cost nothing when nothing was written: the runs directory is held in a
+reader.RunStore that one cell polls on each auto-refresh tick; only when it finds new rows does
+it set the snapshot state that the view, charts and tables read. The controls are rebuilt only
+when the catalogue (datasets, variants, splits, scalars) changes, from what the user chose
+before; the chart is one widget that takes new data in place, keeping zoom and pan."""
 
 import marimo
 
 __generated_with = "0.25.2"
-app = marimo.App(width="medium", app_title="nbkit: comparison")
+app = marimo.App(width="full", app_title="nbkit: comparison")
 
 
-@app.cell
+@app.cell(hide_code=True)
 def _():
     import marimo as mo
 
-    from nbkit import background, charts, claims, workbench as wb
-    from nbkit.comparisons import get_comparison
-    from nbkit.escape import md_code
-    from nbkit.reader import read_runs
-    return background, charts, claims, get_comparison, md_code, mo, read_runs, wb
+    from nbkit import background, claims, reader, workbench as wb
+    from nbkit.livechart import LiveChart
+    return LiveChart, background, claims, mo, reader, wb
 
 
-@app.cell
-def _(mo):
-    # the notebooks in notebooks/ set this when they embed this one; run directly: -- --comparison NAME
-    comparison_name = mo.cli_args().get("comparison") or "models"
-    return (comparison_name,)
-
-
-@app.cell
-def _(comparison_name, get_comparison):
-    comparison = get_comparison(comparison_name)
+@app.cell(hide_code=True)
+def _(mo, wb):
+    # -- --comparison NAME, else the notebook's own name (notebooks/resnets.py: resnets)
+    comparison = wb.comparison_for(mo.cli_args(), globals().get("__file__"))
     return (comparison,)
 
 
-@app.cell
+@app.cell(hide_code=True)
 def _(comparison, mo, wb):
     mo.md(wb.intro(comparison))
     return
 
 
-@app.cell
-def _(mo, wb):
-    runs_dir = mo.ui.text(value=wb.default_runs_dir(mo.cli_args()), label="runs directory", full_width=True)
+@app.cell(hide_code=True)
+def _(claims, comparison, dataset, get_snapshot, mo, view, wb):
+    # the answer first: findings and the scorecard's verdicts, from the runs shown below
+    _snap = get_snapshot()
+    if view is None:
+        _out = mo.callout(mo.md(wb.guidance(comparison, str(_snap.root))), kind="info")
+    else:
+        _out = mo.md(wb.answer(view, wb.verdicts(claims, _snap, comparison, dataset.value), dataset.value))
+    mo.vstack([_out, mo.md(wb.original(comparison))])
+    return
+
+
+@app.cell(hide_code=True)
+def _(comparison, mo, reader, wb):
+    # the runs directory, read once here; the poll below brings it up to date
+    store = reader.RunStore(wb.default_runs_dir(mo.cli_args()))
+    store.poll()
+    first = wb.snapshot(store, comparison)
+    get_snapshot, set_snapshot = mo.state(first)
+    get_catalogue, set_catalogue = mo.state(first.catalogue)
+    get_launched, set_launched = mo.state(None)  # the sweep launched from this page
+    get_sweep, set_sweep = mo.state(None)  # its state, and how many launched sweeps run here
+    choices = wb.Choices()  # what the user chose, kept while the controls are rebuilt
+    return (choices, first, get_catalogue, get_launched, get_snapshot, get_sweep, set_catalogue,
+            set_launched, set_snapshot, set_sweep, store)
+
+
+@app.cell(hide_code=True)
+def _(mo, store):
+    runs_dir = mo.ui.text(value=str(store.root), label="runs directory", full_width=True)
     refresh = mo.ui.refresh(options=["2s", "5s", "10s", "30s"], label="auto-refresh")
     mo.hstack([runs_dir, refresh], widths=[4, 1])
     return refresh, runs_dir
 
 
-@app.cell
-def _(read_runs, runs_dir):
-    # the first read: what the controls offer (a refresh does not rebuild them)
-    first_metrics, first_runs = read_runs(runs_dir.value)
-    return first_metrics, first_runs
+@app.cell(hide_code=True)
+def _(background, comparison, get_catalogue, get_launched, get_snapshot, get_sweep, refresh, runs_dir,
+      set_catalogue, set_snapshot, set_sweep, store, sweep_tick, wb):
+    # every tick: a few stat calls; new state (and so a redraw) only where something changed
+    refresh.value, sweep_tick.value if sweep_tick is not None else None
+    _moved = store.open(runs_dir.value)
+    if store.poll() or _moved or store.version != get_snapshot().version:
+        _snap = wb.snapshot(store, comparison)
+        set_snapshot(_snap)
+        if _snap.catalogue != get_catalogue():
+            set_catalogue(_snap.catalogue)
+    _sweep = wb.sweep_status(background, get_launched(), store.root)
+    if _sweep != get_sweep():
+        set_sweep(_sweep)
+    return
 
 
-@app.cell
-def _(comparison, first_runs, mo, wb):
-    _datasets = wb.datasets(first_runs, comparison) or ["(none)"]
-    dataset = mo.ui.dropdown(_datasets, value=_datasets[0], label="dataset")
+@app.cell(hide_code=True)
+def _(choices, get_catalogue, wb):
+    dataset = wb.dataset_control(get_catalogue(), choices)
     return (dataset,)
 
 
-@app.cell
-def _(comparison, dataset, first_metrics, first_runs, mo, wb):
-    controls = wb.view_controls(first_metrics, first_runs, comparison, dataset.value)
-    colour_order = wb.variant_options(first_runs, comparison, dataset.value)[0]  # a variant keeps its colour
+@app.cell(hide_code=True)
+def _(choices, comparison, dataset, first, get_catalogue, mo, wb):
+    controls = wb.view_controls(get_catalogue(), comparison, dataset.value, choices, first.default_scalar)
     mo.vstack([mo.hstack([dataset, controls["x"], controls["splits"], controls["scalar"]], justify="start"),
                controls["variants"],
                mo.hstack([controls["smoothing"], controls["log_scale"], controls["seeds"]], justify="start")])
-    return colour_order, controls
+    return (controls,)
 
 
-@app.cell
-def _(read_runs, refresh, runs_dir):
-    refresh.value  # re-read the logs on every tick while runs write
-    metrics, runs = read_runs(runs_dir.value)
-    return metrics, runs
-
-
-@app.cell
-def _(colour_order, comparison, controls, dataset, metrics, mo, runs, runs_dir, wb):
+@app.cell(hide_code=True)
+def _(choices, controls, dataset, get_catalogue, get_snapshot, wb):
+    # the view: rebuilt when the snapshot or a control changes, never on a tick that found nothing
     _c = controls.value
-    mo.stop(runs.is_empty() or metrics.is_empty() or not _c["variants"],
-            mo.callout(mo.md(wb.guidance(comparison, runs_dir.value)), kind="info"))
-    view = wb.build_view(metrics, runs, dataset.value, _c["variants"], splits=_c["splits"], x=_c["x"],
-                         smoothing=_c["smoothing"], seeds=_c["seeds"], log_scale=_c["log_scale"],
-                         scalar=None if _c["scalar"] == "(none)" else _c["scalar"], order=colour_order)
+    choices.remember(dataset.value, _c, get_catalogue().options(dataset.value))
+    view = wb.view_of(get_snapshot(), dataset.value, _c)
     return (view,)
 
 
-@app.cell
+@app.cell(hide_code=True)
 def _(mo, view):
-    mo.md("## This run set\n" + view.protocol)
+    mo.md("## This run set\n" + view.protocol) if view is not None else None
     return
 
 
-@app.cell
+@app.cell(hide_code=True)
+def _(LiveChart, mo, wb):
+    chart = mo.ui.anywidget(LiveChart())
+    mo.vstack([mo.md("## Curves\n" + wb.CURVES_NOTE), chart])
+    return (chart,)
+
+
+@app.cell(hide_code=True)
+def _(chart, controls, dataset, view, wb):
+    # new data go into the chart in place: zoom, pan and the legend highlight stay
+    chart.widget.show(view.dashboard.to_dict() if view is not None else {}, wb.chart_key(dataset.value, controls.value))
+    return
+
+
+@app.cell(hide_code=True)
+def _(claims, comparison, dataset, get_snapshot, mo, view):
+    mo.md(claims.section(get_snapshot().metrics, get_snapshot().runs, comparison.name, dataset.value)) \
+        if view is not None else None
+    return
+
+
+@app.cell(hide_code=True)
 def _(mo, view, wb):
-    mo.vstack([mo.md("## Curves\n" + wb.notes(view)["curves"]), view.dashboard])
+    mo.vstack([mo.md(f"## {s.title}\n{s.text}"), *([s.chart] if s.chart is not None else [])]
+              for s in wb.sections(view)) if view is not None else None
     return
 
 
-@app.cell
-def _(mo, view):
-    # sections that build on the findings (a scorecard, per-layer views) go in cells right after this one
-    mo.md("## Findings\n" + "\n".join(f"- {f}" for f in view.findings))
-    return
-
-
-@app.cell
-def _(claims, comparison, dataset, metrics, mo, runs):
-    mo.md(claims.section(metrics, runs, comparison.name, dataset.value))
-    return
-
-
-@app.cell
-def _(charts, mo, view):
-    _layers = charts.layer_temperature_chart(view.metrics)
-    mo.vstack([mo.md("## Learned temperature per layer\nEach layer's tau at the run's last logged step."),
-               _layers]) if _layers is not None else None
-    return
-
-
-@app.cell
+@app.cell(hide_code=True)
 def _(mo, view, wb):
-    _notes = wb.notes(view)
-    _table = lambda rows: mo.ui.table(rows, selection=None, show_data_types=False, show_column_summaries=False,
-                                      page_size=25)
+    _notes = wb.notes(view) if view is not None else {}
+    _table = lambda t: mo.ui.table(t.frame, format_mapping=t.formats, selection=None, show_data_types=False,
+                                   show_column_summaries=False, page_size=25)
     mo.vstack([mo.md("## Per variant, across seeds\n" + _notes["per variant"]), _table(view.variant_rows),
                mo.md("## The original's tables\n" + _notes["original"]), _table(view.original_rows),
-               mo.md("## Runs\n" + _notes["runs"]), _table(view.run_rows)])
+               mo.md("## Runs\n" + _notes["runs"]), _table(view.run_rows)]) if view is not None else None
     return
 
 
-@app.cell
-def _(comparison, dataset, first_runs, mo, wb):
-    launch_form = wb.launch_controls(comparison, first_runs, dataset.value)
-    launch_button = mo.ui.run_button(label="Launch runs", kind="success")
+@app.cell(hide_code=True)
+def _(comparison, first, mo, wb):
+    # built once: what it shows is what Launch sends (a form), whatever the runs directory does
+    launch_form = wb.launch_form(comparison, first.runs, first.dataset, first.configs)
     stop_button = mo.ui.run_button(label="Stop running sweeps", kind="danger")
-    mo.vstack([mo.md("## Launch runs\nStarts `nbkit sweep` in the background, here or on a Ray cluster; turn on "
-                     "auto-refresh above to watch the charts fill. Finished runs are skipped, interrupted ones resume. "
-                     "The defaults repeat the loaded runs' dataset, steps and evaluation interval."),
-               launch_form["variants"], launch_form["dataset"],
-               mo.hstack([launch_form[k] for k in ("max_iter", "eval_every", "seeds", "device", "jobs")],
-                         justify="start"),
-               mo.hstack([launch_form["backend"], launch_form["address"]], justify="start", widths=[1, 4]),
-               mo.hstack([launch_button, stop_button], justify="start")])
-    return launch_button, launch_form, stop_button
+    mo.vstack([mo.md("## Launch runs\nStarts `nbkit sweep` in the background, here or on a Ray cluster, into the "
+                     "runs directory above; its runs appear in the charts as they log. Finished runs are skipped, "
+                     "interrupted ones resume. The defaults repeat the loaded runs' dataset, steps and evaluation "
+                     "interval."), launch_form, stop_button])
+    return launch_form, stop_button
 
 
-@app.cell
-def _(mo):
-    # the sweep launched from this page: kept while the form is edited again (a run button is true only once)
-    get_launched, set_launched = mo.state(None)
-    return get_launched, set_launched
-
-
-@app.cell
-def _(background, launch_button, launch_form, mo, runs_dir, set_launched):
-    mo.stop(not launch_button.value)
+@app.cell(hide_code=True)
+def _(background, launch_form, mo, set_launched, store):
+    mo.stop(launch_form.value is None)
     try:
-        set_launched(background.launch_sweep(runs_dir.value, **launch_form.value))
+        set_launched(background.launch_sweep(str(store.root), **launch_form.value))
     except ValueError as _e:
         mo.output.replace(mo.callout(mo.md(f"Not launched: {_e}"), kind="danger"))
     return
 
 
-@app.cell
-def _(background, mo, runs_dir, stop_button):
+@app.cell(hide_code=True)
+def _(background, mo, stop_button, store):
     mo.stop(not stop_button.value)
-    mo.md(f"Asked {background.stop_sweeps(runs_dir.value)} sweep(s) to stop; their runs checkpoint and are marked stopped.")
+    mo.md(f"Asked {background.stop_sweeps(str(store.root))} sweep(s) to stop; their runs checkpoint and are "
+          "marked stopped.")
     return
 
 
-@app.cell
-def _(background, get_launched, md_code, mo, refresh, runs_dir, wb):
-    refresh.value
-    mo.vstack(wb.sweep_report(background.active_sweeps(runs_dir.value), get_launched(), md_code))
+@app.cell(hide_code=True)
+def _(get_launched, mo):
+    # ticks while a sweep launched from this page exists: its status moves with auto-refresh off too
+    sweep_tick = mo.ui.refresh(options=["1s", "2s", "5s"], default_interval="2s",
+                               label="sweep status every") if get_launched() is not None else None
+    sweep_tick
+    return (sweep_tick,)
+
+
+@app.cell(hide_code=True)
+def _(get_launched, get_sweep, mo, wb):
+    _sweep = get_sweep()
+    mo.vstack(wb.sweep_report(get_launched(), _sweep.launched if _sweep else None, _sweep.active if _sweep else 0))
     return
 
 

@@ -35,8 +35,8 @@ from .models.vitn import Attention
 from .settings import Settings
 from .step import TrainStep, after_load, graph_safe, make_optimizer
 from .train import (LoopState, RunParts, autocast_dtype, ended, evaluate_near_epoch_end, evaluate_splits,
-                    evaluation_due, finish, near_epoch_end, pause_clock, saving, start, uses_cuda_graph,
-                    warmup_decay_lr, with_probe, write_checkpoint, write_train_row)
+                    evaluation_due, finish, near_epoch_end, pause_clock, saving, start, step_lr, uses_cuda_graph,
+                    with_probe, write_checkpoint, write_train_row)
 
 
 def _key(name: str) -> str:
@@ -281,7 +281,7 @@ def _build(variant: str, settings: list[Settings], ds: Dataset, world, dev: torc
 def _assemble(packed: Packed, members: list[PackMember], s: Settings, dev, world, opt_state: dict | None = None) -> Pack:
     """The pack's optimiser and step over `packed`, and each member's views of them."""
     params = [p for p in packed.parameters() if p.requires_grad]
-    opt = make_optimizer(params, warmup_decay_lr(0, s), dev)
+    opt = make_optimizer(params, step_lr(0, s), dev)
     if opt_state is not None:
         opt.load_state_dict(opt_state)
         after_load(opt, dev)
@@ -315,7 +315,7 @@ def _loop(pack: Pack, stop_requested: list[str]) -> None:
     while pack.members and step < s.max_iter:
         batches = [m.run.batches(step) for m in pack.members]
         x, y = torch.stack([b[0] for b in batches]), torch.stack([b[1] for b in batches])
-        stats = pack.step(x, y, warmup_decay_lr(step, s))  # (K, columns), on the device
+        stats = pack.step(x, y, step_lr(step, s))  # (K, columns), on the device
         losses = pack.step.example_losses  # (K, B) with the seen-count probe, else None
         step += 1
         evaluating, failed = evaluation_due(s, step), []

@@ -12,12 +12,11 @@ from pathlib import Path
 
 import markdown
 
-from . import claims
-from .charts import layer_temperature_chart
+from . import charts, claims
 from .comparisons import COMPARISONS, Comparison
-from .present import to_html
 from .reader import read_runs
-from .workbench import build_view, datasets, default_scalar, intro, notes, variant_options
+from .workbench import (answer, build_view, datasets, default_scalar, intro, notes, original, registry_order,
+                        sections, variant_options)
 
 STYLE = """
 body { font: 15px/1.55 system-ui, -apple-system, "Segoe UI", sans-serif; color: #222; max-width: 1020px;
@@ -26,9 +25,9 @@ h1 { font-size: 1.9rem; margin-bottom: .5rem; } h2 { margin-top: 2.2rem; border-
 table { border-collapse: collapse; font-size: 13px; margin: .8rem 0; width: 100%; }
 th, td { padding: 4px 8px; border-bottom: 1px solid #e5e5e5; text-align: left; white-space: nowrap; }
 th { background: #f6f6f6; } tbody tr:hover { background: #fafafa; }
-.wide { overflow-x: auto; } .wrap td { white-space: normal; } .note { color: #555; font-size: 13px; } #curves { margin: 1rem 0; }
+.wide { overflow-x: auto; } td.num, th.num { text-align: right; } .wrap td { white-space: normal; } .note { color: #555; font-size: 13px; } #curves { margin: 1rem 0; }
 """
-EMBED_OPTIONS = {"actions": {"export": True, "source": False, "compiled": False, "editor": False}}
+EMBED_OPTIONS = {"renderer": "svg", "actions": {"export": True, "source": False, "compiled": False, "editor": False}}
 
 
 def javascript() -> str:
@@ -56,22 +55,25 @@ def document(comparison: Comparison, frames: tuple, dataset: str | None = None, 
         parts.append(_md(f"**No runs of this comparison in this run set.** Train some with "
                          f"`nbkit sweep {comparison.name}`, then run `nbkit report` again."))
         return _page(comparison, parts, None, script)
-    view = build_view(metrics, runs, chosen, variants, splits=("train_200", "val", "test"), order=options,
-                      scalar=default_scalar(metrics))
+    view = build_view(metrics, runs, chosen, variants, splits=("train_200", "val", "test"),
+                      scalar=default_scalar(metrics), palette=charts.colours(runs, registry_order()))
     said = notes(view)
-    layers = layer_temperature_chart(view.metrics, order=options)
-    parts += ["<h2>This run set</h2>", _md(view.protocol),
+    card = claims.scorecard(claims.measured(*claims.of_dataset(metrics, runs, chosen)), comparison.name)
+    verdicts = dict(card["verdict"].value_counts(sort=True).iter_rows()) if card.height else {}
+    extra = sections(view)
+    parts += [_md(answer(view, verdicts, chosen)), _md(original(comparison)),
+              "<h2>This run set</h2>", _md(view.protocol),
               "<h2>Curves</h2>", _md(said["curves"]), "<div id='curves'></div>",
-              "<h2>Findings</h2>", _md("\n".join(f"- {f}" for f in view.findings) or "No findings yet."),
               f"<div class='wrap'>{_md(claims.section(metrics, runs, comparison.name, chosen))}</div>",
-              *(["<h2>Learned temperature per layer</h2>", _md("Each layer's tau at the run's last logged step."),
-                 "<div id='layers'></div>"] if layers is not None else []),
+              *(part for i, s in enumerate(extra) for part in (f"<h2>{html.escape(s.title)}</h2>", _md(s.text),
+                                                               *([f"<div id='section{i}'></div>"] if s.chart else []))),
               "<h2>Per variant, across seeds</h2>", _md(said["per variant"]),
-              f"<div class='wide'>{to_html(view.variant_rows)}</div>",
+              f"<div class='wide'>{view.variant_rows.to_html()}</div>",
               "<h2>The original's tables</h2>", _md(said["original"]),
-              f"<div class='wide'>{to_html(view.original_rows)}</div>",
-              "<h2>Runs</h2>", _md(said["runs"]), f"<div class='wide'>{to_html(view.run_rows)}</div>"]
-    specs = {"curves": view.dashboard.to_dict(), **({"layers": layers.to_dict()} if layers is not None else {})}
+              f"<div class='wide'>{view.original_rows.to_html()}</div>",
+              "<h2>Runs</h2>", _md(said["runs"]), f"<div class='wide'>{view.run_rows.to_html()}</div>"]
+    specs = {"curves": view.dashboard.to_dict(),
+             **{f"section{i}": s.chart.to_dict() for i, s in enumerate(extra) if s.chart is not None}}
     return _page(comparison, parts, specs, script)
 
 
@@ -113,7 +115,8 @@ def export_figures(runs_dir: Path, out: Path, dataset: str | None = None, frames
         options, variants = variant_options(runs, comparison, chosen)
         if not variants:
             continue
-        view = build_view(metrics, runs, chosen, variants, seeds="mean and min-max band", order=options)
+        view = build_view(metrics, runs, chosen, variants, seeds="mean and min-max band",
+                          palette=charts.colours(runs, registry_order()))
         for kind, chart in view.charts.items():
             for suffix in ("png", "svg"):
                 path = out / f"{comparison.name}-{kind}.{suffix}"

@@ -274,31 +274,38 @@ def read_status(run_dir: str | Path) -> dict:
 def read_metrics(path: str | Path) -> list[dict]:
     """Rows of one metrics.jsonl; a truncated or garbage line, or a row of the wrong shape, is
     skipped with a warning naming file and line (non-finite values read as missing)."""
-    rows = []
     try:
         with open(path, "rb") as f:
             data = f.read(MAX_METRICS_BYTES + 1)
     except OSError:
-        return rows
+        return []
     if len(data) > MAX_METRICS_BYTES:
         warnings.warn(f"{path}: reading only its first {MAX_METRICS_BYTES >> 20} MiB (a 5,000-step run logs "
                       "well under 1 MiB)", stacklevel=2)
         data = data[:data.rfind(b"\n", 0, MAX_METRICS_BYTES) + 1]
-    text = data.decode("utf-8", errors="replace")  # a bad byte spoils its line only
-    lines = text.split("\n")
-    for i, line in enumerate(lines, 1):
+    rows, _ = metrics_rows(data, path)
+    return rows
+
+
+def metrics_rows(data: bytes, path: str | Path, first_line: int = 1, final: bool = True) -> tuple[list[dict], int]:
+    """The rows in data (whole lines of a metrics.jsonl from line first_line on), each checked
+    against its shape, and the number of bytes of whole lines read. A last line without its line
+    break is still being written (or was cut): skipped, with a warning when final."""
+    rows = []
+    end = data.rfind(b"\n") + 1
+    if end < len(data) and final and data[end:].strip():
+        last = first_line + data.count(b"\n")
+        warnings.warn(f"{path}:{last}: skipping an incomplete last line", stacklevel=3)
+    text = data[:end].decode("utf-8", errors="replace")  # a bad byte spoils its line only
+    for i, line in enumerate(text.split("\n")[:-1], first_line):
         if not line.strip():
-            continue
-        if i == len(lines) and not text.endswith("\n"):
-            # still being written (or cut): not a complete row yet
-            warnings.warn(f"{path}:{i}: skipping an incomplete last line", stacklevel=2)
             continue
         try:
             value = json.loads(line)
         except (ValueError, RecursionError):
-            warnings.warn(f"{path}:{i}: skipping an unreadable line", stacklevel=2)
+            warnings.warn(f"{path}:{i}: skipping an unreadable line", stacklevel=3)
             continue
         row = schema.METRICS_ROW.check(value, f"{path}:{i}")
         if row is not None:
             rows.append(row)
-    return rows
+    return rows, end

@@ -45,6 +45,7 @@ class Settings:
     log_every: int = 10  # a train row is the mean of this many steps' loss and accuracy
     precision: str = "auto"  # auto: bf16 autocast on CUDA, fp32 elsewhere; fp32 as the original; bf16
     cuda_graph: bool = True  # on a GPU, capture the training step as a CUDA graph (one process, no compile)
+    original_schedule: bool = False  # the rates the original's optimiser saw: 1e-3 first, then one step late
     # --- the epochs experiment (nbkit's own, off by default) ---
     sampling: str = "epoch"  # epoch: a fresh permutation each epoch; fixed: one order every epoch; replacement
     train_size: int = 0  # train on the first N of a fixed seeded permutation of the training split (0 = all)
@@ -76,8 +77,8 @@ PRECISIONS = ("auto", "bf16", "fp32")
 SAMPLINGS = ("epoch", "fixed", "replacement")
 # settings added after runs were shipped: at their default they are left out of a run's identity
 # (sweep folder names, checkpoint checks), so earlier runs keep theirs
-LATER_KEYS = {"precision": "auto", "cuda_graph": True, "sampling": "epoch", "train_size": 0, "train_fraction": 1.0,
-              "seen_probe": False, "boundary_eval": 0}
+LATER_KEYS = {"precision": "auto", "cuda_graph": True, "original_schedule": False, "sampling": "epoch",
+              "train_size": 0, "train_fraction": 1.0, "seen_probe": False, "boundary_eval": 0}
 MAX_INT = 2**63 - 1  # what a seed generator and a run log's integer column hold
 _TYPES = typing.get_type_hints(Settings)
 

@@ -65,25 +65,30 @@ def variant_markdown(runs_dir: str | Path, dataset: str | None = None) -> str:
     if "precision" not in table.columns:
         table = table.with_columns(pl.lit(None, pl.String).alias("precision"))
     table = table.with_columns(pl.col("precision").fill_null("—").replace("", "—"))
+    table = table.with_columns(pl.col("group").alias("variant")) if "group" in table.columns else table
     return markdown_table(table, ["variant", "seeds", "best test top-1", "final test top-1", "train_200 - test",
                                   "parameters", "img/s", "precision"], "lrrrrrrl")
 
 
 def findings(table: pl.DataFrame, runs_per_run: pl.DataFrame, baseline: str = "resnet18") -> list[str]:
-    """Plain sentences computed from the per-variant table and the per-run rows; variants whose
-    runs have no test evaluation yet take no part, and a spread needs two measured seeds."""
+    """Plain sentences computed from the per-variant table (a row per group of runs) and the
+    per-run rows; groups whose runs have no test evaluation yet take no part, and a spread needs
+    two measured seeds. The baseline is the variant's main group (tables.per_variant)."""
     if table.is_empty():
         return []
     table = table.filter(pl.col("best_test_mean").is_not_null())
     if table.is_empty():
         return ["No run has been evaluated on test yet."]
+    name = lambda r: md_text(r.get("group") or r["variant"])
     out = []
     best = table.row(0, named=True)
     spread = lambda r: (r["best_test_max"] - r["best_test_min"]) if r["seeds"] > 1 else None
-    text = (f"**{md_text(best['variant'])}** has the best test top-1: {best['best_test_mean']:.4f} "
+    text = (f"**{name(best)}** has the best test top-1: {best['best_test_mean']:.4f} "
             f"(best step, mean of {best['seeds']} seed{'s' if best['seeds'] > 1 else ''}).")
     base = table.filter(pl.col("variant") == baseline)
-    if best["variant"] != baseline and not base.is_empty():
+    if "main" in base.columns:
+        base = base.filter(pl.col("main"))
+    if not base.is_empty() and (best.get("group") or best["variant"]) != (base.row(0, named=True).get("group") or baseline):
         b = base.row(0, named=True)
         margin = best["best_test_mean"] - b["best_test_mean"]
         widest = max((s for s in (spread(best), spread(b)) if s is not None), default=None)
@@ -93,12 +98,12 @@ def findings(table: pl.DataFrame, runs_per_run: pl.DataFrame, baseline: str = "r
             verdict = f"larger than the seeds' spread ({widest:.4f}), so the lead holds across seeds"
         else:
             verdict = f"within the seeds' spread ({widest:.4f}), so it may be noise"
-        text += f" Its margin over {md_text(baseline)} is {margin:+.4f}, {verdict}."
+        text += f" Its margin over {name(b)} is {margin:+.4f}, {verdict}."
     out.append(text)
     out += _overfitting(runs_per_run)
     worst = table.row(table.height - 1, named=True)
     if table.height > 1:
-        out.append(f"Lowest test top-1: **{md_text(worst['variant'])}** at {worst['best_test_mean']:.4f}.")
+        out.append(f"Lowest test top-1: **{name(worst)}** at {worst['best_test_mean']:.4f}.")
     if "test_at_best_val_mean" in table.columns:
         diff = (table["best_test_mean"] - table["test_at_best_val_mean"]).mean()
         out.append(f"Picking the step on the test set itself (as the original did) flatters test top-1 by "
@@ -107,23 +112,24 @@ def findings(table: pl.DataFrame, runs_per_run: pl.DataFrame, baseline: str = "r
 
 
 def _overfitting(runs_per_run: pl.DataFrame) -> list[str]:
-    """Variants whose clean train_200 top-1 exceeds test top-1 by OVERFIT_GAP or more at the last
+    """Groups whose clean train_200 top-1 exceeds test top-1 by OVERFIT_GAP or more at the last
     evaluation (mean over seeds): the generalisation gap, not train_200 alone."""
     if runs_per_run.is_empty() or not {"final_train_200", "final_test"} <= set(runs_per_run.columns):
         return []
+    key = "group" if "group" in runs_per_run.columns else "variant"
     gaps = (runs_per_run.filter(pl.col("state") != "failed")
             .with_columns((pl.col("final_train_200") - pl.col("final_test")).alias("gap"))
             .filter(pl.col("gap").is_not_null())
-            .group_by("variant").agg(pl.col("gap").mean(), pl.col("final_train_200").mean(), pl.col("final_test").mean())
-            .sort(["gap", "variant"], descending=[True, False]))
+            .group_by(key).agg(pl.col("gap").mean(), pl.col("final_train_200").mean(), pl.col("final_test").mean())
+            .sort(["gap", key], descending=[True, False]))
     over = gaps.filter(pl.col("gap") >= OVERFIT_GAP)
     if over.is_empty():
         return []
-    names = ", ".join(f"{md_text(r['variant'])} ({r['final_train_200']:.3f} against {r['final_test']:.3f})"
+    names = ", ".join(f"{md_text(r[key])} ({r['final_train_200']:.3f} against {r['final_test']:.3f})"
                       for r in over.iter_rows(named=True))
     text = (f"Overfitting: clean train_200 top-1 exceeds test top-1 by at least {OVERFIT_GAP} for {names} "
             "(last evaluation, mean over seeds).")
     least = gaps.row(gaps.height - 1, named=True)
     if least["gap"] < OVERFIT_GAP:
-        text += f" The smallest gap is {md_text(least['variant'])}'s ({least['gap']:.3f})."
+        text += f" The smallest gap is {md_text(least[key])}'s ({least['gap']:.3f})."
     return [text]

@@ -47,6 +47,18 @@ def warmup_decay_lr(step: int, s: Settings) -> float:
     return max(lo, hi - (hi - lo) * (step - warm) / max(1, total - warm))
 
 
+ADAM_DEFAULT_LR = 1e-3  # torch's Adam default: the original's rate until its scheduler first stepped
+
+
+def step_lr(step: int, s: Settings) -> float:
+    """The rate step `step` (from 0) trains at: the schedule's, or with `original_schedule` the
+    original's, whose DeepSpeed set no rate before the first step (Adam's default 1e-3) and
+    stepped its scheduler after the optimiser, so step k trained at the schedule's rate of k - 1."""
+    if not s.original_schedule:
+        return warmup_decay_lr(step, s)
+    return ADAM_DEFAULT_LR if step == 0 else warmup_decay_lr(step - 1, s)
+
+
 def autocast_dtype(s: Settings, dev: torch.device) -> torch.dtype | None:
     """The training step's autocast: bf16 (precision bf16, or auto on CUDA) or None (fp32, as the original)."""
     if s.precision == "bf16" or (s.precision == "auto" and dev.type == "cuda"):
@@ -190,7 +202,7 @@ def _build(variant: str, s: Settings, ds: Dataset, world: World, dev: torch.devi
                   "results differ slightly from a single-process run", flush=True)
         forward = torch.nn.parallel.DistributedDataParallel(model, device_ids=[dev.index] if cuda else None)
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = make_optimizer(params, warmup_decay_lr(0, s), dev)
+    opt = make_optimizer(params, step_lr(0, s), dev)
     forward = torch.compile(forward) if s.compile else forward
     step = TrainStep(model, forward, opt, params, s.gradient_clipping, autocast_dtype(s, dev), dev,
                      capture=uses_cuda_graph(s, dev, world), example_losses=s.seen_probe)
@@ -265,7 +277,7 @@ def _loop(run: RunParts, state: LoopState, stop_requested: list[str]) -> None:
         # forward, backward, clipping, Adam at this step's learning rate (captured once on a GPU)
         x, y = run.batches(state.step)
         # log window: the step's statistics stay on the device until the window is written
-        stats = run.step(x, y, warmup_decay_lr(state.step, s))
+        stats = run.step(x, y, step_lr(state.step, s))
         state.window.append(with_probe(run, stats, run.step.example_losses))
         state.step += 1
         if not state.extra_keys:
@@ -310,12 +322,13 @@ def write_train_row(run: RunParts, state: LoopState, stop_requested: list[str]) 
     state.window = []
     row = {"step": state.step, "split": "train", "time": round(time.perf_counter() - state.start, 3),
            "loss": stats[0], "acc_top1": stats[1], "loss_total": stats[2], "grad_norm": stats[3],
-           "lr": warmup_decay_lr(state.step - 1, run.s)}
+           "lr": step_lr(state.step - 1, run.s)}  # the last step's
     row.update(_normalizer_columns(norm, normalizer))
     row.update(zip(state.extra_keys, stats[4:]))
     row.update(seen.row_columns(stats[4 + len(state.extra_keys):]))  # nothing without the probe
     state.last_loss = stats[0]
     run.log.metrics([row])
+    report_progress(run, state)
     if nonfinite:
         raise NonFiniteLoss(f"non-finite loss (NaN or Inf) in steps {state.step - len(stacked) + 1}..{state.step}")
     return bool(stops and stops[0])
@@ -404,12 +417,18 @@ def evaluate_splits(run: RunParts, state: LoopState) -> None:
             if name == "test":
                 state.last_test = acc
     run.log.metrics(rows)
-    ips = state.images_per_second(run.s.batch_size)
-    run.log.status("running", state.step, images_per_second=round(ips, 1))
-    if run.progress:
-        run.progress({"step": state.step, "max_iter": run.s.max_iter, "loss": state.last_loss,
-                      "test_acc": state.last_test, "images_per_second": ips})
+    run.log.status("running", state.step, images_per_second=round(state.images_per_second(run.s.batch_size), 1))
+    report_progress(run, state, evaluated=True)
     state.segment_start = time.perf_counter()
+
+
+def report_progress(run: RunParts, state: LoopState, evaluated: bool = False) -> None:
+    """Tell the progress callback (the CLI's bar) where the run is: at every log window and evaluation."""
+    if run.progress:
+        running = 0.0 if evaluated else time.perf_counter() - state.segment_start  # the stretch not yet counted
+        ips = (state.step - state.first_step) * run.s.batch_size / max(state.train_seconds + running, 1e-9)
+        run.progress({"step": state.step, "max_iter": run.s.max_iter, "loss": state.last_loss,
+                      "test_acc": state.last_test, "images_per_second": ips, "evaluated": evaluated})
 
 
 def _probes(run: RunParts, split: str, step: int, n: int) -> list[tuple[str, tuple | None]]:

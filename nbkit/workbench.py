@@ -1,10 +1,10 @@
-"""The comparison view that the notebooks, the Jupyter panel and the reports share: which
-datasets and variants to offer, the view itself (charts, tables, findings, protocol), and the
-notebooks' widgets.
+"""The comparison view that the notebooks, the Jupyter panel and the reports share: what a runs
+directory offers (its catalogue), the view itself (charts, tables, findings, the answer, the
+protocol), and the notebooks' widgets.
 
-The widgets are built from a first read of the runs directory and the comparison's fixed
-variant list, never from the data that auto-refresh re-reads: a refresh then updates the
-charts and tables and leaves every setting as it was."""
+The widgets are rebuilt only when the catalogue changes (a new dataset, variant, split or
+scalar appears), and then from what the user chose before (`Choices`): a refresh that only
+brings new rows redraws the charts and tables and leaves every control as it was."""
 
 from __future__ import annotations
 
@@ -16,12 +16,22 @@ import polars as pl
 
 from . import charts, present, runlog, summary, tables
 from .comparisons import Comparison
-from .escape import md_code
+from .curves import SEED_MODES, X_AXES, scalars
+from .escape import md_code, md_text
+
+BUILTIN_DATASETS = ("cifar10", "cifar100", "synthetic")
 
 
 def default_runs_dir(cli_args: dict | None = None) -> str:
     """--runs-dir after `--` on the marimo command line, else runlog.runs_dir()'s default."""
     return str(runlog.runs_dir((cli_args or {}).get("runs-dir")))
+
+
+def registry_order() -> list[str]:
+    """Every variant the registry knows, in its order: the order colours are handed out in."""
+    from .variants import VARIANTS
+
+    return list(VARIANTS)
 
 
 def datasets(runs: pl.DataFrame, comparison: Comparison) -> list[str]:
@@ -41,6 +51,45 @@ def variant_options(runs: pl.DataFrame, comparison: Comparison, dataset: str | N
     return options, default
 
 
+@dataclass(frozen=True)
+class Catalogue:
+    """What a runs directory offers the controls: its datasets (most relevant first), per
+    dataset the variants to pick from, and the splits and scalars the logs hold."""
+    datasets: tuple[str, ...] = ()
+    variants: tuple[tuple[str, tuple[str, ...]], ...] = ()  # (dataset, options)
+    splits: tuple[str, ...] = ()
+    scalars: tuple[str, ...] = ()
+
+    def options(self, dataset: str | None) -> list[str]:
+        return list(dict(self.variants).get(dataset, ()))
+
+
+def catalogue(metrics: pl.DataFrame, runs: pl.DataFrame, comparison: Comparison) -> Catalogue:
+    names = tuple(datasets(runs, comparison))
+    splits = tuple(sorted(set(metrics["split"].unique()) - {"train"})) if not metrics.is_empty() else ()
+    return Catalogue(names, tuple((d, tuple(variant_options(runs, comparison, d)[0])) for d in names), splits,
+                     tuple(scalars(metrics)))
+
+
+@dataclass
+class Choices:
+    """What the user chose in the controls, kept while they are rebuilt: a choice stays as long
+    as it is still offered; variants the comparison gains later join the selection."""
+    dataset: str | None = None
+    settings: dict = field(default_factory=dict)  # control name -> value
+    offered: set = field(default_factory=set)  # variants offered when the user last chose
+
+    def remember(self, dataset: str | None, values: dict, offered: list[str]) -> None:
+        self.dataset, self.settings, self.offered = dataset, dict(values), set(offered)
+
+    def variants(self, options: list[str], comparison: Comparison) -> list[str]:
+        default = [v for v in options if v in comparison.variants] or options
+        if "variants" not in self.settings:
+            return default
+        new = [v for v in options if v not in self.offered and v in comparison.variants]
+        return [v for v in options if v in self.settings["variants"] or v in new]
+
+
 @dataclass
 class View:
     metrics: pl.DataFrame
@@ -52,147 +101,285 @@ class View:
     test_table: pl.DataFrame
     findings: list[str]
     has_val: bool
-    variant_rows: pl.DataFrame = field(default_factory=pl.DataFrame)
-    run_rows: pl.DataFrame = field(default_factory=pl.DataFrame)
-    original_rows: pl.DataFrame = field(default_factory=pl.DataFrame)
+    variant_rows: present.Table = field(default_factory=lambda: present.Table(pl.DataFrame()))
+    run_rows: present.Table = field(default_factory=lambda: present.Table(pl.DataFrame()))
+    original_rows: present.Table = field(default_factory=lambda: present.Table(pl.DataFrame()))
     protocol: str = ""
+    palette: dict = field(default_factory=dict)
 
     @property
     def dashboard(self) -> charts.Spec:
-        """Every chart in one, with one legend whose click highlights a variant in all of them."""
+        """Every chart in one, with one legend whose click highlights a group in all of them."""
         return charts.dashboard(self.charts)
 
 
 def build_view(metrics: pl.DataFrame, runs: pl.DataFrame, dataset: str, variants: list[str],
                splits=("train_200", "test"), x: str = "step", smoothing: float = 0.0,
                seeds: str = "each run", log_scale: bool = False, scalar: str | None = None,
-               order: list[str] | None = None, width: int = charts.WIDTH) -> View:
-    """Everything a comparison shows, for one dataset and a set of variants; `order` fixes the
-    variants' colours (the comparison's variant list)."""
+               palette: dict | None = None, width: int = charts.WIDTH, cfgs: dict | None = None,
+               baseline: str = "resnet18") -> View:
+    """Everything a comparison shows, for one dataset and a set of variants. palette: each group's
+    colour (charts.colours of the whole runs directory, so it is the same in every view of it);
+    cfgs: the runs' config.json by path when already read (nbkit.reader.RunStore.configs)."""
+    palette = palette if palette is not None else charts.colours(runs, registry_order())
     runs = runs.filter((pl.col("dataset") == dataset) & pl.col("variant").is_in(variants)) if not runs.is_empty() else runs
     paths = runs["path"].to_list() if not runs.is_empty() else []
     metrics = metrics.filter(pl.col("path").is_in(paths)) if not metrics.is_empty() else metrics
-    shown = charts.main_charts(metrics, runs, variants, splits, x, smoothing, seeds, log_scale, scalar,
-                               order or variants, width)
+    shown = charts.main_charts(metrics, runs, variants, splits, x, smoothing, seeds, log_scale, scalar, palette, width)
     per_run = tables.per_run(metrics, runs)
     per_variant = tables.per_variant(metrics, runs, variants)
     train_200, test = tables.original_tables(metrics, runs)
     has_val = not metrics.is_empty() and "val" in set(metrics["split"].unique())
-    cfgs = present.configs(runs)
+    cfgs = {p: cfgs.get(p) or {} for p in paths} if cfgs is not None else present.configs(runs)
     return View(metrics, runs, shown, per_variant, per_run, train_200, test,
-                summary.findings(per_variant, per_run), has_val, present.variant_table(per_variant),
-                present.run_table(per_run, cfgs, runs), present.original_table(train_200, test),
-                present.protocol(runs, cfgs))
+                summary.findings(per_variant, per_run, baseline), has_val, present.variant_table(per_variant),
+                present.run_table(per_run, cfgs, runs), present.original_table(train_200, test, runs),
+                present.protocol(runs, cfgs), palette)
 
 
 def guidance(comparison: Comparison, runs_dir: str) -> str:
     """What to do when there are no runs yet (markdown)."""
     return (f"**No runs yet in {md_code(runs_dir)}.** Get some in one of three ways:\n\n"
-            f"1. Use the launch form below (it starts `nbkit sweep` in the background).\n"
+            f"1. Use the launch form at the bottom of this page (it starts `nbkit sweep` in the background).\n"
             f"2. From a terminal: {md_code(f'python -m nbkit sweep {comparison.name} --seeds 2 --runs-dir {runs_dir}')} "
             f"(add `--dataset cifar10` or `--dataset PATH/TO/IMAGES.tar.xz`, `--max-iter 500` for a quick look).\n"
-            f"3. Point *runs directory* above at a folder that already holds runs.")
+            f"3. Point *runs directory* below at a folder that already holds runs.\n\n"
+            "New runs show up on the next refresh (turn on auto-refresh).")
 
 
 def intro(comparison: Comparison) -> str:
-    return (f"# Comparison: {comparison.name}\n\n**Question.** {comparison.question}\n\n"
-            f"**What the original study reported** (CIFAR-100, 5,000 steps, one run each, best step picked on "
-            f"the test set): {comparison.original_findings}\n\n"
-            "Every number below is computed from the run logs loaded here, with seeds and their spread where "
-            "runs have several.")
+    return f"# Comparison: {md_text(comparison.name)}\n\n**Question.** {md_text(comparison.question)}"
+
+
+def original(comparison: Comparison) -> str:
+    return (f"**What the original study reported** (CIFAR-100, 5,000 steps, one run each, best step picked on the "
+            f"test set): {md_text(comparison.original_findings)}")
+
+
+def answer(view: View, verdicts: dict[str, int] | None, dataset: str) -> str:
+    """The short answer at the top of a comparison (markdown): the findings computed from the
+    runs shown, and the scorecard's verdicts in one line."""
+    runs = view.runs.height
+    head = f"**The answer from these runs** ({md_text(dataset)}, {runs} run{'s' if runs != 1 else ''}):"
+    lines = [f"- {f}" for f in view.findings] or ["- No run has been evaluated yet."]
+    if verdicts:
+        counts = ", ".join(f"{k} {v}" for k, v in verdicts.items())
+        lines.append(f"- The original's claims for this comparison, checked on these runs: {counts} "
+                     "(the replication scorecard below says which and why).")
+    return head + "\n\n" + "\n".join(lines)
+
+
+CURVES_NOTE = ("A line per run (seeds by dash), coloured by variant; runs of a variant at other settings are named "
+               "apart. Hover a chart for every run's value at that point, highest first; drag to pan, scroll to zoom, "
+               "double-click to reset; click a legend entry to highlight it in every chart. Dashed rules on the loss "
+               "mark epoch ends: the original's open puzzle is the loss dropping at each one.")
 
 
 def notes(view: View) -> dict[str, str]:
     """What each section of a comparison says above its chart or table (markdown), for the
     notebook, the Jupyter panel and the reports alike."""
     return {
-        "curves": "Hover a step for every run's value there; drag to pan, scroll to zoom, double-click to reset; "
-                  "click a legend entry to highlight a variant in every chart. Dashed rules on the loss mark epoch "
-                  "ends: the original's open puzzle is the loss dropping at each one.",
-        "per variant": "Best test top-1: at the best step chosen on test (its mean step in brackets), as the original "
-                       "did" + ("; test top-1 at the step chosen on the val split is the honest pick." if view.has_val
-                                else ".") + " ± is the standard deviation across seeds (none with one seed); the gap "
-                       "is final train_200 minus final test top-1.",
+        "curves": CURVES_NOTE,
+        "per variant": "A row per variant (and per set of settings where a variant has runs at several). Best test "
+                       "top-1: at the best step chosen on test (its mean step beside it), as the original did"
+                       + ("; test top-1 at the step chosen on the val split is the honest pick." if view.has_val
+                          else ".") + " ± is the standard deviation across seeds (none with one seed); two runs of "
+                       "one seed count once. The gap is final train_200 minus final test top-1. Columns sort.",
         "original": "Each run's best train_200 top-1 and best test top-1, each with its step (ties go to the earlier "
                     "step), best test first.",
-        "runs": "Each run's state, protocol and the settings that set it apart from the others.",
+        "runs": "Each run's state, progress, protocol and the settings that set it apart from the others.",
     }
 
 
-def launch_defaults(runs: pl.DataFrame, dataset: str | None) -> dict:
+def launch_defaults(runs: pl.DataFrame, dataset: str | None, cfgs: dict | None = None) -> dict:
     """The launch form's starting values, from the loaded runs of `dataset`: where their data
-    came from (preferring a path that exists here), their steps, evaluation interval, seeds and
-    device; the original protocol where there are none."""
-    out = {"dataset": dataset if dataset in ("cifar10", "cifar100", "synthetic") else "cifar100",
-           "max_iter": 5000, "eval_every": 100, "seeds": 2, "device": "auto"}
+    came from (only a path that exists here: runs made elsewhere name a path this machine may not
+    have), their steps, evaluation interval, seeds and device; the original protocol where there
+    are none. `missing` names a source path that is not here."""
+    out = {"dataset": dataset if dataset in BUILTIN_DATASETS else "cifar100",
+           "max_iter": 5000, "eval_every": 100, "seeds": 2, "device": "auto", "missing": None}
     chosen = runs.filter(pl.col("dataset") == dataset) if dataset and not runs.is_empty() else pl.DataFrame()
     if chosen.is_empty():
         return out
-    cfgs = [c for c in present.configs(chosen).values() if c]
-    settings = [c.get("settings") if isinstance(c.get("settings"), dict) else {} for c in cfgs]
+    configs = cfgs if cfgs is not None else present.configs(chosen)
+    configs = [configs.get(p) or {} for p in chosen["path"]]
+    settings = [c.get("settings") if isinstance(c.get("settings"), dict) else {} for c in configs]
     usual = lambda values, default: Counter(values).most_common(1)[0][0] if values else default
     sources = [x for x in dict.fromkeys((c.get("dataset") or {}).get("source") if isinstance(c.get("dataset"), dict)
-                                        else None for c in cfgs) if isinstance(x, str) and x]
-    if dataset not in ("cifar10", "cifar100", "synthetic") and sources:
-        out["dataset"] = next((x for x in sources if Path(x).exists()), sources[0])
+                                        else None for c in configs) if isinstance(x, str) and x]
+    if dataset not in BUILTIN_DATASETS and sources:
+        here = [x for x in sources if Path(x).exists()]
+        out["dataset"] = here[0] if here else ""
+        out["missing"] = None if here else sources[0]
     ints = lambda key: [s[key] for s in settings if isinstance(s.get(key), int) and not isinstance(s.get(key), bool)
                         and s[key] >= 1]
     out["max_iter"] = usual(ints("max_iter"), out["max_iter"])
     out["eval_every"] = usual(ints("eval_every"), out["eval_every"])
     seeds = chosen.group_by("variant").len()["len"]
     out["seeds"] = max(1, min(20, int(seeds.max()))) if seeds.len() else out["seeds"]
-    out["device"] = "cpu" if usual([c.get("device") for c in cfgs if c.get("device")], "auto") == "cpu" else "auto"
+    out["device"] = "cpu" if usual([c.get("device") for c in configs if c.get("device")], "auto") == "cpu" else "auto"
     return out
 
 
-# --- widgets (marimo), defined once for the three notebooks -----------------------------------
+def launch_summary(request: dict) -> str:
+    """What a launch starts, in one line (markdown): every variant and how many seeds."""
+    seeds = int(request.get("seeds") or 1)
+    names = ", ".join(md_code(v) for v in request.get("variants") or [])
+    return (f"{len(request.get('variants') or []) * seeds} run(s): {names}, {seeds} seed(s) each, on "
+            f"{md_code(request.get('dataset'))}, {request.get('max_iter')} steps")
 
-def view_controls(metrics: pl.DataFrame, runs: pl.DataFrame, comparison: Comparison, dataset: str | None):
-    """Variants, splits, x axis, smoothing, log scale, seed display and an extra scalar, as one
-    marimo dictionary. Build it from a first read of the runs (not the refreshed one): a
-    refresh must not reset what the user chose."""
+
+# --- the live notebook's state ------------------------------------------------------------------
+
+def comparison_for(cli_args: dict, notebook: str | None) -> Comparison:
+    """The comparison a notebook shows: `-- --comparison NAME`, else the one its file is named
+    after (notebooks/resnets.py), else models."""
+    from .comparisons import COMPARISONS, get_comparison
+
+    stem = Path(notebook).stem if notebook else None
+    return get_comparison(cli_args.get("comparison") or (stem if stem in COMPARISONS else "models"))
+
+
+@dataclass(frozen=True, eq=False)
+class Snapshot:
+    """A runs directory as one poll left it: its frames, configs, catalogue and colours."""
+    root: Path | None
+    version: int
+    metrics: pl.DataFrame
+    runs: pl.DataFrame
+    configs: dict
+    catalogue: Catalogue
+    palette: dict
+    comparison: Comparison
+
+    @property
+    def dataset(self) -> str | None:
+        return self.catalogue.datasets[0] if self.catalogue.datasets else None
+
+    @property
+    def default_scalar(self) -> str | None:
+        return default_scalar(self.metrics)
+
+
+def snapshot(store, comparison: Comparison) -> Snapshot:
+    """The store's frames now (nbkit.reader.RunStore), with what the controls offer and the colours."""
+    metrics, runs = store.frames()
+    return Snapshot(store.root, store.version, metrics, runs, store.configs(), catalogue(metrics, runs, comparison),
+                    charts.colours(runs, registry_order()), comparison)
+
+
+def view_of(snap: Snapshot, dataset: str | None, controls: dict) -> View | None:
+    """The view for the notebook's controls, or None while there is nothing to show."""
+    if snap.runs.is_empty() or snap.metrics.is_empty() or not controls.get("variants") or dataset not in snap.catalogue.datasets:
+        return None
+    scalar = controls.get("scalar")
+    return build_view(snap.metrics, snap.runs, dataset, controls["variants"], splits=controls["splits"],
+                      x=controls["x"], smoothing=controls["smoothing"], seeds=controls["seeds"],
+                      log_scale=controls["log_scale"], scalar=None if scalar in (None, "(none)") else scalar,
+                      palette=snap.palette, cfgs=snap.configs)
+
+
+def chart_key(dataset: str | None, controls: dict) -> str:
+    """What a chart shows apart from its data and smoothing: while it stays, a redraw keeps zoom and pan."""
+    return repr((dataset, *(controls.get(k) for k in ("variants", "splits", "x", "seeds", "log_scale", "scalar"))))
+
+
+def verdicts(claims, snap: Snapshot, comparison: Comparison, dataset: str | None) -> dict[str, int]:
+    """How many of the original's claims for this comparison hold, do not, and so on, on these runs."""
+    metrics, runs = claims.of_dataset(snap.metrics, snap.runs, dataset)
+    if metrics.is_empty() or runs.is_empty():
+        return {}
+    card = claims.scorecard(claims.measured(metrics, runs), comparison.name)
+    return dict(card["verdict"].value_counts(sort=True).iter_rows())
+
+
+@dataclass(frozen=True)
+class Section:
+    """A part of a comparison's page of its own: a title, markdown and an optional chart."""
+    title: str
+    text: str
+    chart: object = None
+
+
+def sections(view: View) -> list[Section]:
+    """The sections a view adds after its findings where its runs logged what they need."""
+    out = []
+    layers = charts.layer_temperature_chart(view.metrics, runs=view.runs, palette=view.palette)
+    if layers is not None:
+        out.append(Section("Learned temperature per layer", "Each layer's tau at the run's last logged step.", layers))
+    return out
+
+
+@dataclass(frozen=True)
+class SweepStatus:
+    """The sweep launched from a page (its sweep_state) and how many launched sweeps run on the runs directory."""
+    launched: dict | None
+    active: int
+
+
+def sweep_status(background, launched: dict | None, root) -> SweepStatus:
+    return SweepStatus(background.sweep_state(launched) if launched is not None else None,
+                       len(background.active_sweeps(root)) if root is not None else 0)
+
+
+# --- widgets (marimo), defined once for every comparison --------------------------------------
+
+def dataset_control(cat: Catalogue, choices: Choices):
     import marimo as mo
 
-    from .curves import SEED_MODES, X_AXES, scalars
+    options = list(cat.datasets) or ["(none)"]
+    value = choices.dataset if choices.dataset in options else options[0]
+    return mo.ui.dropdown(options, value=value, label="dataset")
 
-    options, default = variant_options(runs, comparison, dataset)
-    if set(default) & set(comparison.variants):  # all the comparison's: runs launched later show up too
-        default = list(comparison.variants)
-    splits = sorted(set(metrics["split"].unique()) - {"train"}) if not metrics.is_empty() else ["train_200", "test"]
-    extra = ["(none)", *scalars(metrics)]
+
+def view_controls(cat: Catalogue, comparison: Comparison, dataset: str | None, choices: Choices,
+                  default_scalar_: str | None = None):
+    """Variants, splits, x axis, smoothing, log scale, seed display and an extra scalar, as one
+    marimo dictionary, each at what the user chose before (Choices) or its default."""
+    import marimo as mo
+
+    options = cat.options(dataset) or list(comparison.variants)
+    splits = list(cat.splits) or ["train_200", "test"]
+    extra = ["(none)", *cat.scalars]
+    had = choices.settings
+    keep = lambda key, allowed, default: had[key] if had.get(key) in allowed else default
+    picked_splits = [s for s in had.get("splits", []) if s in splits] or [s for s in ("train_200", "val", "test")
+                                                                          if s in splits]
     return mo.ui.dictionary({
-        "variants": mo.ui.multiselect(options, value=default, label="variants (those without runs draw nothing)",
-                                      full_width=True),
-        "splits": mo.ui.multiselect(splits, value=[s for s in ("train_200", "val", "test") if s in splits],
-                                    label="top-1 on"),
-        "x": mo.ui.dropdown(list(X_AXES), value="step", label="x axis"),
-        "smoothing": mo.ui.slider(0.0, 0.99, step=0.01, value=0.0, label="EMA smoothing", show_value=True,
-                                  debounce=True),
-        "log_scale": mo.ui.switch(value=False, label="log-scale loss"),
-        "seeds": mo.ui.radio(list(SEED_MODES), value=SEED_MODES[0], label="seeds", inline=True),
-        "scalar": mo.ui.dropdown(extra, value=default_scalar(metrics) or "(none)",
-                                 label="also plot", searchable=True),
+        "variants": mo.ui.multiselect(options, value=choices.variants(options, comparison),
+                                      label="variants (those without runs draw nothing)", full_width=True),
+        "splits": mo.ui.multiselect(splits, value=picked_splits, label="top-1 on"),
+        "x": mo.ui.dropdown(list(X_AXES), value=keep("x", X_AXES, "step"), label="x axis"),
+        "smoothing": mo.ui.slider(steps=[0.0, 0.3, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.98, 0.99],
+                                  value=keep("smoothing", (0.0, 0.3, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.98, 0.99), 0.0),
+                                  label="EMA smoothing", show_value=True, debounce=True),
+        "log_scale": mo.ui.switch(value=bool(had.get("log_scale", False)), label="log-scale loss"),
+        "seeds": mo.ui.radio(list(SEED_MODES), value=keep("seeds", SEED_MODES, SEED_MODES[0]), label="seeds",
+                             inline=True),
+        "scalar": mo.ui.dropdown(extra, value=keep("scalar", extra, default_scalar_ if default_scalar_ in extra
+                                                   else "(none)"), label="also plot", searchable=True),
     })
 
 
 def default_scalar(metrics: pl.DataFrame) -> str | None:
     """The extra scalar shown unless another is picked: the gradient norm before clipping, where
     runs logged it (the original logged it every step)."""
-    from .curves import scalars
-
     return "train grad_norm" if "train grad_norm" in scalars(metrics) else None
 
 
-def launch_controls(comparison: Comparison, runs: pl.DataFrame, dataset: str | None):
+def launch_form(comparison: Comparison, runs: pl.DataFrame, dataset: str | None, cfgs: dict | None = None):
     """The launch form: variants, dataset, steps, evaluation interval, seeds, device, runs at
-    once, backend; its value is background.launch_sweep's keyword arguments. Its defaults come
-    from the loaded runs (launch_defaults)."""
+    once, backend. A marimo form: its value (background.launch_sweep's keyword arguments) is
+    exactly what the page shows when Launch is pressed. Defaults come from the loaded runs."""
     import marimo as mo
 
-    d = launch_defaults(runs, dataset)
-    return mo.ui.dictionary({
-        "variants": mo.ui.multiselect(list(comparison.variants), value=list(comparison.variants[:2]), label="variants"),
-        "dataset": mo.ui.text(value=d["dataset"], label="dataset (name or path)", full_width=True),
+    d = launch_defaults(runs, dataset, cfgs)
+    note = (f" (these runs read {md_code(d['missing'])}, which is not on this machine)" if d["missing"] else "")
+    fields = {
+        "variants": mo.ui.multiselect(list(comparison.variants), value=list(comparison.variants[:2]), label="variants",
+                                      full_width=True),
+        "dataset": mo.ui.text(value=d["dataset"], label="dataset (name or path)" + note, full_width=True,
+                              placeholder="cifar100, cifar10, synthetic or a path to an image folder or archive"),
         "max_iter": mo.ui.number(start=1, stop=100000, value=d["max_iter"], label="steps"),
         "eval_every": mo.ui.number(start=1, stop=100000, value=d["eval_every"], label="evaluate every"),
         "seeds": mo.ui.number(start=1, stop=20, value=d["seeds"], label="seeds"),
@@ -201,24 +388,29 @@ def launch_controls(comparison: Comparison, runs: pl.DataFrame, dataset: str | N
         "backend": mo.ui.dropdown(["local", "ray"], value="local", label="backend"),
         "address": mo.ui.text(value="", placeholder="auto or HOST:PORT (empty: a local instance)",
                               label="Ray address", full_width=True),
-    })
+    }
+    layout = mo.md("{variants}\n\n{dataset}\n\n" + " ".join("{" + k + "}" for k in
+                                                            ("max_iter", "eval_every", "seeds", "device", "jobs"))
+                   + "\n\n{backend} {address}")
+    return layout.batch(**fields).form(submit_button_label="Launch runs", bordered=False,
+                                       validate=lambda v: None if v["variants"] and str(v["dataset"]).strip()
+                                       else "Pick at least one variant and a dataset.")
 
 
-def sweep_report(active: list[dict], launched: dict | None, md_code) -> list:
-    """The sweeps on this runs directory (marimo elements): how many are running and, for the
-    sweep launched from this page, its state, its runs and, if it failed, its one-line error."""
+def sweep_report(launched: dict | None, state: dict | None, active: int):
+    """The sweeps on this runs directory (marimo elements): how many launched from a notebook
+    are running and, for the one launched from this page, its state, its runs and, if it
+    failed, its one-line error."""
     import marimo as mo
 
-    from .background import sweep_state
-
-    out = [mo.md(f"**{len(active)} sweep(s) launched from a notebook are running on this runs directory.**")]
-    if launched is not None:
-        state = sweep_state(launched)
-        out.append(mo.md(f"Launched sweep (pid {launched['pid']}, started {launched['started']}): "
-                         f"**{state['state']}**; its log: {md_code(launched['log'])}"))
-        if state["error"]:
+    out = [mo.md(f"**{active} sweep(s) launched from a notebook are running on this runs directory.**")]
+    if launched is not None and state is not None:
+        out.append(mo.md(f"Launched sweep (pid {launched['pid']}, started {md_text(launched['started'])}): "
+                         f"**{md_text(state['state'])}**; {launch_summary(launched.get('request') or {})}; its log: "
+                         f"{md_code(launched['log'])}"))
+        if state.get("error"):
             out.append(mo.callout(mo.md(f"The sweep failed: {md_code(state['error'])}"), kind="danger"))
-        if state["runs"]:
+        if state.get("runs"):
             out.append(mo.ui.table(pl.DataFrame(state["runs"]), selection=None, show_data_types=False,
                                    label="its runs"))
     return out

@@ -52,3 +52,10 @@ def test_accuracy_comparison_flags_a_variant_that_moved_more_than_the_tolerance(
     assert "| toy-dilated | 1 / 1 | 30.00 | 27.00 | -3.00 **over** |" in out
     assert "2 variants in both; 1 differ by more than 1.5 points: toy-dilated" in out
     assert compare.main([str(base), str(new), "--tolerance", "0.05"]) == 0
+
+
+def test_refresh_benchmark_measures_an_idle_and_a_one_row_refresh():
+    refresh = load("refresh")
+    result = refresh.measure(3, repeats=1)  # 3 runs of the original protocol's shape
+    assert result["runs"] == 3 and result["rows"] == 3 * (500 + 100 + 1)  # the appended row read, once
+    assert result["no_change_s"] >= 0 and result["new_row_refresh_s"] >= result["new_row_poll_s"] > 0

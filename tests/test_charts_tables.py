@@ -30,9 +30,11 @@ def test_loss_chart_encodes_each_runs_training_loss(logs):
     params = {p["name"]: p for p in chart.to_dict()["params"]}
     assert params["highlight"]["bind"] == "legend" and params["highlight"]["views"] == ["loss_lines"]
     assert params["zoom_loss"]["bind"] == "scales"
-    assert params["hover_loss"]["select"]["nearest"] and params["hover_loss"]["views"] == ["loss_readout"]
-    readout = next(l for l in chart.to_dict()["layer"] if l.get("name") == "loss_readout")
-    assert [t.get("title") for t in readout["encoding"]["tooltip"]] == [None, "resnet18 s0", "resnet18 s1"]
+    assert params["hover_loss"]["select"]["nearest"] and params["hover_loss"]["views"] == ["loss_rules"]
+    plot, readout = chart.to_dict()["hconcat"]
+    assert readout["name"] == "loss_readout"
+    assert {"name": "loss-lines"} in [layer.get("data") for layer in readout["layer"]]  # the lines' own data
+    assert {r["name"] for r in chart_rows(chart) if "name" in r} == {"resnet18 s0", "resnet18 s1"}
 
 
 def test_smoothing_is_a_debiased_ema_drawn_over_the_raw_curve(logs):
@@ -46,7 +48,7 @@ def test_smoothing_is_a_debiased_ema_drawn_over_the_raw_curve(logs):
     assert smooth["value"].to_list() == pytest.approx(by_hand) and smooth["raw"].to_list() == raw["value"].to_list()
     assert smooth["value"][0] == raw["value"][0]  # no lag towards zero at the start
     chart = charts.accuracy_chart(metrics, runs, ["resnet18"], smoothing=0.8)
-    layers = chart.to_dict()["hconcat"][0]["layer"]
+    layers = chart.to_dict()["vconcat"][0]["hconcat"][0]["layer"]
     assert [l["encoding"]["y"]["field"] for l in layers if l["mark"]["type"] == "line"] == ["raw", "value"]
     with pytest.raises(ValueError, match="smoothing expects a weight in"):
         curves.series(metrics, runs, "train", "loss", smoothing=1.0)
@@ -92,27 +94,37 @@ def test_temperature_chart_only_where_runs_learned_one(logs):
         (0, 0.9, 0.02), (1, 0.9, 0.03)}
 
 
-def test_colours_tell_23_variants_apart_and_seeds_by_dash(logs):
+def test_colours_follow_the_runs_directory_not_the_comparison(tmp_path):
+    """A group keeps its colour in every notebook and report of a runs directory; the variants
+    with runs take the strongest colours, in the registry's order; seeds differ by dash."""
     from nbkit.variants import VARIANTS
 
-    metrics, runs = logs
-    scale = charts.color(["resnet18"], order=list(VARIANTS)).to_dict()["scale"]
-    assert len(scale["domain"]) == 23 and len(set(scale["range"])) == 23
-    one = charts.loss_chart(metrics, runs, ["toy-dilated"], order=["resnet18", "toy-dilated"]).to_dict()
-    lines = next(l for l in one["layer"] if l.get("name") == "loss_lines")["encoding"]
-    assert lines["color"]["scale"]["range"][1] == charts.PALETTE[1]  # toy-dilated keeps its colour alone
+    for variant in ("toy-dilated", "resnet18-pcnorm", "resnet18"):
+        write_run(tmp_path, variant, 0, {"test": [(10, 0.5)]}, train=[(10, 1.0)])
+    write_run(tmp_path, "resnet18", 1, {"test": [(10, 0.5)]}, train=[(10, 1.0)], settings={"max_iter": 99})
+    metrics, runs = read_runs(tmp_path)
+    palette = charts.colours(runs, list(VARIANTS))
+    assert list(palette) == ["resnet18 · max_iter=10", "resnet18-pcnorm", "toy-dilated", "resnet18 · max_iter=99"]
+    assert list(palette.values()) == list(charts.PALETTE[:4])  # toy-dilated and pcnorm: blue and orange apart
+    one = charts.loss_chart(metrics, runs, ["toy-dilated"], palette=palette).to_dict()
+    lines = next(l for l in one["hconcat"][0]["layer"] if l.get("name") == "loss_lines")["encoding"]
+    assert lines["color"]["scale"] == {"domain": ["toy-dilated"], "range": [palette["toy-dilated"]]}
     assert lines["color"]["legend"]["values"] == ["toy-dilated"] and lines["strokeDash"]["field"] == "seed"
+    assert len(set(charts.PALETTE[:23])) == 23
 
 
 def test_y_range_fits_what_is_shown_per_split(logs):
     metrics, runs = logs
     chart = charts.accuracy_chart(metrics, runs, ["resnet18"], splits=("train_200", "test")).to_dict()
-    domains = [next(l for l in p["layer"] if l.get("name", "").endswith("_lines"))["encoding"]["y"]["scale"]["domain"]
-               for p in chart["hconcat"]]
+    domains = [next(l for l in p["hconcat"][0]["layer"] if l.get("name", "").endswith("_lines"))["encoding"]["y"]
+               ["scale"]["domain"] for p in chart["vconcat"]]
     test = curves.series(curves.select(metrics, ["resnet18"]), runs, "test", "acc_top1")["value"]
     low, high = domains[1]
-    assert test.min() - 0.01 < low < test.min() and test.max() < high < test.max() + 0.01  # not 0 to 1
-    assert domains[0] != domains[1] and chart["resolve"]["scale"]["y"] == "independent"
+    assert test.min() - 0.011 < low < test.min() and test.max() < high < test.max() + 0.011  # not 0 to 1
+    assert domains[0] != domains[1]
+    flat = pl.DataFrame({"step": [1, 2], "value": [0.0, 0.0]})
+    assert curves.y_domain(flat, bounds=(0.0, 1.0)) == [0.0, 0.05]  # top-1 all 0: not -0.01 to 0.01
+    assert curves.y_domain(flat.with_columns(pl.lit(1.0).alias("value")), bounds=(0.0, 1.0)) == [0.95, 1.0]
 
 
 def test_any_logged_scalar_can_be_plotted(logs):
@@ -136,7 +148,7 @@ def test_dashboard_links_the_legend_across_panels_and_compiles(logs):
     spec = view.dashboard.to_dict()
     highlight = [p for p in spec["params"] if p["name"] == "highlight"]
     assert len(highlight) == 1 and highlight[0]["views"] == [
-        "loss_lines", "top1_train_200_lines", "top1_test_lines", "tau_lines", "scalar_lines"]
+        "loss_lines", "top1_0_lines", "top1_1_lines", "tau_lines", "scalar_lines"]
     assert "signals" in vlc.vegalite_to_vega(spec)  # Vega accepts it (a selection defined twice is refused)
 
 
@@ -190,10 +202,11 @@ def test_runs_not_yet_evaluated_count_for_nothing(tmp_path, capsys):
     `summary --by-variant` go on, and a seed without a test evaluation is not counted."""
     from nbkit.cli import main
 
+    steps = {"max_iter": 100}
     for variant, acc in (("resnet18-gn", 0.40), ("resnet18", 0.30)):
-        write_run(tmp_path, variant, 0, {"train_200": [(100, 0.9)], "test": [(100, acc)]})
-        write_run(tmp_path, variant, 1, {}, train=[(10, 2.0)], state="running")
-    write_run(tmp_path, "vitn-12x256-8x8", 0, {}, train=[(10, 2.0)], state="running")
+        write_run(tmp_path, variant, 0, {"train_200": [(100, 0.9)], "test": [(100, acc)]}, settings=steps)
+        write_run(tmp_path, variant, 1, {}, train=[(10, 2.0)], state="running", settings=steps)
+    write_run(tmp_path, "vitn-12x256-8x8", 0, {}, train=[(10, 2.0)], state="running", settings=steps)
     metrics, runs = read_runs(tmp_path)
     table = tables.per_variant(metrics, runs)
     assert dict(table.select("variant", "seeds").rows()) == {"resnet18-gn": 1, "resnet18": 1, "vitn-12x256-8x8": 0}
@@ -249,8 +262,11 @@ def test_gradient_norm_is_charted_by_default_where_runs_logged_it(logs):
 
     metrics, runs = logs
     assert workbench.default_scalar(metrics) == "train grad_norm"
-    assert workbench.view_controls(metrics, runs, COMPARISONS["models"], "synthetic")["scalar"].value == "train grad_norm"
+    cat = workbench.catalogue(metrics, runs, COMPARISONS["models"])
+    controls = workbench.view_controls(cat, COMPARISONS["models"], "synthetic", workbench.Choices(),
+                                       workbench.default_scalar(metrics))
+    assert controls["scalar"].value == "train grad_norm"
     shown = charts.main_charts(metrics, runs, ["vitn-12x256-8x8-lt", "resnet18"], scalar="train grad_norm")
-    assert {r["variant"] for r in chart_rows(shown["scalar"]) if "variant" in r} == {"vitn-12x256-8x8-lt"}
+    assert {r["group"] for r in chart_rows(shown["scalar"]) if "group" in r} == {"vitn-12x256-8x8-lt"}
     without = metrics.filter(pl.col("variant") == "resnet18").drop("grad_norm")
     assert workbench.default_scalar(without) is None

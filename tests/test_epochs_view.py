@@ -54,8 +54,8 @@ def mixed_groups(s, loss):
     """Replacement: a share unseen that shrinks as training goes on, its loss 20% above the seen ones'."""
     unseen = math.exp(-s / SPE)
     seen_loss = loss / (unseen * 1.2 + (1 - unseen))
-    return {"seen_loss/0": seen_loss * 1.2, "seen_share/0": unseen, "seen_loss/1": seen_loss, "seen_share/1": 1 - unseen,
-            "seen_share/2": 0.0, "seen_share/3+": 0.0}
+    return {"seen_loss/0": seen_loss * 1.2, "seen_share/0": unseen, "seen_loss/1": seen_loss,
+            "seen_share/1": 1 - unseen, "seen_share/2": 0.0, "seen_share/3+": 0.0}
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +83,8 @@ def test_every_boundary_is_overlaid_on_its_trend(planted):
     base = train.filter((pl.col("variant") == "resnet18") & (pl.col("seed") == 0))
     assert sorted(base["boundary"].unique()) == list(range(SPE, STEPS + 1, SPE))
     assert sorted(base["offset"].unique()) == [-4.5, -2.5, -0.5, 1.5, 3.5, 5.5]  # rows' centres, window 6
-    before, after = base.filter(pl.col("offset") < 0), base.filter((pl.col("offset") > 0) & (pl.col("boundary") < STEPS))
+    before = base.filter(pl.col("offset") < 0)
+    after = base.filter((pl.col("offset") > 0) & (pl.col("boundary") < STEPS))
     assert before["deviation"].abs().max() < 0.02  # the trend is fitted there
     assert after["deviation"].max() < -0.1  # 15% below it after every end
     flat = train.filter(pl.col("variant") == "toy-dilated")
@@ -108,7 +109,8 @@ def test_the_seen_gap_is_measured_where_seen_and_unseen_share_a_window(planted):
     assert gap["resnet18-replacement"]["held"] == pytest.approx(sum(late) / len(late))  # val_dense, second half
     series = epochs.seen_series(metrics).filter(pl.col("variant") == "resnet18")
     first = series.filter(pl.col("step") <= SPE).drop_nulls("loss")
-    assert set(first["group"]) == {"0"} and set(series.filter(pl.col("step") > 3 * SPE).drop_nulls("loss")["group"]) == {"3+"}
+    assert set(first["group"]) == {"0"}
+    assert set(series.filter(pl.col("step") > 3 * SPE).drop_nulls("loss")["group"]) == {"3+"}
 
 
 def test_the_findings_say_memorisation_when_the_numbers_do(planted):
@@ -144,7 +146,8 @@ def test_the_sections_come_in_order_with_their_charts_and_table(planted, tmp_pat
     assert all(isinstance(s.chart, charts.Spec) for s in out[1:5])
     table = out[5].table
     assert table["variant"].to_list() == ["resnet18", "resnet18-fixed", "resnet18-replacement", "toy-dilated"]
-    assert table.row(0, named=True)["stands out"] == "yes" and table.row(0, named=True)["held-out drop"].startswith(("+0.", "-0."))
+    first = table.row(0, named=True)
+    assert first["stands out"] == "yes" and first["held-out drop"].startswith(("+0.", "-0."))
     out[3].chart.save(tmp_path / "aligned.png")  # Vega-Lite that renders
     assert (tmp_path / "aligned.png").stat().st_size > 10_000
     assert sections(metrics, runs, "cifar100")[-1].title == "No runs yet"

@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch.optim.optimizer import register_optimizer_step_pre_hook
 
+import nbkit.pack as pack_module
 import nbkit.train as trainer
 from nbkit import resolve
 from nbkit.checkpoint import load_checkpoint
@@ -149,3 +151,62 @@ def test_a_run_shorter_than_its_warm_up_is_warned_about():
     message = warmup_warning(Settings(max_iter=30))
     assert "(30 of 500 warm-up steps)" in message and "--set warmup_num_steps=3" in message
     assert warmup_warning(Settings(max_iter=30, warmup_num_steps=3)) is None
+
+
+def deepspeed_rates(s: Settings, steps: int) -> list[float]:
+    """The rate each optimiser step of the original ran at, written out from its parts: torch
+    Adam's default rate until DeepSpeed's scheduler first steps, which it does after each
+    optimiser step (WarmupDecayLR, linear; a constant rate was WarmupLR with min = max)."""
+    rates, lr, last = [], 1e-3, -1
+    lo, hi = (s.constant_lr, s.constant_lr) if s.constant_lr else (s.warmup_min_lr, s.warmup_max_lr)
+    warm = 1 if s.constant_lr else s.warmup_num_steps
+    for _ in range(steps):
+        rates.append(lr)  # optimizer.step() at the current rate
+        last += 1  # then lr_scheduler.step()
+        decay = max(0.0, (s.max_iter - last) / max(1, s.max_iter - warm))
+        gamma = last / warm if last < warm else 1.0 if s.constant_lr else decay
+        lr = lo + (hi - lo) * gamma
+    return rates
+
+
+def rates_seen(fn) -> list[float]:
+    seen = []
+    handle = register_optimizer_step_pre_hook(
+        lambda opt, args, kwargs: seen.append(float(opt.param_groups[0]["lr"])))
+    try:
+        fn()
+    finally:
+        handle.remove()
+    return seen
+
+
+def test_original_schedule_gives_the_rates_the_originals_optimiser_saw(tmp_path, monkeypatch):
+    monkeypatch.setattr(trainer, "evaluate_splits", lambda run, state: None)  # rates only: no need to score
+    tiny = {**TINY, "constant_lr": None, "batch_size": 4, "max_iter": 6, "eval_every": 6, "warmup_num_steps": 3,
+            "warmup_min_lr": 1e-5, "warmup_max_lr": 4e-4}
+    name, s = resolve("toy-dilated", **tiny, original_schedule=True)
+    expected = deepspeed_rates(s, 6)
+    assert expected[:2] == [1e-3, 1e-5] and expected[-1] == pytest.approx(4e-4 * 2 / 3 + 1e-5 / 3)
+    seen = rates_seen(lambda: train(name, s, runs_dir=tmp_path, device="cpu"))
+    assert seen == pytest.approx(expected, rel=1e-12)
+    run = next(p.parent for p in tmp_path.glob("*/*/*/config.json"))
+    assert json.loads((run / "config.json").read_text())["settings"]["original_schedule"] is True
+    assert [r["lr"] for r in rows_of(run, "train")] == pytest.approx(expected, rel=1e-12)  # each step's rate
+    # a constant rate (WarmupLR with min = max) was also 1e-3 at the first step
+    constant = s.replace(constant_lr=1e-4, max_iter=100)
+    assert [trainer.step_lr(k, constant) for k in range(100)] == pytest.approx(deepspeed_rates(constant, 100))
+    # by default each step trains at the schedule's own rate for it, from warmup_min_lr
+    default = s.replace(original_schedule=False)
+    own = [trainer.step_lr(k, default) for k in range(6)]
+    assert own == pytest.approx(expected[1:] + [trainer.warmup_decay_lr(5, s)])
+
+
+def test_original_schedule_keeps_earlier_runs_identity_and_reaches_packed_runs(tmp_path, monkeypatch):
+    assert "original_schedule" not in Settings().identity()
+    assert settings_key(Settings(original_schedule=True)) != settings_key(Settings())
+    monkeypatch.setattr(pack_module, "evaluate_splits", lambda run, state: None)
+    name, s = resolve("toy-dilated", **{**TINY, "batch_size": 4, "max_iter": 3, "eval_every": 3, "constant_lr": 1e-4},
+                      original_schedule=True)
+    runs = pack_module.train_pack(name, [s, s.replace(seed=1)], [tmp_path / "p0", tmp_path / "p1"], device="cpu")
+    for run in runs:
+        assert [r["lr"] for r in rows_of(run, "train")] == pytest.approx([1e-3, 1e-4, 1e-4], rel=1e-12)

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from nbkit import present, report, workbench
+from nbkit import report, workbench
 from nbkit.claims import scorecards_markdown
 from nbkit.comparisons import COMPARISONS
 from nbkit.curves import SEED_MODES, X_AXES
-from nbkit.reader import read_runs
+from nbkit.reader import RunStore, read_runs
 from nbkit.summary import summary_markdown, variant_markdown
 
 from .helpers import write_run
@@ -121,9 +121,15 @@ def everything_a_view_shows(root: Path):
     for view in views:
         for chart in view.charts.values():
             chart.to_dict()
-        for frame in (view.variant_rows, view.run_rows, view.original_rows):
-            present.to_html(frame)
-    workbench.launch_controls(comparison, runs, dataset)
+        for table in (view.variant_rows, view.run_rows, view.original_rows):
+            table.to_html()
+        workbench.sections(view)
+    store = RunStore(root)
+    store.poll()
+    snap = workbench.snapshot(store, comparison)  # what the live notebook holds, and its controls
+    controls = workbench.view_controls(snap.catalogue, comparison, dataset, workbench.Choices(), snap.default_scalar)
+    workbench.view_of(snap, dataset, controls.value)
+    workbench.launch_form(comparison, runs, dataset)
     report.document(comparison, (metrics, runs), script="")  # what `nbkit report` writes, charts' code aside
     return runs, views[0], summary_markdown(root) + variant_markdown(root) + scorecards_markdown(root)
 

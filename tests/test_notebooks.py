@@ -1,3 +1,4 @@
+import json
 import os
 import re
 import shutil
@@ -57,8 +58,8 @@ def test_report_command_writes_html_and_chart_images(runs_dir, tmp_path, capsys)
     models = (out / "models.html").read_text()
     assert "vitn-12x256-8x8-lt" in models and "Learned attention temperature" in models
     assert "Learned attention temperature per layer" in models and "Replication scorecard" in models
-    assert "The learned temperature falls below 1 (log 1/tau)" in models
-    assert ">Augmentation narrows the clean train_200 - test gap</td>" in (out / "learning.html").read_text()
+    assert "-lt (learns log 1/tau): final temperature (mean across layers) below its start, 1" in models
+    assert ">Augmentation gives the best test top-1</td>" in (out / "learning.html").read_text()
     for name in NOTEBOOKS:
         for kind in ("loss", "accuracy"):
             for suffix in ("png", "svg"):
@@ -90,18 +91,21 @@ def test_jupyter_panel_builds_and_its_controls_drive_the_view(runs_dir, tmp_path
 
     panel = Panel("models", runs_dir=str(runs_dir))
     assert panel.dataset.value == "synthetic" and panel.launch_dataset.value == "synthetic"
-    assert set(panel.variants.value) == {"resnet18", "toy-dilated", "vitn-12x256-8x8", "vitn-12x256-8x8-ra",
-                                         "vitn-12x256-8x8-lt"}
+    assert set(panel.variants.value) == set(COMPARISONS["models"].variants)  # the comparison's: later runs join
+    assert "Comparison: models" in panel.head.value and "The answer from these runs" in panel.answer.value
+    assert "Replication scorecard" in panel.scorecard.value and "<table>" in panel.tables.value  # HTML, not a repr
+    assert "shape:" not in panel.tables.value and panel.chart.spec["vconcat"]  # the chart carries its spec
     panel.variants.value = ("resnet18", "vitn-12x256-8x8-lt")
     panel.seeds.value = "mean and min-max band"
-    panel.load_button.click()
     assert set(panel.view.variant_table["variant"]) == {"resnet18", "vitn-12x256-8x8-lt"}
-    assert set(panel.view.charts) == {"loss", "accuracy", "temperature"}
-    panel.x.value = "epoch"  # once loaded, a control redraws by itself
-    lines = next(l for l in panel.view.charts["loss"]["layer"] if l.get("name") == "loss_lines")
+    assert set(panel.view.charts) == {"loss", "accuracy", "temperature", "scalar"}  # grad_norm logged: also plotted
+    panel.x.value = "epoch"  # every control redraws at once
+    plot = panel.view.charts["loss"].to_dict()["hconcat"][0]
+    lines = next(l for l in plot["layer"] if l.get("name") == "loss_lines")
     assert lines["encoding"]["x"]["title"] == "epoch"
     panel.scalar.value = "train lr"
-    assert "scalar" in panel.view.charts
+    assert "lr on train" in str(panel.chart.spec)
+    assert [s.children[0].value for s in panel.sections.children][0].startswith("<h3>Learned temperature per layer")
     panel.variants.value = ("toy-dilated",)
     assert panel.view.variant_table["variant"].to_list() == ["toy-dilated"]
     assert "temperature" not in panel.view.charts
@@ -109,8 +113,7 @@ def test_jupyter_panel_builds_and_its_controls_drive_the_view(runs_dir, tmp_path
     panel.launch_button.click()  # nothing picked: said on the panel, nothing started
     assert panel.launched is None and "Not launched:</strong> pick at least one variant" in panel.launch_status.value
     panel.runs_dir.value = str(runs_dir / "missing")
-    panel.load_button.click()
-    assert panel.view is None and panel.dataset.options == ()
+    assert panel.view is None and panel.dataset.options == () and "No runs yet" in panel.answer.value
 
 
 def test_jupyter_panel_refresh_shows_new_runs_and_keeps_the_settings(tmp_path):
@@ -120,12 +123,34 @@ def test_jupyter_panel_refresh_shows_new_runs_and_keeps_the_settings(tmp_path):
 
     write_run(tmp_path, "resnet18", 0, {"test": [(100, 0.3)]}, train=[(10, 2.0), (20, 1.9)])
     panel = Panel("models", runs_dir=str(tmp_path))
-    panel.load_button.click()
     panel.x.value, panel.smoothing.value = "epoch", 0.5
+    spec = panel.chart.spec
+    assert panel.refresh() is False and panel.chart.spec is spec  # nothing written: nothing redrawn
     write_run(tmp_path, "resnet18", 1, {"test": [(100, 0.4)]}, train=[(10, 2.0), (20, 1.8)])
+    write_run(tmp_path, "toy-dilated", 0, {"test": [(100, 0.2)]}, dataset="other")
     panel.refresh_button.click()
     assert panel.view.runs.height == 2 and (panel.x.value, panel.smoothing.value) == ("epoch", 0.5)
-    assert "smoothed (EMA 0.5)" in panel.view.charts["loss"]["title"]
+    assert "smoothed (EMA 0.5)" in panel.view.charts["loss"].to_dict()["hconcat"][0]["title"]
+    assert set(panel.dataset.options) == {"synthetic", "other"} and panel.dataset.value == "synthetic"
+
+
+def test_jupyter_panel_escapes_what_runs_write(tmp_path):
+    """A run's reason, label and names reach the panel's HTML widgets as text, never as markup."""
+    from nbkit.jupyter import Panel
+
+    from .helpers import write_run
+
+    evil = '<img src=x onerror="alert(1)">'
+    write_run(tmp_path, "resnet18", 0, {"test": [(100, 0.3)]}, train=[(10, 2.0)], state="failed", label=evil)
+    (next(tmp_path.glob("synthetic/resnet18/*")) / "status.json").write_text(
+        json.dumps({"state": "failed", "step": 1, "reason": evil}))
+    panel = Panel("models", runs_dir=str(tmp_path))
+    shown = panel.answer.value + panel.protocol.value + panel.tables.value + panel.scorecard.value
+    assert "<img" not in shown and "&lt;img" in shown
+    panel.launched = {"pid": 1, "started": "x", "log": str(tmp_path / "none.log"), "runs_dir": str(tmp_path),
+                      "request": {"variants": [evil], "dataset": evil, "max_iter": 1, "seeds": 1}}
+    panel._show_sweep()
+    assert "<img" not in panel.launch_status.value
 
 
 def test_jupyter_panel_refuses_an_unknown_comparison():
@@ -135,11 +160,16 @@ def test_jupyter_panel_refuses_an_unknown_comparison():
         Panel("modles")
 
 
-def test_the_three_notebooks_differ_only_in_their_comparison():
-    """Each notebooks/<name>.py only embeds the one comparison notebook (nbkit/notebook.py) with its name."""
-    texts = {name: (REPO / "notebooks" / f"{name}.py").read_text() for name in NOTEBOOKS}
-    normalised = {t.replace(n, "NAME") for n, t in texts.items()}
-    assert len(normalised) == 1
+def test_every_notebook_is_the_one_comparison_notebook():
+    """notebooks/<comparison>.py are links to nbkit/notebook.py: one source, named for its comparison."""
+    for name in NOTEBOOKS:
+        path = REPO / "notebooks" / f"{name}.py"
+        assert path.is_symlink() and path.resolve() == (REPO / "nbkit" / "notebook.py").resolve()
+    from nbkit.workbench import comparison_for
+
+    assert comparison_for({}, str(REPO / "notebooks" / "resnets.py")).name == "resnets"
+    assert comparison_for({"comparison": "learning"}, str(REPO / "notebooks" / "resnets.py")).name == "learning"
+    assert comparison_for({}, str(REPO / "nbkit" / "notebook.py")).name == "models"
 
 
 def test_launch_and_stop_from_the_notebook_helpers(tmp_path):

@@ -348,7 +348,7 @@ def _small(**changes):
 
 
 def test_an_unreadable_last_checkpoint_falls_back_to_the_one_before(tmp_path, capsys):
-    # checkpoints at 4 and 8; evaluations (the progress hook) at 12 and 16 only, each costing about as
+    # checkpoints at 4 and 8; evaluations at 12 and 16 only (the progress hook fires there too), each costing about as
     # much as the 16 training steps: the power cut at step 12 leaves checkpoints 8 and 4
     name, s = _small(eval_every=12)
     reference = train(name, s, run_dir=tmp_path / "reference", device="cpu")
