@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 NOTEBOOK ?= models
-RUNS ?= artifacts/runs
+RUNS ?= $(if $(filter epochs,$(NOTEBOOK)),artifacts/runs-epochs,artifacts/runs)
 
 .PHONY: run jupyter test chromium variants summary report benchmark clean-venv
 
@@ -14,7 +14,8 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(PY) -m pip install -q -e '.[dev]' $(TORCH_PINS)
 	touch $@
 
-# The main job: the workbench on the shipped runs (NOTEBOOK=resnets|learning|models).
+# The main job: the workbench on the shipped runs (NOTEBOOK=resnets|learning|models|epochs; epochs opens
+# artifacts/runs-epochs).
 run: $(VENV)/.installed
 	$(VENV)/bin/marimo edit notebooks/$(NOTEBOOK).py -- --runs-dir $(abspath $(RUNS))
 

@@ -18,7 +18,12 @@ def cmd_variants(args) -> None:
     print(f"{'variant':<{width}}  {'params':>11}  description")
     for r in rows:
         print(f"{r['variant']:<{width}}  {r['parameters']:>11,}  {r['description']}")
-    print(f"\n{len(rows)} variants; parameter counts for a {args.num_classes}-class dataset "
+    from .variants import VARIANTS
+
+    own = sum(not v.original for v in VARIANTS.values())
+    kinds = f"{len(VARIANTS) - own} of the original study, {own} of nbkit's own" + (
+        f", {len(study.own_variants)} of {args.comparisons}" if study.own_variants else "")
+    print(f"\n{len(rows)} variants ({kinds}); parameter counts for a {args.num_classes}-class dataset "
           "(only -tnc sizes its head to the classes; the others keep the original's 1000-way head"
           + ("; timm and your own models are always sized to the classes)" if study.own_variants else ")"))
     for c in study.own_comparisons:

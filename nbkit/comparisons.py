@@ -1,4 +1,5 @@
-"""The study's three comparisons: which variants each holds and what the original reported.
+"""The study's three comparisons and nbkit's epochs comparison: which variants each holds and what
+the original reported.
 
 Notebooks, sweeps and reports read this table; nothing else lists comparison members. A
 comparisons file (nbkit.study) adds comparisons of the user's own on top of it: functions that
@@ -28,7 +29,8 @@ class Comparison:
             object.__setattr__(self, "baseline", self.variants[0])
 
 
-_RESNET18_OPTIONS = tuple(v for v in VARIANTS if v.startswith("resnet18-") and v not in ("resnet18-aug", "resnet18-clr1e-4"))
+_RESNET18_OPTIONS = tuple(v for v in VARIANTS if v.startswith("resnet18-") and VARIANTS[v].original
+                          and v not in ("resnet18-aug", "resnet18-clr1e-4"))
 
 COMPARISONS: dict[str, Comparison] = {
     "resnets": Comparison(
@@ -63,6 +65,15 @@ COMPARISONS: dict[str, Comparison] = {
         "0.388 against 0.367 for vitn); the diagonal mask helped slightly (0.371); the learnable "
         "temperature did not help (0.365) though tau fell to about 0.9 (mean +- std across layers: "
         "0.9 +- 0.041 learning log 1/tau, 0.892 +- 0.046 learning tau). toy-dilated reached 0.189.",
+    ),
+    "epochs": Comparison(
+        "epochs",
+        "Why does the ResNet training loss drop at each epoch boundary? Is it memorisation of the examples "
+        "trained on, and does loss on images never trained on drop there too?",
+        ("resnet18", "resnet18-fixed", "resnet18-replacement", "resnet18-half", "resnet18-aug", "toy-dilated",
+         "vitn-12x256-8x8"),
+        "The original left it open: \"Why does the loss suddenly drop periodically (after each epoch) for "
+        "ResNet? Is it because of memorization?\" Its ResNet training curves step down at every epoch end.",
     ),
 }
 

@@ -22,6 +22,7 @@ if TYPE_CHECKING:  # torch is imported where tensors are made: a sweep's driver 
 
 TRAIN_200 = 200  # the original's overfitting probe: 200 training images evaluated like test
 SUBSET_SEED = 0  # fixed seed for train_200 of class-ordered folders and for the val split
+TRAIN_SIZE_SEED = 1  # fixed seed of the permutation whose first N images a smaller training set keeps
 
 
 @dataclass
@@ -55,8 +56,10 @@ def dataset_name(spec: str) -> str:
     return spec if is_builtin(spec) else folder_name(Path(os.path.abspath(spec)))
 
 
-def load_dataset(spec: str, data_dir: str | Path = "data", val_size: int = 0) -> Dataset:
-    """`cifar100`, `cifar10`, `synthetic`, or a path to an image folder or archive."""
+def load_dataset(spec: str, data_dir: str | Path = "data", val_size: int = 0, train_size: int = 0,
+                 train_fraction: float = 1.0) -> Dataset:
+    """`cifar100`, `cifar10`, `synthetic`, or a path to an image folder or archive; val_size images
+    held out, then the training split cut to train_size and train_fraction (see training_subset)."""
     data_dir = Path(data_dir)
     if spec in ("cifar10", "cifar100"):
         train_x, train_y, test_x, test_y, classes, source = _load_cifar(spec, data_dir)
@@ -71,17 +74,32 @@ def load_dataset(spec: str, data_dir: str | Path = "data", val_size: int = 0) ->
     else:
         raise DatasetError(f"unknown dataset '{spec}'; expected cifar100, cifar10, synthetic, "
                            "or a path to an image folder or .tar/.tar.gz/.tar.xz/.zip archive")
-    return _with_splits(name, classes, source, train_x, train_y, test_x, test_y, val_size, class_ordered)
+    return _with_splits(name, classes, source, train_x, train_y, test_x, test_y, val_size, class_ordered,
+                        train_size, train_fraction)
 
 
-def _with_splits(name, classes, source, train_x, train_y, test_x, test_y, val_size, class_ordered) -> Dataset:
+def training_subset(keep: np.ndarray, train_size: int = 0, train_fraction: float = 1.0) -> np.ndarray:
+    """The training images kept (indices, in dataset order): the first train_size (0: all) of a
+    fixed seeded permutation of `keep`, then the first train_fraction of those, so a smaller set
+    lies inside a larger one and only the epoch length changes between them."""
+    if train_size > len(keep):
+        raise DatasetError(f"train_size {train_size} exceeds the {len(keep)} training images (after val_size); "
+                           f"expected at most {len(keep)}, or 0 for all")
+    if not train_size and train_fraction == 1.0:
+        return keep
+    order = np.random.default_rng(TRAIN_SIZE_SEED).permutation(keep)
+    return np.sort(order[:int((train_size or len(keep)) * train_fraction)])
+
+
+def _with_splits(name, classes, source, train_x, train_y, test_x, test_y, val_size, class_ordered,
+                 train_size=0, train_fraction=1.0) -> Dataset:
     n = len(train_y)
     if val_size >= n:
         raise DatasetError(f"val_size {val_size} leaves none of the {n} training images to train on")
     rng = np.random.default_rng(SUBSET_SEED)
     order = rng.permutation(n)
     val_idx = np.sort(order[:val_size])
-    keep = np.setdiff1d(np.arange(n), val_idx)  # training images in dataset order
+    keep = training_subset(np.setdiff1d(np.arange(n), val_idx), train_size, train_fraction)  # in dataset order
     # train_200: the first 200 in dataset order, or a seeded sample when the order is by class
     k = min(TRAIN_200, len(keep))
     probe = np.sort(rng.choice(keep, k, replace=False)) if class_ordered else keep[:k]

@@ -21,9 +21,9 @@ from .study import load_study
 from .escape import markdown_html
 from .curves import SEED_MODES, X_AXES
 from .livechart import LiveChart
-from .present import DASH
+from .present import DASH, Table
 from .reader import RunStore
-from .workbench import (Choices, CURVES_NOTE, answer, chart_key, comparison_of, default_runs_dir, guidance, has_claims,
+from .workbench import (Choices, CURVES_NOTE, answer, answer_lines, chart_key, comparison_of, default_runs_dir, guidance, has_claims,
                         intro, launch_defaults, launch_summary, notes, original, sections, snapshot, verdicts, view_of)
 
 REFRESH_SECONDS = 2.0
@@ -146,14 +146,15 @@ class Panel(w.VBox):
             self.sections.children = ()
             return
         view, dataset = self.view, self.dataset.value
-        self.answer.value = _md(answer(view, verdicts(claims, self.snap, self.comparison, dataset), dataset) + "\n\n"
-                                + original(self.comparison))
+        self.answer.value = _md(answer(view, verdicts(claims, self.snap, self.comparison, dataset), dataset,
+                                       answer_lines(view, self.comparison)) + "\n\n" + original(self.comparison))
         self.protocol.value = _md("### This run set\n" + view.protocol)
         self.scorecard.value = _md(claims.section(self.snap.metrics, self.snap.runs, self.comparison.name, dataset)) \
             if has_claims(self.comparison) else ""
         self.sections.children = [w.VBox([w.HTML(_md(f"### {s.title}\n{s.text}")),
-                                          *([LiveChart(s.chart.to_dict())] if s.chart is not None else [])])
-                                  for s in sections(view)]
+                                          *([LiveChart(s.chart.to_dict())] if s.chart is not None else []),
+                                          *([w.HTML(Table(s.table).to_html())] if s.table is not None else [])])
+                                  for s in sections(view, self.comparison, dataset)]
         said = notes(view)
         self.tables.value = "".join(_md(f"### {title}\n{said[key]}") + f"<div style='overflow-x:auto'>{t.to_html()}</div>"
                                     for title, key, t in (("Per variant, across seeds", "per variant", view.variant_rows),

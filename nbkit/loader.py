@@ -1,9 +1,12 @@
 """The training data held on the device: batches in the run's data order, prepared for the model,
 and each process's share of the evaluation splits. No DataLoader, no workers (as airbench).
 
-The data order is a per-epoch permutation drawn from the run's generator: batch i of an epoch
-is perm[i*B:(i+1)*B], drop_last. Under torchrun every rank draws the same permutation and
-trains on its slice of each batch, so the order is the single-process one.
+The data order (the setting `sampling`) is drawn from the run's generator, one epoch's worth at
+a time: batch i of an epoch is order[i*B:(i+1)*B], drop_last. `epoch` draws a fresh permutation
+each epoch (the original's); `fixed` draws one and keeps it every epoch; `replacement` draws every
+example uniformly with replacement, so an "epoch" is only a count of steps, with no boundary in
+the data. Under torchrun every rank draws the same order and trains on its slice of each batch,
+so the order is the single-process one.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ from torch import Tensor
 from .augment import augment
 from .data import Dataset
 from .distributed import World
+from .seen import SeenCounts
+from .settings import Settings
 
 
 def memory_format(dev: torch.device) -> torch.memory_format:
@@ -30,18 +35,31 @@ def prepare(x: Tensor, fmt: torch.memory_format, generator: torch.Generator | No
     return x.contiguous(memory_format=fmt)
 
 
+def check_one_batch(ds: Dataset, s: Settings) -> None:
+    """At least one batch of training images, or a one-line error saying what set their number."""
+    n = ds.size("train")
+    if n // s.batch_size == 0:
+        cut = f" (train_size {s.train_size or 'all'} x train_fraction {s.train_fraction:g})" if (
+            s.train_size or s.train_fraction != 1.0) else ""
+        raise ValueError(f"batch_size {s.batch_size} exceeds the {n} training images{cut}; expected a training "
+                         f"set of at least one batch")
+
+
 class TrainBatches:
     """batches(step) -> (images, labels) of that step, ready for the model.
 
     In one process the whole training split lives on the device. Under torchrun, rank r trains
     on the r-th slice of every batch; the split stays in host memory and at each epoch's start
     this rank's images for the epoch (its shard) are gathered and moved to its device.
+
+    count_seen: keep how many times each example has been trained on (on the device); after each
+    call, `groups` holds the seen group of this rank's examples of the batch (nbkit.seen).
     """
 
     def __init__(self, ds: Dataset, batch_size: int, world: World, dev: torch.device,
-                 generator: torch.Generator, augmented: bool):
+                 generator: torch.Generator, augmented: bool, sampling: str = "epoch", count_seen: bool = False):
         self.B, self.world, self.dev, self.generator = batch_size, world, dev, generator
-        self.augmented, self.fmt = augmented, memory_format(dev)
+        self.augmented, self.fmt, self.sampling = augmented, memory_format(dev), sampling
         self.n = ds.size("train")
         self.b = batch_size // world.size  # this rank's part of a batch
         self.steps = self.n // batch_size  # per epoch, drop_last
@@ -51,15 +69,24 @@ class TrainBatches:
             self.x = self.y = None
         else:
             self.x, self.y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
-        self.perm = None
+        self.perm = None  # this epoch's order: a permutation, or draws with replacement
+        self.seen = SeenCounts(self.n, dev) if count_seen else None
+        self.groups: Tensor | None = None
 
     def __call__(self, step: int) -> tuple[Tensor, Tensor]:
         i = step % self.steps
-        if i == 0:
-            self._epoch(torch.randperm(self.n, device=self.dev, generator=self.generator))
+        if i == 0 and (self.perm is None or self.sampling != "fixed"):
+            self._epoch(self._draw())
         x, y = self._slice(i)
+        if self.seen is not None:
+            self.groups = self.seen.visit(self.perm[i * self.B:(i + 1) * self.B], self.world.part(self.B))
         generator = self.generator if self.augmented else None
         return prepare(x, self.fmt, generator, part=self.world.part(self.B), total=self.B), y
+
+    def _draw(self) -> Tensor:
+        if self.sampling == "replacement":
+            return torch.randint(self.n, (self.steps * self.B,), device=self.dev, generator=self.generator)
+        return torch.randperm(self.n, device=self.dev, generator=self.generator)
 
     def _epoch(self, perm: Tensor) -> None:
         self.perm = perm
@@ -76,11 +103,13 @@ class TrainBatches:
         return self.x[idx], self.y[idx]
 
     def state_dict(self) -> dict:
-        return {"perm": self.perm}
+        return {"perm": self.perm, **({"seen": self.seen.counts} if self.seen is not None else {})}
 
     def load_state_dict(self, state: dict) -> None:
         if state["perm"] is not None:
             self._epoch(state["perm"])
+        if self.seen is not None:
+            self.seen.counts.copy_(state["seen"])
 
 
 def probe_generator(seed: int, step: int, dev: torch.device) -> torch.Generator:

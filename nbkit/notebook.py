@@ -61,7 +61,8 @@ def _(claims, comparison, dataset, get_snapshot, mo, view, wb):
     if view is None:
         _out = mo.callout(mo.md(wb.guidance(comparison, str(_snap.root))), kind="info")
     else:
-        _out = mo.md(wb.answer(view, wb.verdicts(claims, _snap, comparison, dataset.value), dataset.value))
+        _out = mo.md(wb.answer(view, wb.verdicts(claims, _snap, comparison, dataset.value), dataset.value,
+                               wb.answer_lines(view, comparison)))
     mo.vstack([_out, *([mo.md(wb.original(comparison))] if wb.original(comparison) else [])])
     return
 

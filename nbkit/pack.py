@@ -30,13 +30,14 @@ from torch.func import functional_call, stack_module_state, vmap
 from . import distributed, runlog
 from .data import Dataset, load_dataset
 from .errors import NonFiniteLoss, RunBusy, RunLogLost, RunStopped, stop_signals
-from .loader import TrainBatches, eval_shards
+from .loader import TrainBatches, check_one_batch, eval_shards
 from .models import create_model
 from .models.vitn import Attention
 from .settings import Settings, external_model
 from .step import TrainStep, after_load, graph_safe, make_optimizer
-from .train import (LoopState, RunParts, autocast_dtype, ended, evaluate_splits, evaluation_due, finish,
-                    pause_clock, saving, start, step_lr, uses_cuda_graph, write_checkpoint, write_train_row)
+from .train import (LoopState, RunParts, autocast_dtype, ended, evaluate_near_epoch_end, evaluate_splits,
+                    evaluation_due, finish, near_epoch_end, pause_clock, saving, start, step_lr, uses_cuda_graph,
+                    with_probe, write_checkpoint, write_train_row)
 
 
 def _key(name: str) -> str:
@@ -154,8 +155,11 @@ class PackedStep(TrainStep):
         K, B = y.shape
         with self._autocast(capturing):
             logits, extras = self.forward(x, y)
-            losses = F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), reduction="none").view(K, B).mean(1)
+            per_example = F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), reduction="none").view(K, B)
+            losses = per_example.mean(1)
             totals = losses + sum((v for k, v in extras.items() if k.startswith("aux/")), torch.zeros(K, device=x.device))
+        if self.keep_example_losses:
+            self.example_losses = per_example.detach()  # (K, B)
         totals.sum().backward()  # run k's parameters only meet run k's loss
         grad_norm = clip_per_run(self.params, self.clip)
         self.opt.step()
@@ -245,9 +249,9 @@ def train_pack(variant: str, settings: list[Settings], run_dirs: list[str | Path
     if world.launched:
         raise ValueError("packed runs train in one process; start them without torchrun")
     dev = distributed.pick_device(device, world)
-    ds = dataset if dataset is not None else load_dataset(s0.dataset, s0.data_dir, s0.val_size)
-    if ds.size("train") // s0.batch_size == 0:
-        raise ValueError(f"batch_size {s0.batch_size} exceeds the {ds.size('train')} training images")
+    ds = dataset if dataset is not None else load_dataset(s0.dataset, s0.data_dir, s0.val_size, s0.train_size,
+                                                          s0.train_fraction)
+    check_one_batch(ds, s0)
     check_packable(variant, s0, ds.num_classes, ds.images["train"].shape[-1])
     ds = _on_device(ds, dev)  # one copy of the data for every run of the pack
     with contextlib.ExitStack() as held:
@@ -324,7 +328,8 @@ def _build(variant: str, settings: list[Settings], ds: Dataset, world, dev: torc
     members = []
     for s in settings:
         generator = torch.Generator(dev).manual_seed(s.seed)  # data order and augmentation, as alone
-        batches = TrainBatches(ds, s.batch_size, world, dev, generator, augmented=s.use_augmentation)
+        batches = TrainBatches(ds, s.batch_size, world, dev, generator, augmented=s.use_augmentation,
+                               sampling=s.sampling, count_seen=s.seen_probe)
         members.append(PackMember(RunParts(variant, s, world, dev, None, None, None, batches, evals, generator, None)))
     return _assemble(Packed.of(models).train(), members, settings[0], dev, world)
 
@@ -337,7 +342,7 @@ def _assemble(packed: Packed, members: list[PackMember], s: Settings, dev, world
         opt.load_state_dict(opt_state)
         after_load(opt, dev)
     step = PackedStep(packed, packed, opt, params, s.gradient_clipping, autocast_dtype(s, dev), dev,
-                      capture=uses_cuda_graph(s, dev, world))
+                      capture=uses_cuda_graph(s, dev, world), example_losses=s.seen_probe)
     for k, m in enumerate(members):
         m.run.model, m.run.opt = Member(packed, k), MemberOptimizer(opt, k)
     return Pack(packed, opt, step, members)
@@ -367,15 +372,17 @@ def _loop(pack: Pack, stop_requested: list[str]) -> None:
         batches = [m.run.batches(step) for m in pack.members]
         x, y = torch.stack([b[0] for b in batches]), torch.stack([b[1] for b in batches])
         stats = pack.step(x, y, step_lr(step, s))  # (K, columns), on the device
+        losses = pack.step.example_losses  # (K, B) with the seen-count probe, else None
         step += 1
         evaluating = evaluation_due(s, step)
+        near = near_epoch_end(s, step, pack.members[0].run.batches.steps)
         for k, m in enumerate(pack.members):
-            m.state.window.append(stats[k])
+            m.state.window.append(with_probe(m.run, stats[k], None if losses is None else losses[k]))
             m.state.step = step
             m.state.extra_keys = m.state.extra_keys or pack.step.extra_keys
 
         def log_window(m: PackMember) -> None:
-            if len(m.state.window) >= s.log_every or evaluating:
+            if len(m.state.window) >= s.log_every or evaluating or near:
                 write_train_row(m.run, m.state, stop_requested)
 
         _each(pack, log_window)
@@ -383,6 +390,11 @@ def _loop(pack: Pack, stop_requested: list[str]) -> None:
             for m in pack.members:  # every run's clock stops before any evaluates
                 pause_clock(m.run, m.state)
             _each(pack, lambda m: evaluate_splits(m.run, m.state))
+            pack.packed.train()
+        if near:  # the held-out probe around epoch ends
+            for m in pack.members:
+                pause_clock(m.run, m.state)
+            _each(pack, lambda m: evaluate_near_epoch_end(m.run, m.state))
             pack.packed.train()
         if saving(s, step):
             _each(pack, lambda m: write_checkpoint(m.run, m.state))

@@ -102,6 +102,16 @@ class Table:
         return self.frame.height
 
 
+@dataclass(frozen=True)
+class Section:
+    """A part of a comparison's page of its own: a title, markdown, and a chart (charts.Spec) or
+    a table (a frame of text, as people read it)."""
+    title: str
+    text: str
+    chart: object = None
+    table: pl.DataFrame | None = None
+
+
 def _get(row: dict, key: str):
     v = row.get(key)
     return v if _defined(v) else None

@@ -16,8 +16,9 @@ from . import charts, claims, files
 from .comparisons import COMPARISONS, Comparison
 from .escape import markdown_html
 from .reader import read_runs
-from .workbench import (answer, build_view, datasets, default_scalar, intro, notes, original, registry_order,
-                        sections, variant_options)
+from .present import Table
+from .workbench import (answer, answer_lines, build_view, datasets, default_scalar, intro, notes, original,
+                        registry_order, sections, variant_options)
 
 STYLE = """
 body { font: 15px/1.55 system-ui, -apple-system, "Segoe UI", sans-serif; color: #222; max-width: 1020px;
@@ -65,14 +66,15 @@ def document(comparison: Comparison, frames: tuple, dataset: str | None = None, 
     if comparison.source is None:  # the original's claims: nbkit's comparisons only
         card = claims.scorecard(claims.measured(*claims.of_dataset(metrics, runs, chosen)), comparison.name)
         verdicts = dict(card["verdict"].value_counts(sort=True).iter_rows()) if card.height else {}
-    extra = sections(view)
-    parts += [_md(answer(view, verdicts, chosen)), _md(original(comparison)),
+    extra = sections(view, comparison, chosen)
+    parts += [_md(answer(view, verdicts, chosen, answer_lines(view, comparison))), _md(original(comparison)),
               "<h2>This run set</h2>", _md(view.protocol),
               "<h2>Curves</h2>", _md(said["curves"]), "<div id='curves'></div>",
               *([f"<div class='wrap'>{_md(claims.section(metrics, runs, comparison.name, chosen))}</div>"]
                 if comparison.source is None else []),  # the original's claims: nbkit's comparisons only
-              *(part for i, s in enumerate(extra) for part in (f"<h2>{html.escape(s.title)}</h2>", _md(s.text),
-                                                               *([f"<div id='section{i}'></div>"] if s.chart else []))),
+              *(part for i, s in enumerate(extra) for part in (
+                  f"<h2>{html.escape(s.title)}</h2>", _md(s.text), *([f"<div id='section{i}'></div>"] if s.chart else []),
+                  *([f"<div class='wide'>{Table(s.table).to_html()}</div>"] if s.table is not None else []))),
               "<h2>Per variant, across seeds</h2>", _md(said["per variant"]),
               f"<div class='wide'>{view.variant_rows.to_html()}</div>",
               "<h2>The original's tables</h2>", _md(said["original"]),

@@ -64,6 +64,12 @@ class Settings:
     cuda_graph: bool = True  # on a GPU, capture the training step as a CUDA graph (one process, no compile)
     original_schedule: bool = False  # the rates the original's optimiser saw: 1e-3 first, then one step late
     model_kwargs: dict = field(default_factory=Kwargs)  # keyword arguments of a timm/ or import-path model
+    # --- the epochs experiment (nbkit's own, off by default) ---
+    sampling: str = "epoch"  # epoch: a fresh permutation each epoch; fixed: one order every epoch; replacement
+    train_size: int = 0  # train on the first N of a fixed seeded permutation of the training split (0 = all)
+    train_fraction: float = 1.0  # then on the first share of those (nested: a half set lies in the whole)
+    seen_probe: bool = False  # log each window's loss by how many times its examples were trained on before
+    boundary_eval: int = 0  # steps either side of each epoch end in which val is also scored every log_every steps
 
     def __post_init__(self):
         for f in fields(self):
@@ -86,9 +92,11 @@ class Settings:
 _NOT_LATER = object()
 KEYS = tuple(f.name for f in fields(Settings))
 PRECISIONS = ("auto", "bf16", "fp32")
+SAMPLINGS = ("epoch", "fixed", "replacement")
 # settings added after runs were shipped: at their default they are left out of a run's identity
 # (sweep folder names, checkpoint checks), so earlier runs keep theirs
-LATER_KEYS = {"precision": "auto", "cuda_graph": True, "original_schedule": False, "model_kwargs": {}}
+LATER_KEYS = {"precision": "auto", "cuda_graph": True, "original_schedule": False, "model_kwargs": {},
+              "sampling": "epoch", "train_size": 0, "train_fraction": 1.0, "seen_probe": False, "boundary_eval": 0}
 MAX_INT = 2**63 - 1  # what a seed generator and a run log's integer column hold
 _TYPES = typing.get_type_hints(Settings)
 
@@ -177,6 +185,7 @@ def _check_ranges(s: Settings) -> None:
     for key in ("warmup_min_lr", "warmup_max_lr", "gradient_clipping"):
         need(getattr(s, key) > 0, f"{key} expects a positive number, got {getattr(s, key)}")
     need(s.constant_lr is None or s.constant_lr > 0, f"constant_lr expects a positive number or none, got {s.constant_lr}")
+    _check_epochs(s, need)
     resnet_only = s.resnet_norm_type != "bn" or s.mixstyle_level or s.finetune_level != 5
     need(not resnet_only or (s.model.startswith("resnet") and not external_model(s.model)),
          f"resnet_norm_type, mixstyle_level and finetune_level apply to resnet models only, not {s.model!r}")
@@ -187,6 +196,18 @@ def _check_ranges(s: Settings) -> None:
 def external_model(model: str) -> bool:
     """Whether a model name is a timm architecture (timm/<name>) or an import path (package.module:callable)."""
     return model.startswith("timm/") or ":" in model
+
+
+def _check_epochs(s: Settings, need) -> None:
+    need(s.sampling in SAMPLINGS,
+         f"sampling expects one of {', '.join(SAMPLINGS)}, got {s.sampling!r}{closest(s.sampling, SAMPLINGS)}")
+    need(s.train_size == 0 or s.train_size >= s.batch_size,
+         f"train_size {s.train_size} is below one batch (batch_size {s.batch_size}); expected at least "
+         f"{s.batch_size}, or 0 for the whole training split")
+    need(0 < s.train_fraction <= 1, f"train_fraction expects a share in (0, 1], got {s.train_fraction}")
+    need(s.boundary_eval >= 0, f"boundary_eval expects >= 0 steps, got {s.boundary_eval}")
+    need(not s.boundary_eval or s.val_size > 0,
+         f"boundary_eval {s.boundary_eval} scores the held-out val split; set val_size too (e.g. val_size=1000)")
 
 
 def parse_assignments(pairs: list[str]) -> dict[str, str]:

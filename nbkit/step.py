@@ -54,6 +54,9 @@ def after_load(opt: torch.optim.Optimizer, dev: torch.device) -> None:
 class TrainStep:
     """step(x, y, lr) -> (loss, top-1, loss_total, grad_norm, *extras) as one device vector.
 
+    example_losses: also keep each example's cross-entropy as `example_losses` (a device tensor a
+    graph's replay overwrites: read it before the next step), for the seen-count probe.
+
     With capture, the first call records the step as a CUDA graph: a few steps run first (cuDNN's
     choices, the optimiser's state), then the model, optimiser and random state are put back as
     they were, so a graphed run trains from exactly the state an eager one would. On the CPU the
@@ -61,9 +64,11 @@ class TrainStep:
     """
 
     def __init__(self, model: torch.nn.Module, forward, opt: torch.optim.Optimizer, params: list,
-                 clip: float, autocast_dtype: torch.dtype | None, dev: torch.device, capture: bool = False):
+                 clip: float, autocast_dtype: torch.dtype | None, dev: torch.device, capture: bool = False,
+                 example_losses: bool = False):
         self.model, self.forward, self.opt, self.params, self.clip, self.dev = model, forward, opt, params, clip, dev
         self.autocast_dtype = autocast_dtype
+        self.keep_example_losses, self.example_losses = example_losses, None
         self.capture_pending = capture  # captured at the first call, with its batch
         self.extra_keys: list[str] | None = None  # the model's extras, in the vector's order
         self.graph: torch.cuda.CUDAGraph | None = None
@@ -94,6 +99,8 @@ class TrainStep:
             logits, extras = self.forward(x, y)
             loss = F.cross_entropy(logits.float(), y)
             total = loss + sum((v for k, v in extras.items() if k.startswith("aux/")), torch.zeros((), device=x.device))
+        if self.keep_example_losses:  # beside the loss trained on, which stays as it is without the probe
+            self.example_losses = F.cross_entropy(logits.detach().float(), y, reduction="none")
         total.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(self.params, self.clip, foreach=True)  # before clipping
         self.opt.step()

@@ -25,12 +25,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from . import __version__, distributed, runlog
+from . import __version__, distributed, runlog, seen
 from .checkpoint import drop_previous, has_checkpoint, load_checkpoint, save_checkpoint
 from .data import Dataset, load_dataset
 from .distributed import World
 from .errors import NonFiniteLoss, RunStopped, stop_signals
-from .loader import TrainBatches, eval_shards, prepare, probe_generator
+from .loader import TrainBatches, check_one_batch, eval_shards, prepare, probe_generator
 from .models import create_model, parameter_count
 from .settings import Settings
 from .step import TrainStep, after_load, make_optimizer
@@ -142,9 +142,9 @@ def train(variant: str, s: Settings, runs_dir: str | Path | None = None, device:
                          "expected a global batch divisible by --nproc_per_node x nodes")
     distributed.start(world, dev)
     try:
-        ds = dataset if dataset is not None else load_dataset(s.dataset, s.data_dir, s.val_size)
-        if ds.size("train") // s.batch_size == 0:
-            raise ValueError(f"batch_size {s.batch_size} exceeds the {ds.size('train')} training images")
+        ds = dataset if dataset is not None else load_dataset(s.dataset, s.data_dir, s.val_size, s.train_size,
+                                                              s.train_fraction)
+        check_one_batch(ds, s)
         run = _build(variant, s, ds, world, dev, progress)
         with contextlib.ExitStack() as held:
             with distributed.agreed(world, dev):  # rank 0 owns the run directory; the others only read
@@ -215,9 +215,10 @@ def _build(variant: str, s: Settings, ds: Dataset, world: World, dev: torch.devi
     opt = make_optimizer(params, step_lr(0, s), dev)
     forward = torch.compile(forward) if s.compile else forward
     step = TrainStep(model, forward, opt, params, s.gradient_clipping, autocast_dtype(s, dev), dev,
-                     capture=uses_cuda_graph(s, dev, world))
+                     capture=uses_cuda_graph(s, dev, world), example_losses=s.seen_probe)
     generator = torch.Generator(dev).manual_seed(s.seed)  # data order and augmentation, the same on every rank
-    batches = TrainBatches(ds, s.batch_size, world, dev, generator, augmented=s.use_augmentation)
+    batches = TrainBatches(ds, s.batch_size, world, dev, generator, augmented=s.use_augmentation,
+                           sampling=s.sampling, count_seen=s.seen_probe)
     return RunParts(variant, s, world, dev, model, opt, step, batches, eval_shards(ds, world, dev), generator, progress)
 
 
@@ -306,18 +307,23 @@ def _loop(run: RunParts, state: LoopState, stop_requested: list[str]) -> None:
         # forward, backward, clipping, Adam at this step's learning rate (captured once on a GPU)
         x, y = run.batches(state.step)
         # log window: the step's statistics stay on the device until the window is written
-        state.window.append(run.step(x, y, step_lr(state.step, s)))
+        stats = run.step(x, y, step_lr(state.step, s))
+        state.window.append(with_probe(run, stats, run.step.example_losses))
         state.step += 1
         if not state.extra_keys:
             state.extra_keys = run.step.extra_keys
-        evaluating = evaluation_due(s, state.step)
+        evaluating, near = evaluation_due(s, state.step), near_epoch_end(s, state.step, run.batches.steps)
         stop_agreed = False
-        if len(state.window) >= s.log_every or evaluating:
+        if len(state.window) >= s.log_every or evaluating or near:
             stop_agreed = write_train_row(run, state, stop_requested)
         # evaluation
         if evaluating:
             pause_clock(run, state)
             evaluate_splits(run, state)
+        # the held-out probe around epoch ends
+        if near:
+            pause_clock(run, state)
+            evaluate_near_epoch_end(run, state)
         # checkpoint
         if saving(s, state.step):
             write_checkpoint(run, state)
@@ -349,12 +355,20 @@ def write_train_row(run: RunParts, state: LoopState, stop_requested: list[str]) 
            "lr": step_lr(state.step - 1, run.s)}  # the last step's
     row.update(_normalizer_columns(norm, normalizer))
     row.update(zip(state.extra_keys, stats[4:]))
+    row.update(seen.row_columns(stats[4 + len(state.extra_keys):]))  # nothing without the probe
     state.last_loss = stats[0]
     run.log.metrics([row])
     report_progress(run, state)
     if nonfinite:
         raise NonFiniteLoss(f"non-finite loss (NaN or Inf) in steps {state.step - len(stacked) + 1}..{state.step}")
     return bool(stops and stops[0])
+
+
+def with_probe(run: RunParts, stats: Tensor, example_losses: Tensor | None) -> Tensor:
+    """The step's statistics, with the seen-count probe's columns after them when it is on."""
+    if not run.s.seen_probe:
+        return stats
+    return torch.cat([stats, seen.window_columns(run.batches.groups, example_losses)])
 
 
 def _peak_memory(dev: torch.device) -> dict:
@@ -391,6 +405,26 @@ def evaluation_due(s: Settings, step: int) -> bool:
 
 def saving(s: Settings, step: int) -> bool:
     return step % s.save_every == 0 or step == s.max_iter
+
+
+def near_epoch_end(s: Settings, step: int, steps_per_epoch: int) -> bool:
+    """Whether the held-out probe scores val at this step: every log_every steps within
+    boundary_eval steps of an epoch's end (the first epoch's start excluded)."""
+    if not s.boundary_eval or step % s.log_every or step + s.boundary_eval < steps_per_epoch:
+        return False
+    into = step % steps_per_epoch
+    return min(into, steps_per_epoch - into) <= s.boundary_eval
+
+
+def evaluate_near_epoch_end(run: RunParts, state: LoopState) -> None:
+    """The held-out probe: val scored as at an evaluation, logged as `val_dense`; then the clock restarts."""
+    images, labels, n = run.evals["val"]
+    sums = distributed.total(evaluate(run.model, images, labels, run.s.eval_batch_size, run.batches.fmt,
+                                      dtype=evaluation_dtype(run.s, run.dev)))
+    acc, loss = (sums / n).tolist()
+    run.log.metrics([{"step": state.step, "split": "val_dense", "time": round(time.perf_counter() - state.start, 3),
+                      "acc_top1": acc, "loss": loss}])
+    state.segment_start = time.perf_counter()
 
 
 def pause_clock(run: RunParts, state: LoopState) -> None:

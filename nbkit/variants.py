@@ -1,4 +1,5 @@
-"""The study's 23 variants: each a name, a one-line description and the settings it changes.
+"""The study's 23 variants, and nbkit's own (marked original=False): each a name, a one-line
+description and the settings it changes.
 
 This table is the one place a variant is defined; the CLI, notebooks, sweeps and tests read it.
 A comparisons file (nbkit.study) adds variants of the user's own on top of it: functions that
@@ -21,6 +22,7 @@ class Variant:
     options: dict = field(default_factory=dict)  # settings that differ from the defaults
     base: str | None = None  # the variant it was written as a change of (a comparisons file's)
     source: str | None = None  # the comparisons file that defines it; None: nbkit's own
+    original: bool = True  # False: nbkit's own, not a variant of the original study
 
     @property
     def settings(self) -> Settings:
@@ -40,6 +42,10 @@ class Variant:
 
 def _v(name, description, **options):
     return name, Variant(name, description, options)
+
+
+def _own(name, description, **options):
+    return name, Variant(name, description, options, original=False)
 
 
 VARIANTS: dict[str, Variant] = dict([
@@ -66,6 +72,13 @@ VARIANTS: dict[str, Variant] = dict([
     _v("vitn-12x256-8x8-lt", "vitn with a learnable attention temperature, learning log(1/tau)"),
     _v("vitn-12x256-8x8-ltv", "vitn with a learnable attention temperature, learning tau"),
     _v("vitn-12x256-8x8-dm-lt", "vitn with the diagonal mask and the learnable log(1/tau)"),
+    # nbkit's own, for the epochs comparison: the data order and the epoch length as controls
+    _own("resnet18-fixed", "resnet18 seeing one fixed order every epoch (not in the original)",
+         model="resnet18", sampling="fixed"),
+    _own("resnet18-replacement", "resnet18 drawing every batch with replacement: no epochs (not in the original)",
+         model="resnet18", sampling="replacement"),
+    _own("resnet18-half", "resnet18 on the first half of its training set: epochs half as long (not in the original)",
+         model="resnet18", train_fraction=0.5),
 ])
 
 

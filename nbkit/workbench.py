@@ -180,12 +180,13 @@ def has_claims(comparison: Comparison) -> bool:
     return comparison.source is None
 
 
-def answer(view: View, verdicts: dict[str, int] | None, dataset: str) -> str:
-    """The short answer at the top of a comparison (markdown): the findings computed from the
-    runs shown, and the scorecard's verdicts in one line."""
+def answer(view: View, verdicts: dict[str, int] | None, dataset: str, first: list[str] = ()) -> str:
+    """The short answer at the top of a comparison (markdown): what the comparison itself
+    concludes (first: answer_lines), the findings computed from the runs shown, and the
+    scorecard's verdicts in one line."""
     runs = view.runs.height
     head = f"**The answer from these runs** ({md_text(dataset)}, {runs} run{'s' if runs != 1 else ''}):"
-    lines = [f"- {f}" for f in view.findings] or ["- No run has been evaluated yet."]
+    lines = [f"- {f}" for f in [*first, *view.findings]] or ["- No run has been evaluated yet."]
     if verdicts:
         counts = ", ".join(f"{k} {v}" for k, v in verdicts.items())
         lines.append(f"- The original's claims for this comparison, checked on these runs: {counts} "
@@ -347,21 +348,30 @@ def verdicts(claims, snap: Snapshot, comparison: Comparison, dataset: str | None
     return dict(card["verdict"].value_counts(sort=True).iter_rows())
 
 
-@dataclass(frozen=True)
-class Section:
-    """A part of a comparison's page of its own: a title, markdown and an optional chart."""
-    title: str
-    text: str
-    chart: object = None
+Section = present.Section
 
 
-def sections(view: View) -> list[Section]:
-    """The sections a view adds after its findings where its runs logged what they need."""
+def sections(view: View, comparison: Comparison | None = None, dataset: str | None = None) -> list[Section]:
+    """The sections a view adds after its scorecard: the epochs experiment's, for its comparison;
+    each layer's learned temperature where runs logged it."""
     out = []
+    if comparison is not None and comparison.name == "epochs" and comparison.source is None and dataset:
+        from . import epochs_view
+
+        out += epochs_view.sections(view.metrics, view.runs, dataset, list(comparison.variants), view.palette)
     layers = charts.layer_temperature_chart(view.metrics, runs=view.runs, palette=view.palette)
     if layers is not None:
         out.append(Section("Learned temperature per layer", "Each layer's tau at the run's last logged step.", layers))
     return out
+
+
+def answer_lines(view: View, comparison: Comparison) -> list[str]:
+    """What a comparison adds to the answer at the top: the epochs experiment's verdict."""
+    if comparison.name == "epochs" and comparison.source is None:
+        from . import epochs
+
+        return epochs.findings(view.metrics, view.runs)[-1:]
+    return []
 
 
 @dataclass(frozen=True)

@@ -197,7 +197,8 @@ def test_variants_lists_the_files_variants_with_their_parameters(module, capsys)
     out = capsys.readouterr().out
     tiny = next(l for l in out.splitlines() if l.startswith("tiny "))
     assert "{:,}".format(3 * 8 * 9 + 8 + 8 * 10 + 10) in tiny and "a one-convolution net" in tiny
-    assert "26 variants" in out and "comparison mine" in out and "baseline resnet18; expected: no" in out
+    assert f"29 variants (23 of the original study, 3 of nbkit's own, 3 of {path})" in out
+    assert "comparison mine" in out and "baseline resnet18; expected: no" in out
 
 
 def test_a_run_records_its_variants_definition_and_plans_the_same_folder_without_the_file(module):

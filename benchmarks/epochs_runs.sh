@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The epochs comparison's run set on the CPU, shipped in artifacts/runs-epochs: the real CIFAR-10
+# image folder cut to 2,560 training images (the first of a fixed seeded permutation; resnet18-half
+# trains on the first 1,280 of them), so an epoch is 20 steps of 128 and 120 steps span 6 epochs.
+# 256 held-out images (val) are scored every 2 steps within 6 steps of each epoch end; every train
+# row (2 steps) logs the loss by how many times its examples were trained on before. The warm-up
+# is one epoch, the decay reaches its floor at step 120; test is scored once, at the end.
+# The 7 variants x 2 seeds take about an hour with both cores to themselves.
+#
+# On a GPU, the full-scale version (50,000 images, 390 steps an epoch, the original protocol):
+#   python -m nbkit sweep epochs --seeds 2 --jobs 8 --dataset "$DATA" --val-size 5000 \
+#     --runs-dir artifacts/runs-epochs-gpu --set seen_probe=true boundary_eval=100 log_every=10
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DATA=${DATA:-../shared/data/cifar10-images.tar.xz}
+RUNS=${RUNS:-artifacts/runs-epochs}
+LABEL="epochs comparison on the CPU: 2,560 CIFAR-10 training images (20 steps an epoch), 120 steps"
+python -m nbkit sweep epochs --seeds 2 --jobs 2 --device cpu --dataset "$DATA" --runs-dir "$RUNS" --label "$LABEL" \
+  --max-iter 120 --eval-every 120 --val-size 256 \
+  --set train_size=2560 seen_probe=true boundary_eval=6 log_every=2 warmup_num_steps=20

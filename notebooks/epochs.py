@@ -1,0 +1,1 @@
+../nbkit/notebook.py
