@@ -22,9 +22,9 @@ def runs_dir(tmp_path_factory):
     return workbench_runs(tmp_path_factory.mktemp("runs"))
 
 
-@pytest.mark.parametrize("name", NOTEBOOKS)
-def test_notebook_runs_headless_as_a_script(name, runs_dir):
-    done = subprocess.run([sys.executable, str(REPO / "notebooks" / f"{name}.py")], capture_output=True, text=True,
+def test_notebook_runs_headless_as_a_script(runs_dir):
+    # every notebooks/<name>.py is the one notebook (test_every_notebook_is_the_one_comparison_notebook)
+    done = subprocess.run([sys.executable, str(REPO / "notebooks" / "models.py")], capture_output=True, text=True,
                           env={**os.environ, "NBKIT_RUNS_DIR": str(runs_dir)}, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "Traceback" not in done.stderr
