@@ -2,7 +2,8 @@
 file under the comparison's name (links to it), so `marimo edit notebooks/models.py` opens the
 *models* comparison; `-- --comparison NAME` picks another.
 
-Live updates cost nothing when nothing was written: the runs directory is held in a
+The cells show top down what the page shows; those that show nothing (imports, state, the poll,
+the view) come last. Live updates cost nothing when nothing was written: the runs directory is held in a
 reader.RunStore that one cell polls on each auto-refresh tick; only when it finds new rows does
 it set the snapshot state that the view, charts and tables read. The controls are rebuilt only
 when the catalogue (datasets, variants, splits, scalars) changes, from what the user chose
@@ -15,23 +16,6 @@ app = marimo.App(width="full", app_title="nbkit: comparison")
 
 
 @app.cell(hide_code=True)
-def _():
-    import marimo as mo
-
-    from nbkit import background, claims, reader, workbench as wb
-    from nbkit.livechart import LiveChart
-    return LiveChart, background, claims, mo, reader, wb
-
-
-@app.cell(hide_code=True)
-def _(mo):
-    comparisons_file = mo.ui.text(value=mo.cli_args().get("comparisons") or "", full_width=True,
-                                  label="comparisons file of your own (TOML or YAML; empty: nbkit's)",
-                                  placeholder="e.g. examples/my-study.toml")
-    return (comparisons_file,)
-
-
-@app.cell(hide_code=True)
 def _(comparisons_file, mo, wb):
     study, _error = wb.study_of(comparisons_file.value)
     # -- --comparison NAME, else the notebook's own name (notebooks/resnets.py: resnets), else models
@@ -40,12 +24,6 @@ def _(comparisons_file, mo, wb):
     mo.vstack([mo.hstack([comparison_choice, comparisons_file], widths=[1, 3]),
                *([mo.callout(mo.md(f"That file is not used: {wb.md_code(_error)}"), kind="danger")] if _error else [])])
     return comparison_choice, study
-
-
-@app.cell(hide_code=True)
-def _(comparison_choice, study, wb):
-    comparison = wb.comparison_of(comparison_choice.value, study)
-    return (comparison,)
 
 
 @app.cell(hide_code=True)
@@ -68,49 +46,11 @@ def _(claims, comparison, dataset, get_snapshot, mo, view, wb):
 
 
 @app.cell(hide_code=True)
-def _(comparison, mo, reader, wb):
-    # the runs directory, read once here; the poll below brings it up to date
-    store = reader.RunStore(wb.default_runs_dir(mo.cli_args()))
-    store.poll()
-    first = wb.snapshot(store, comparison)
-    get_snapshot, set_snapshot = mo.state(first)
-    get_catalogue, set_catalogue = mo.state(first.catalogue)
-    get_launched, set_launched = mo.state(None)  # the sweep launched from this page
-    get_sweep, set_sweep = mo.state(None)  # its state, and how many launched sweeps run here
-    choices = wb.Choices()  # what the user chose, kept while the controls are rebuilt
-    return (choices, first, get_catalogue, get_launched, get_snapshot, get_sweep, set_catalogue,
-            set_launched, set_snapshot, set_sweep, store)
-
-
-@app.cell(hide_code=True)
 def _(mo, store):
     runs_dir = mo.ui.text(value=str(store.root), label="runs directory", full_width=True)
     refresh = mo.ui.refresh(options=["2s", "5s", "10s", "30s"], label="auto-refresh")
     mo.hstack([runs_dir, refresh], widths=[4, 1])
     return refresh, runs_dir
-
-
-@app.cell(hide_code=True)
-def _(background, comparison, get_catalogue, get_launched, get_snapshot, get_sweep, refresh, runs_dir,
-      set_catalogue, set_snapshot, set_sweep, store, sweep_tick, wb):
-    # every tick: a few stat calls; new state (and so a redraw) only where something changed
-    refresh.value, sweep_tick.value if sweep_tick is not None else None
-    _moved = store.open(runs_dir.value)
-    if store.poll() or _moved or store.version != get_snapshot().version:
-        _snap = wb.snapshot(store, comparison)
-        set_snapshot(_snap)
-        if _snap.catalogue != get_catalogue():
-            set_catalogue(_snap.catalogue)
-    _sweep = wb.sweep_status(background, get_launched(), store.root)
-    if _sweep != get_sweep():
-        set_sweep(_sweep)
-    return
-
-
-@app.cell(hide_code=True)
-def _(choices, get_catalogue, wb):
-    dataset = wb.dataset_control(get_catalogue(), choices)
-    return (dataset,)
 
 
 @app.cell(hide_code=True)
@@ -120,15 +60,6 @@ def _(choices, comparison, dataset, first, get_catalogue, mo, wb):
                controls["variants"],
                mo.hstack([controls["smoothing"], controls["log_scale"], controls["seeds"]], justify="start")])
     return (controls,)
-
-
-@app.cell(hide_code=True)
-def _(choices, controls, dataset, get_catalogue, get_snapshot, wb):
-    # the view: rebuilt when the snapshot or a control changes, never on a tick that found nothing
-    _c = controls.value
-    choices.remember(dataset.value, _c, get_catalogue().options(dataset.value))
-    view = wb.view_of(get_snapshot(), dataset.value, _c)
-    return (view,)
 
 
 @app.cell(hide_code=True)
@@ -142,13 +73,6 @@ def _(LiveChart, mo, wb):
     chart = mo.ui.anywidget(LiveChart())
     mo.vstack([mo.md("## Curves\n" + wb.CURVES_NOTE), chart])
     return (chart,)
-
-
-@app.cell(hide_code=True)
-def _(chart, controls, dataset, view, wb):
-    # new data go into the chart in place: zoom, pan and the legend highlight stay
-    chart.widget.show(view.dashboard.to_dict() if view is not None else {}, wb.chart_key(dataset.value, controls.value))
-    return
 
 
 @app.cell(hide_code=True)
@@ -220,6 +144,84 @@ def _(get_launched, mo):
 def _(get_launched, get_sweep, mo, wb):
     _sweep = get_sweep()
     mo.vstack(wb.sweep_report(get_launched(), _sweep.launched if _sweep else None, _sweep.active if _sweep else 0))
+    return
+
+
+
+@app.cell(hide_code=True)
+def _():
+    import marimo as mo
+
+    from nbkit import background, claims, reader, workbench as wb
+    from nbkit.livechart import LiveChart
+    return LiveChart, background, claims, mo, reader, wb
+
+
+@app.cell(hide_code=True)
+def _(mo):
+    comparisons_file = mo.ui.text(value=mo.cli_args().get("comparisons") or "", full_width=True,
+                                  label="comparisons file of your own (TOML or YAML; empty: nbkit's)",
+                                  placeholder="e.g. examples/my-study.toml")
+    return (comparisons_file,)
+
+
+@app.cell(hide_code=True)
+def _(comparison_choice, study, wb):
+    comparison = wb.comparison_of(comparison_choice.value, study)
+    return (comparison,)
+
+
+@app.cell(hide_code=True)
+def _(comparison, mo, reader, wb):
+    # the runs directory, read once here; the poll below brings it up to date
+    store = reader.RunStore(wb.default_runs_dir(mo.cli_args()))
+    store.poll()
+    first = wb.snapshot(store, comparison)
+    get_snapshot, set_snapshot = mo.state(first)
+    get_catalogue, set_catalogue = mo.state(first.catalogue)
+    get_launched, set_launched = mo.state(None)  # the sweep launched from this page
+    get_sweep, set_sweep = mo.state(None)  # its state, and how many launched sweeps run here
+    choices = wb.Choices()  # what the user chose, kept while the controls are rebuilt
+    return (choices, first, get_catalogue, get_launched, get_snapshot, get_sweep, set_catalogue,
+            set_launched, set_snapshot, set_sweep, store)
+
+
+@app.cell(hide_code=True)
+def _(background, comparison, get_catalogue, get_launched, get_snapshot, get_sweep, refresh, runs_dir,
+      set_catalogue, set_snapshot, set_sweep, store, sweep_tick, wb):
+    # every tick: a few stat calls; new state (and so a redraw) only where something changed
+    refresh.value, sweep_tick.value if sweep_tick is not None else None
+    _moved = store.open(runs_dir.value)
+    if store.poll() or _moved or store.version != get_snapshot().version:
+        _snap = wb.snapshot(store, comparison)
+        set_snapshot(_snap)
+        if _snap.catalogue != get_catalogue():
+            set_catalogue(_snap.catalogue)
+    _sweep = wb.sweep_status(background, get_launched(), store.root)
+    if _sweep != get_sweep():
+        set_sweep(_sweep)
+    return
+
+
+@app.cell(hide_code=True)
+def _(choices, get_catalogue, wb):
+    dataset = wb.dataset_control(get_catalogue(), choices)
+    return (dataset,)
+
+
+@app.cell(hide_code=True)
+def _(choices, controls, dataset, get_catalogue, get_snapshot, wb):
+    # the view: rebuilt when the snapshot or a control changes, never on a tick that found nothing
+    _c = controls.value
+    choices.remember(dataset.value, _c, get_catalogue().options(dataset.value))
+    view = wb.view_of(get_snapshot(), dataset.value, _c)
+    return (view,)
+
+
+@app.cell(hide_code=True)
+def _(chart, controls, dataset, view, wb):
+    # new data go into the chart in place: zoom, pan and the legend highlight stay
+    chart.widget.show(view.dashboard.to_dict() if view is not None else {}, wb.chart_key(dataset.value, controls.value))
     return
 
 
