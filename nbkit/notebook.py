@@ -12,7 +12,7 @@ before; the chart is one widget that takes new data in place, keeping zoom and p
 import marimo
 
 __generated_with = "0.25.2"
-app = marimo.App(width="full", app_title="nbkit: comparison")
+app = marimo.App(width="full", app_title="nbkit: comparison", css_file="comparison.css")
 
 
 @app.cell(hide_code=True)
@@ -83,9 +83,12 @@ def _(claims, comparison, dataset, get_snapshot, mo, view, wb):
 
 
 @app.cell(hide_code=True)
-def _(mo, view, wb):
-    mo.vstack([mo.md(f"## {s.title}\n{s.text}"), *([s.chart] if s.chart is not None else [])]
-              for s in wb.sections(view)) if view is not None else None
+def _(comparison, dataset, mo, view, wb):
+    # sections of a comparison's own (the epochs experiment, per-layer temperatures), where its runs logged them
+    _table = lambda t: mo.ui.table(t, selection=None, show_data_types=False, show_column_summaries=False)
+    mo.vstack([_part for _s in wb.sections(view, comparison, dataset.value)
+               for _part in (mo.md(f"## {_s.title}\n{_s.text}"), *([_s.chart] if _s.chart is not None else []),
+                             *([_table(_s.table)] if _s.table is not None else []))]) if view is not None else None
     return
 
 

@@ -277,6 +277,14 @@ def test_a_comparisons_file_drives_the_notebook(tmp_path):
     assert "small-cnn-wide" in html and "convnext-atto" in html and "Replication scorecard" not in html
 
 
+def test_the_epochs_notebook_answers_the_puzzle_on_the_shipped_runs(tmp_path):
+    """The epochs notebook on artifacts/runs-epochs: the verdict at the top, and its own sections."""
+    html = export("epochs", REPO / "artifacts" / "runs-epochs", tmp_path / "epochs.html")
+    for shown in ("Verdict: memorisation.", "Every epoch end overlaid", "Held-out images at the same steps",
+                  "The drop at epoch ends", "Loss by how often the examples were trained on"):
+        assert shown in html, shown
+
+
 def test_every_run_of_a_runs_directory_can_be_shown_by_variant(tmp_path):
     """Runs of variants no comparison lists (a user's own script's names) show under "all runs"."""
     from nbkit.jupyter import Panel
