@@ -27,6 +27,7 @@ from . import curves
 X_TITLES = {"step": "step", "epoch": "epoch", "wall time": "wall time (s)"}
 WIDTH, HEIGHT, READOUT = 720, 220, 250
 READOUT_ROW = 15  # pixels per readout line
+SPARSE = 12  # lines of at most this many points show a dot at each
 HIGHLIGHT = "highlight"
 # told apart on white: Tableau's 10 (the first colours go to the variants with runs), then
 # Kelly's 1965 set of maximum contrast
@@ -142,8 +143,10 @@ def panel_spec(df: pl.DataFrame, *, key: str, title: str, y_title: str, x: str =
     if has_marks:
         datasets[f"{key}-marks"] = _rows(marks)
     scale = _colour_scale(shown, palette or {})
+    key_column = "name" if "name" in lines.columns else "group"
+    sparse = not lines.is_empty() and int(lines.group_by(key_column).len()["len"].max()) <= SPARSE
     spec = json.loads(_template(key, title, y_title, x, each_run, log_scale, has_marks, "low" in lines.columns,
-                                smoothed, width, height, scale))
+                                smoothed, width, height, scale, sparse))
     domain = None if log_scale else curves.y_domain(df, skip_start, bounds)
     for layer in spec["hconcat"][0]["layer"]:  # the fitted y range: the one part that follows the data
         y_scale = layer.get("encoding", {}).get("y", {}).get("scale")
@@ -161,9 +164,10 @@ def _colour_scale(shown: list[str], palette: dict[str, str]) -> tuple[tuple[str,
 
 @functools.lru_cache(maxsize=256)
 def _template(key: str, title: str, y_title: str, x: str, each_run: bool, log_scale: bool, marks: bool, band: bool,
-              smoothed: bool, width: int, height: int, scale: tuple) -> str:
+              smoothed: bool, width: int, height: int, scale: tuple, sparse: bool = False) -> str:
     """A panel's spec without its data (JSON): what Altair writes for these choices, built once
-    and reused while only the data change (a live refresh)."""
+    and reused while only the data change (a live refresh). sparse: lines of a few points each
+    get a dot at every point (a line of one point draws nothing)."""
     x_field = "step" if x == "step" else "x"
     y_scale = alt.Scale(type="log") if log_scale else alt.Scale(zero=False, nice=False)
     X, Y = alt.X(f"{x_field}:Q", title=X_TITLES[x]), alt.Y("value:Q", title=y_title, scale=y_scale)
@@ -184,7 +188,8 @@ def _template(key: str, title: str, y_title: str, x: str, each_run: bool, log_sc
         layers.append(base.mark_line(strokeWidth=1, clip=True).encode(
             X, alt.Y("raw:Q", scale=y_scale, title=y_title), colour, *by_seed, detail=detail,
             opacity=alt.when(pick).then(alt.value(0.22)).otherwise(alt.value(0.04))))
-    layers.append(base.mark_line(strokeWidth=1.8, clip=True).encode(
+    dots = {"point": alt.OverlayMarkDef(filled=True, size=30)} if sparse else {}
+    layers.append(base.mark_line(strokeWidth=1.8, clip=True, **dots).encode(
         X, Y, colour, *by_seed, detail=detail,
         opacity=alt.when(pick).then(alt.value(1.0)).otherwise(alt.value(0.1))).properties(name=f"{key}_lines"))
     layers.append(base.transform_aggregate(n="count()", groupby=[x_field]).transform_calculate(hx=f"datum['{x_field}']")
