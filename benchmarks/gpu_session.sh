@@ -9,10 +9,15 @@
 #          PACK seeds per process, longest first, into RUNS, a fresh directory: the eager runs in
 #          artifacts/runs-h200 are the accuracy reference. Stopped cleanly (SIGTERM, checkpoints)
 #          at the budget. Its JSON: wall time, GPU busy share, per-run time, GPU memory, host RSS;
-#   fp32   with time left, resnet18 x 2 seeds in fp32 (the original's precision).
+#   fp32   with time left, resnet18 x 2 seeds in fp32 (the original's precision);
+#   epochs the epochs comparison at full scale (7 variants x 2 seeds, 50,000 images, 5,000 steps, the
+#          seen-count probe and 5,000 held-out images scored densely near epoch ends), into RUNS-epochs;
+#   schedule resnet18 and vitn-12x256-8x8 x 2 seeds with --set original_schedule=true (the original's
+#          first step at 1e-3 and its one-step lag), into RUNS-schedule, beside the study's own.
 # A device call runs at most 10 minutes and the session has 15 in all, machine start included:
 #   call 1: PARTS="speed pack" bash benchmarks/gpu_session.sh         (prints the PACK it chose)
 #   call 2: PARTS="study fp32" PACK=<1 or 2> bash benchmarks/gpu_session.sh
+#   call 3 (a later session, or time left): PARTS="epochs schedule" bash benchmarks/gpu_session.sh
 # (PARTS defaults to all four, for a longer budget.) SMOKE=1 runs every part on the CPU with tiny
 # step counts and the synthetic dataset: a rehearsal of the script itself, before a device call.
 #
@@ -104,6 +109,21 @@ if has fp32 && [ "$(left)" -gt 120 ]; then
     --label "$LABEL, fp32" > "$OUT/fp32.log" 2>&1
   tail -n 2 "$OUT/fp32.log"
 fi
-dirs=$(for d in "$RUNS" "$RUNS-fp32"; do [ -d "$d" ] && echo "$d"; done)
+if has epochs && [ "$(left)" -gt 120 ]; then
+  echo "== epochs: the epochs comparison at full scale, with its probes  [$(left) s left]"
+  timeout -s TERM -k 40 $(( $(left) - 70 )) python3 -m nbkit sweep epochs --seeds 2 --jobs "$JOBS" --device "$DEVICE" \
+    --dataset "$DATA" --max-iter "$FULL" --val-size "$(( FULL >= 5000 ? 5000 : 256 ))" --runs-dir "$RUNS-epochs" \
+    --label "$LABEL, epochs comparison" --set seen_probe=true boundary_eval=100 > "$OUT/epochs.log" 2>&1
+  tail -n 2 "$OUT/epochs.log"
+fi
+
+if has schedule && [ "$(left)" -gt 120 ]; then
+  echo "== schedule: resnet18 and vitn with the original's first-step rate and one-step lag  [$(left) s left]"
+  timeout -s TERM -k 20 $(( $(left) - 25 )) python3 -m nbkit sweep resnet18 vitn-12x256-8x8 --seeds 2 --jobs "$JOBS" \
+    --device "$DEVICE" --dataset "$DATA" --max-iter "$FULL" --runs-dir "$RUNS-schedule" \
+    --label "$LABEL, original_schedule" --set original_schedule=true > "$OUT/schedule.log" 2>&1
+  tail -n 2 "$OUT/schedule.log"
+fi
+dirs=$(for d in "$RUNS" "$RUNS-fp32" "$RUNS-epochs" "$RUNS-schedule"; do [ -d "$d" ] && echo "$d"; done)
 [ -n "$dirs" ] && tar czf "$OUT/runs.tar.gz" --exclude='checkpoint*.pt' --exclude='.lock' $dirs
 echo "== end  [$(left) s left]"

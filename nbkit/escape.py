@@ -5,12 +5,10 @@ nbkit.report, and for a terminal here (`terminal`)."""
 
 from __future__ import annotations
 
+import functools
 import html
 import re
 from urllib.parse import urlsplit
-
-import markdown
-import markdown.treeprocessors
 
 # what can open markup: emphasis, code, links and images, table cells, headings, strikethrough
 _MARKDOWN = re.compile(r"([\\`*\[\]|#~])")
@@ -39,7 +37,9 @@ def terminal(value) -> str:
 def markdown_html(text: str) -> str:
     """Markdown as HTML with nothing active in it: raw HTML in the text is shown as text, and a
     link or image whose address is not http(s), mailto or relative (javascript:, data:) loses it."""
-    return markdown.markdown(text, extensions=["tables", NoActiveContent()])
+    import markdown
+
+    return markdown.markdown(text, extensions=["tables", _no_active_content()()])
 
 
 def safe_address(url: str) -> bool:
@@ -49,18 +49,24 @@ def safe_address(url: str) -> bool:
         return False
 
 
-class NoActiveContent(markdown.Extension):
-    """Python-Markdown passes raw HTML through and links to any address: not here."""
+@functools.cache
+def _no_active_content():
+    """Python-Markdown passes raw HTML through and links to any address: not here. (Built on
+    first use: training, which escapes for terminals, runs where Python-Markdown is not installed.)"""
+    import markdown
+    import markdown.treeprocessors
 
-    def extendMarkdown(self, md):
-        md.preprocessors.deregister("html_block")
-        md.inlinePatterns.deregister("html")
-        md.treeprocessors.register(_SafeAddresses(md), "safe_addresses", 0)
+    class SafeAddresses(markdown.treeprocessors.Treeprocessor):
+        def run(self, root):
+            for element in root.iter():
+                for attribute in ("href", "src"):
+                    if element.get(attribute) is not None and not safe_address(element.get(attribute)):
+                        del element.attrib[attribute]
 
+    class NoActiveContent(markdown.Extension):
+        def extendMarkdown(self, md):
+            md.preprocessors.deregister("html_block")
+            md.inlinePatterns.deregister("html")
+            md.treeprocessors.register(SafeAddresses(md), "safe_addresses", 0)
 
-class _SafeAddresses(markdown.treeprocessors.Treeprocessor):
-    def run(self, root):
-        for element in root.iter():
-            for attribute in ("href", "src"):
-                if element.get(attribute) is not None and not safe_address(element.get(attribute)):
-                    del element.attrib[attribute]
+    return NoActiveContent

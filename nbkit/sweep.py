@@ -155,16 +155,21 @@ def slots(device: str, jobs_per_device: int) -> list[tuple[str, dict]]:
 
 class Display:
     """On a terminal, a tqdm bar per running run (steps, images/s) under one for the sweep;
-    events are printed above the bars. Elsewhere (a log file), events only, one per line."""
+    events are printed above the bars. Elsewhere (a log file), or where tqdm is not installed (a
+    bare GPU machine's Python), events only, one per line."""
 
     def __init__(self, total: int, stream=None):
-        from tqdm import tqdm
-
         self.stream = stream or sys.stderr
-        self.tty = self.stream.isatty()
-        self.sweep = tqdm(total=total, desc="sweep", unit="run", file=self.stream, disable=not self.tty,
-                          position=0, dynamic_ncols=True, bar_format="{desc}: {n}/{total} runs |{bar}| {postfix}")
+        self.tty, self.sweep = self.stream.isatty(), None
         self.bars: dict[str, object] = {}  # a running job's label -> its bar
+        if self.tty:
+            try:
+                from tqdm import tqdm
+            except ImportError:
+                self.tty = False
+                return
+            self.sweep = tqdm(total=total, desc="sweep", unit="run", file=self.stream, position=0, dynamic_ncols=True,
+                              bar_format="{desc}: {n}/{total} runs |{bar}| {postfix}")
 
     def event(self, text: str) -> None:
         if self.tty:
@@ -202,7 +207,8 @@ class Display:
         for bar in self.bars.values():
             bar.close()
         self.bars.clear()
-        self.sweep.close()
+        if self.sweep is not None:
+            self.sweep.close()
         if final:
             self.event(final)
 
