@@ -44,8 +44,9 @@ fi
 START=$(date +%s)
 left() { echo $(( BUDGET - ($(date +%s) - START) )); }
 has() { [[ " $PARTS " == *" $1 "* ]]; }
-newest() {  # the part's benchmark JSON to $OUT (a rehearsal's is not kept in the checkout)
-  local f; f=$(ls -t benchmarks/results/"$1-$DEVICE"-*.json 2>/dev/null | head -n 1)
+touch "$OUT/.started"
+newest() {  # the part's benchmark JSON, written by this session, to $OUT (a rehearsal's is not kept in the checkout)
+  local f; f=$(find benchmarks/results -name "$1-$DEVICE-*.json" -newer "$OUT/.started" | sort | tail -n 1)
   [ -n "$f" ] && cp "$f" "$OUT/" && if [ "${SMOKE:-0}" = 1 ]; then rm -f "$f"; fi
 }
 exec > >(tee -a "$OUT/session.log") 2>&1
