@@ -134,7 +134,7 @@ def panel_spec(df: pl.DataFrame, *, key: str, title: str, y_title: str, x: str =
     if not each_run and not df.is_empty():
         df = curves.aggregate_seeds(df)
     shown = sorted(df["group"].unique().to_list()) if not df.is_empty() else []
-    x_field = "step" if x == "step" else "x"  # on the step axis x is the step: not sent twice
+    # on the step axis x is the step: not sent twice
     keep = ["group", "name", "seed" if each_run else "seeds", "step", *([] if x == "step" else ["x"]), "value",
             *(["raw"] if smoothed else []), *(["low", "high"] if "low" in df.columns else [])]
     lines = curves.thin(df).select([c for c in keep if c in df.columns])  # no paths: a report carries none
@@ -252,23 +252,26 @@ def readout(key: str, x_field: str, x: str, colour: alt.Color, height: int = HEI
         width=READOUT, height=height, name=f"{key}_readout", view=alt.ViewConfig(strokeWidth=0)).to_dict(validate=False)
 
 
-def _unit_names(node, found: list[str]) -> list[str]:
+def _nodes(node):
+    """Every dict in a spec, depth first (its data sets aside)."""
     if isinstance(node, dict):
-        if isinstance(node.get("name"), str) and node["name"].endswith(("_lines", "_rules")):
-            found.append(node["name"])
+        yield node
         for k, v in node.items():
             if k != "datasets":
-                _unit_names(v, found)
+                yield from _nodes(v)
     elif isinstance(node, list):
         for v in node:
-            _unit_names(v, found)
-    return found
+            yield from _nodes(v)
+
+
+def _unit_names(spec: dict) -> list[str]:
+    return [n["name"] for n in _nodes(spec) if isinstance(n.get("name"), str) and n["name"].endswith(("_lines", "_rules"))]
 
 
 def selections(spec: dict) -> list[dict]:
     """The selections of every panel in spec, defined once at the top with the views they live
     in: the legend highlight (all panels), and per panel its zoom and its hovered point."""
-    names = _unit_names(spec, [])
+    names = _unit_names(spec)
     lines = [n for n in names if n.endswith("_lines")]
     out = [{"name": HIGHLIGHT, "select": {"type": "point", "fields": ["group"]}, "bind": "legend", "views": lines}]
     out += [{"name": f"zoom_{n[:-len('_lines')]}", "select": {"type": "interval"}, "bind": "scales", "views": [n]}
@@ -382,7 +385,7 @@ def dashboard(charts: dict[str, Spec]) -> Spec:
         panels[0] = {**panels[0], "datasets": dict(spec["datasets"])}
         parts += copy.deepcopy(panels)
     # one colour scale for every panel (Vega-Lite shares one legend and one range): the union of theirs
-    colours = _colour_encodings(parts, [])
+    colours = _colour_encodings(parts)
     pairs = dict(pair for c in colours for pair in zip(c["scale"]["domain"], c["scale"]["range"]))
     rank = lambda g: PALETTE.index(pairs[g]) if pairs[g] in PALETTE else len(PALETTE)  # the palette's order
     pairs = {g: pairs[g] for g in sorted(pairs, key=rank)}
@@ -393,19 +396,10 @@ def dashboard(charts: dict[str, Spec]) -> Spec:
     return finish(parts, "vconcat", spacing=28)
 
 
-def _colour_encodings(node, found: list[dict]) -> list[dict]:
-    """Every colour encoding with an explicit scale in a spec (its datasets aside)."""
-    if isinstance(node, dict):
-        colour = (node.get("encoding") or {}).get("color")
-        if isinstance(colour, dict) and isinstance(colour.get("scale"), dict) and "domain" in colour["scale"]:
-            found.append(colour)
-        for k, v in node.items():
-            if k != "datasets":
-                _colour_encodings(v, found)
-    elif isinstance(node, list):
-        for v in node:
-            _colour_encodings(v, found)
-    return found
+def _colour_encodings(spec) -> list[dict]:
+    """Every colour encoding with an explicit scale in a spec."""
+    colours = [(n.get("encoding") or {}).get("color") for n in _nodes(spec)]
+    return [c for c in colours if isinstance(c, dict) and isinstance(c.get("scale"), dict) and "domain" in c["scale"]]
 
 
 def layer_temperatures(metrics: pl.DataFrame) -> pl.DataFrame:

@@ -13,7 +13,7 @@ import pytest
 
 from .conftest import REPO
 from .helpers import write_run
-from .test_browser import CHROMIUM, browser, free_port  # noqa: F401 (the browser fixture)
+from .test_browser import CHROMIUM, browser, free_port  # noqa: F401, F811 (the browser fixture)
 
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(),
                                 reason="Debian's chromium is not installed (make test installs it where apt-get runs)")
@@ -66,7 +66,7 @@ def wait_for(predicate, seconds: float, what: str):
     raise AssertionError(f"waited {seconds} s for {what}")
 
 
-def test_one_line_per_run_cheap_refresh_and_zoom_that_survives_new_rows(browser, tmp_path):
+def test_one_line_per_run_cheap_refresh_and_zoom_that_survives_new_rows(browser, tmp_path):  # noqa: F811
     """Three toy-dilated seed-0 runs of other lengths are three lines, three readout entries and
     three table rows; with auto-refresh on, ticks that find nothing redraw nothing; a new row is
     drawn without losing the user's zoom or settings."""
@@ -92,8 +92,7 @@ def test_one_line_per_run_cheap_refresh_and_zoom_that_survives_new_rows(browser,
             page.wait_for_timeout(300)
         readout = page.locator("svg text").all_text_contents()
         at = min(readout.index(n) for n in drawn if n in readout)  # the readout: a line per run, then the values
-        assert sorted(readout[at:at + 3]) == sorted(lines := ["toy-dilated · max_iter=1500 s0", "toy-dilated · max_iter=30 s0",
-                                                            "toy-dilated · max_iter=400 s0"]), readout
+        assert sorted(readout[at:at + 3]) == sorted(set(drawn)), readout
         assert readout[at + 3:at + 6] == ["6.900"] * 3  # each run's own loss there (not their sum)
         x_axis = page.locator("select").filter(has_text="wall time").first
         x_axis.select_option("epoch")
@@ -149,7 +148,7 @@ def fill_form(page, variants_off: list[str], dataset: str, steps: int, every: in
     form.locator("select").first.select_option(device)
 
 
-def test_a_launch_after_a_reload_starts_what_the_page_shows_and_its_runs_appear(browser, tmp_path):
+def test_a_launch_after_a_reload_starts_what_the_page_shows_and_its_runs_appear(browser, tmp_path):  # noqa: F811
     """On a runs directory empty when the page opened: edit the form, move the runs directory
     away and back, reload the page, launch; the sweep gets exactly the form on screen, its status
     moves by itself, and its run shows within two refreshes of logging."""

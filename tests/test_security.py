@@ -39,7 +39,7 @@ def hostile_runs(root: Path) -> Path:
         config = json.loads((run / "config.json").read_text())
         config.update(variant=variant, label=f"{SCRIPT} [click](javascript:alert(2)) <!--<script>", device=SCRIPT,
                       dataset={"name": DATASET, "source": "<!--<script>"},
-                      settings={"max_iter": 10, "batch_size": f"<b onmouseover=alert(3)>16", "eval_every": 5})
+                      settings={"max_iter": 10, "batch_size": "<b onmouseover=alert(3)>16", "eval_every": 5})
         (run / "config.json").write_text(json.dumps(config))
     return root
 
