@@ -159,6 +159,7 @@ def test_a_launch_after_a_reload_starts_what_the_page_shows_and_its_runs_appear(
         page = browser.new_page(viewport={"width": 1400, "height": 1100})
         page.goto(url)
         page.get_by_text("No runs yet").first.wait_for(timeout=90_000)
+        assert page.get_by_text(f"python -m nbkit sweep models --seeds 2 --runs-dir {runs}").count()  # how to get some
         fill_form(page, ["resnet18"], "synthetic", 7, 7, 3, "cpu")  # edited, never launched
         field = page.get_by_label("runs directory")
         for where in (other, runs):

@@ -41,12 +41,6 @@ def export(name, runs_dir, out, extra=()):
     return out.read_text()
 
 
-def test_empty_runs_directory_shows_how_to_get_runs(tmp_path):
-    name = "models"  # the three notebooks differ only in their comparison's name (tested below)
-    html = export(name, tmp_path / "no-runs", tmp_path / f"{name}.html")
-    assert "No runs yet" in html and f"nbkit sweep {name}" in html
-
-
 def test_report_command_writes_html_and_chart_images(runs_dir, tmp_path, capsys):
     assert main(["report", "--runs-dir", str(runs_dir), "--out", str(tmp_path / "reports")]) == 0
     out = tmp_path / "reports"
