@@ -28,18 +28,26 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def nbkit(args, nproc=None, **kw):
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+def command(args, nproc=None) -> list[str]:
     launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc),
                 "--master_addr", "127.0.0.1", "--master_port", str(free_port())] if nproc else [sys.executable]
-    return subprocess.run([*launcher, "-m", "nbkit", *args], capture_output=True, text=True, env=env, timeout=300, **kw)
+    return [*launcher, "-m", "nbkit", *args]
+
+
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+def nbkit(args, nproc=None, **kw):
+    return subprocess.run(command(args, nproc), capture_output=True, text=True, env=ENV, timeout=300, **kw)
 
 
 def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path):
     one, two = tmp_path / "one", tmp_path / "two"
-    single = nbkit(["train", *ARGS, "--run-dir", str(one)])
-    assert single.returncode == 0, single.stderr
+    # the one-process run trains beside the two-process one (one thread each: three on two cores)
+    single = subprocess.Popen(command(["train", *ARGS, "--run-dir", str(one)]), stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True, env=ENV)
     double = nbkit(["train", *ARGS, "--run-dir", str(two)], nproc=2)
+    assert single.wait(timeout=300) == 0, single.stderr.read()
     assert double.returncode == 0, double.stderr
     assert double.stdout.strip() == str(two)  # rank 0 alone reports, and writes
 
@@ -116,10 +124,7 @@ def test_sigterm_stops_every_process_at_one_step_and_torchrun_resumes(tmp_path):
     args = ["train", "toy-dilated", "--dataset", "synthetic", "--max-steps", "30", "--batch-size", "16",
             "--eval-every", "10", "--device", "cpu", "--run-dir", str(run), "--set", "log_every=5",
             "save_every=1000", "tailor_num_classes=true"]
-    launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-                "--master_addr", "127.0.0.1", "--master_port", str(free_port())]
-    proc = subprocess.Popen([*launcher, "-m", "nbkit", *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"}, text=True)
+    proc = subprocess.Popen(command(args, 2), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=ENV, text=True)
     deadline = time.time() + 120
     while time.time() < deadline:
         status = json.loads((run / "status.json").read_text()) if (run / "status.json").exists() else {}
