@@ -14,6 +14,7 @@ run logs. Pure Polars; the charts and the notebook's sections are nbkit.epochs_v
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import polars as pl
 
@@ -130,6 +131,29 @@ def seen_gap(metrics: pl.DataFrame) -> pl.DataFrame:
     return gap.join(held, on="variant", how="left").sort("variant").select(list(schema)).cast(schema)
 
 
+def seen_by_count(metrics: pl.DataFrame) -> pl.DataFrame:
+    """Per variant and group ("1", "2", "3+" times trained on before), over the second half of each
+    run and the rows where the group and the never-trained-on examples share the window (so at the
+    same weights): the group's mean loss, the unseen examples' mean loss under the same weights
+    (share_unseen x share_group per row) and their ratio."""
+    schema = {"variant": pl.String, "group": pl.String, "rows": pl.UInt32, "unseen": pl.Float64,
+              "loss": pl.Float64, "ratio": pl.Float64}
+    df = _second_half(seen_series(metrics).drop_nulls("loss"))
+    if df.is_empty():
+        return pl.DataFrame(schema=schema)
+    unseen = df.filter(pl.col("group") == "0").select("path", "step", pl.col("loss").alias("unseen_loss"),
+                                                        pl.col("share").alias("unseen_share"))
+    w = pl.col("share") * pl.col("unseen_share")
+    out = (df.filter(pl.col("group") != "0").join(unseen, on=["path", "step"])
+           .filter(w > 0)
+           .group_by("variant", "group")
+           .agg(pl.len().alias("rows"), ((w * pl.col("unseen_loss")).sum() / w.sum()).alias("unseen"),
+                ((w * pl.col("loss")).sum() / w.sum()).alias("loss"))
+           .with_columns((pl.col("loss") / pl.col("unseen")).alias("ratio"))
+           .sort("variant", "group"))
+    return out.select(list(schema)).cast(schema)
+
+
 def verdicts(points: pl.DataFrame) -> pl.DataFrame:
     """Per variant: drop_per_variant's numbers and whether the boundary drop stands out from the
     placebo: exceeds the mean mid-epoch drop by more than `chance`, Z standard errors of that
@@ -161,51 +185,73 @@ def pct(v: float | None) -> str:
 
 
 def _drop_words(r: dict) -> str:
-    """'+5.2% ± 0.4% across 2 seeds, mid-epoch +0.1%' for one variant's verdicts row."""
+    """'+5.2% ± 0.4% (standard deviation over 2 seeds), mid-epoch +0.1%' for one variant's verdicts row."""
     std = r["boundary_drop_std"]
-    spread = f" ± {abs(std) * 100:.1f}% across {r['seeds']} seeds" if std is not None else ""
+    spread = f" ± {abs(std) * 100:.1f}% (standard deviation over {r['seeds']} seeds)" if std is not None else ""
     return f"{pct(r['boundary_drop_mean'])}{spread}, mid-epoch {pct(r['mid_epoch_drop_mean'])}"
+
+
+def boundary_points(points: pl.DataFrame, variant: str) -> list[float]:
+    """A variant's relative drops at epoch ends, one per boundary of each run."""
+    if points.is_empty():
+        return []
+    return (points.filter((pl.col("variant") == variant) & (pl.col("kind") == "boundary"))["relative"]
+            .drop_nulls().to_list())
+
+
+def clearly_less(a: list[float], b: list[float]) -> tuple[bool, float | None]:
+    """Whether the mean of the drops a lies below the mean of b by more than Z standard errors of
+    the difference (each boundary of each run counted as one point, as `verdicts` counts them),
+    and that threshold; (False, None) when either has fewer than two points."""
+    if len(a) < 2 or len(b) < 2:
+        return False, None
+    mean = lambda xs: sum(xs) / len(xs)
+    var = lambda xs: sum((x - mean(xs)) ** 2 for x in xs) / (len(xs) - 1)
+    threshold = Z * math.sqrt(var(a) / len(a) + var(b) / len(b))
+    return mean(b) - mean(a) > threshold, threshold
 
 
 def findings(metrics: pl.DataFrame, runs: pl.DataFrame) -> list[str]:
     """The findings as sentences (markdown), computed from the runs; the last one is the verdict."""
     points = drops.boundary_drops(metrics, runs)
     v = {r["variant"]: r for r in verdicts(points).iter_rows(named=True)}
-    held = {r["variant"]: r["boundary_drop_mean"]
-            for r in drops.drop_per_variant(held_out_drops(metrics, runs)).iter_rows(named=True)}
+    held_points = held_out_drops(metrics, runs)
+    held = {r["variant"]: r["boundary_drop_mean"] for r in drops.drop_per_variant(held_points).iter_rows(named=True)}
     gap = {r["variant"]: r for r in seen_gap(metrics).iter_rows(named=True)}
+    counts = [r for r in seen_by_count(metrics).iter_rows(named=True) if r["variant"] == f"{BASE}-replacement"]
     base = v.get(BASE)
     if base is None:
         return [f"No {BASE} run crosses an epoch boundary with rows on both sides yet: there is no drop to explain. "
                 "`bash benchmarks/epochs_runs.sh` makes the CPU run set."]
+    ev = Evidence(base, boundary_points(points, BASE), held.get(BASE), boundary_points(held_points, BASE),
+                  v.get(f"{BASE}-replacement"), boundary_points(points, f"{BASE}-replacement"),
+                  gap.get(f"{BASE}-replacement"), v.get(f"{BASE}-fixed"), boundary_points(points, f"{BASE}-fixed"))
     out = [f"**The drop.** The relative drop (how much lower the training loss just after an epoch end is than the "
            f"trend of the steps just before predicts) of {BASE}, a fresh order each epoch, over {base['boundaries']} "
            f"epoch ends: {_drop_words(base)} (the placebo, where nothing changes in the data). "
            + _stands_out_words(base)]
-    if BASE in held:
+    if ev.held is not None:
         out.append(f"**Held-out images** (never trained on, scored at the same steps): their loss moved "
-                   f"{pct(held[BASE])} against the trend at the same epoch ends, the training loss "
-                   f"{pct(base['boundary_drop_mean'])}"
-                   + (": the images trained on drop, the others do not." if _smaller(held[BASE], base) else "."))
-    out += _control_words(v, gap)
-    out.append(_verdict(base, held.get(BASE), v.get(f"{BASE}-replacement"), gap.get(f"{BASE}-replacement"),
-                        v.get(f"{BASE}-fixed")))
+                   f"{pct(ev.held)} against the trend at the same epoch ends, the training loss "
+                   f"{pct(base['boundary_drop_mean'])}" + {
+                       "less": ": the images trained on drop, the others do not.",
+                       "too": ": the images never trained on drop too.",
+                       "open": f", a difference within what chance gives here (± {(ev.held_test[1] or 0) * 100:.1f}%)."
+                   }[ev.held_says()])
+    out += _control_words(v, gap, counts)
+    out.append(_verdict(ev))
     return out
 
 
 def _stands_out_words(r: dict) -> str:
     if r["stands_out"] is None:
         return "Too few mid-epoch points to tell the drop from chance."
-    return (f"It {'stands out from' if r['stands_out'] else 'is within'} what the statistic gives by chance "
-            f"(± {r['chance'] * 100:.1f}%).")
+    return (f"It {'stands out from' if r['stands_out'] else 'is within'} what the statistic gives by chance (it "
+            f"must exceed the mid-epoch drop by {r['chance'] * 100:.1f}%, {Z:g} standard errors of the mid-epoch "
+            "points' spread).")
 
 
-def _smaller(held: float | None, base: dict) -> bool:
-    """The held-out drop is less than half the training drop (or none)."""
-    return held is not None and held < base["boundary_drop_mean"] / 2
-
-
-def _control_words(v: dict, gap: dict) -> list[str]:
+def _control_words(v: dict, gap: dict, counts: list[dict]) -> list[str]:
     out = []
     if (r := v.get(f"{BASE}-replacement")) is not None:
         out.append(f"**No epochs** ({BASE}-replacement: every batch drawn with replacement, so the data hold no "
@@ -213,11 +259,15 @@ def _control_words(v: dict, gap: dict) -> list[str]:
                    f"at the same steps {_drop_words(r)}. " + _stands_out_words(r))
     if (g := gap.get(f"{BASE}-replacement")) is not None:
         held = "" if g["held"] is None else f" (the held-out images, over the same steps: {g['held']:.3f})"
+        by_count = ("" if not counts else " By how often they were trained on, each against the never-trained-on "
+                    "examples of the same windows: " + ", ".join(
+                        f"{COUNT_WORDS.get(c['group'], c['group'])} {c['ratio'] * 100:.0f}%" for c in counts)
+                    + " of their loss.")
         out.append(f"**Seen against unseen at the same weights** ({BASE}-replacement, second half of each run, the "
                    f"same windows): examples trained on before had a mean loss of {g['seen']:.3f}, examples never "
                    f"trained on "
                    f"{g['unseen']:.3f}{held}: {abs(g['gap']) * 100:.0f}% {'lower' if g['gap'] >= 0 else 'higher'} "
-                   "for the seen ones.")
+                   "for the seen ones." + by_count)
     if (r := v.get(f"{BASE}-fixed")) is not None:
         out.append(f"**One fixed order** ({BASE}-fixed: every example comes back exactly one epoch after its last "
                    "visit): "
@@ -231,9 +281,52 @@ def _control_words(v: dict, gap: dict) -> list[str]:
     return out
 
 
-def _verdict(base: dict, held: float | None, replacement: dict | None, gap: dict | None, fixed: dict | None) -> str:
-    """Memorisation when the drop stands out, the held-out images do not drop with it, and either
-    sampling with replacement shows no drop or the seen examples' loss is lower at the same weights."""
+COUNT_WORDS = {"1": "once", "2": "twice", "3+": "three or more times"}
+
+
+@dataclass
+class Evidence:
+    """What the verdict weighs: resnet18's verdicts row and its drops at epoch ends; the held-out
+    images' mean drop and points; the replacement and fixed-order runs' rows and points; the seen
+    gap of the replacement runs."""
+    base: dict
+    base_points: list[float]
+    held: float | None
+    held_points: list[float]
+    replacement: dict | None
+    replacement_points: list[float]
+    gap: dict | None
+    fixed: dict | None
+    fixed_points: list[float]
+
+    @property
+    def held_test(self) -> tuple[bool, float | None]:
+        return clearly_less(self.held_points, self.base_points)
+
+    def held_says(self) -> str:
+        """less: the held-out drop is below the training drop beyond chance and under half of it;
+        too: it is half the training drop or more; open: neither can be told here."""
+        if self.held is not None and self.held >= self.base["boundary_drop_mean"] / 2:
+            return "too"
+        return "less" if self.held_test[0] else "open"
+
+    def replacement_says(self) -> str:
+        """removes: the drop with replacement is below the one with epochs beyond chance and does not
+        stand out itself; stays: it stands out and is not clearly smaller; open: neither."""
+        r = self.replacement
+        if r is None:
+            return "missing"
+        smaller = clearly_less(self.replacement_points, self.base_points)[0]
+        if smaller and r["stands_out"] is not True:
+            return "removes"
+        return "stays" if r["stands_out"] and not smaller else "open"
+
+
+def _verdict(ev: Evidence) -> str:
+    """Memorisation when the drop stands out, the held-out images' drop is clearly below it (they do
+    not drop with it) and sampling with replacement clearly removes it; the seen examples' lower loss
+    at the same weights is said beside it, not counted as proof (any model that fits its data has it)."""
+    base, held = ev.base, ev.held
     if not base["stands_out"]:
         return (f"**Verdict: the data do not settle it.** {BASE}'s drop at epoch ends does not stand out from chance "
                 "in these runs, so there is nothing yet to explain: longer runs or more seeds would show whether it "
@@ -242,33 +335,46 @@ def _verdict(base: dict, held: float | None, replacement: dict | None, gap: dict
         return ("**Verdict: the data do not settle it.** Without held-out images scored near epoch ends (settings "
                 "val_size and boundary_eval) nothing tells memorisation from a change in the network itself at the "
                 "boundary.")
-    if not _smaller(held, base):
+    says = ev.held_says()
+    if says == "too":
         return (f"**Verdict: not memorisation alone.** The held-out images drop at epoch ends too ({pct(held)} against "
                 f"{pct(base['boundary_drop_mean'])}): something changes at the boundary for images never trained on.")
-    no_epochs = replacement is not None and replacement["stands_out"] is False
-    seen_lower = gap is not None and gap["gap"] > 0
-    if not (no_epochs or seen_lower):
-        return ("**Verdict: the data do not settle it.** The held-out images do not drop, but without a "
-                f"{BASE}-replacement run (no boundary, seen and unseen examples side by side) nothing shows the drop "
-                "needs a boundary in the data order.")
-    return ("**Verdict: memorisation.** The training loss drops at epoch ends and the loss of images never trained on "
-            "does not" + (", drawing with replacement removes the drop" if no_epochs else "")
-            + (", and at the same weights the examples trained on before have the lower loss" if seen_lower else "")
+    if says == "open":
+        return (f"**Verdict: the data do not settle it.** The held-out images' drop ({pct(held)}) cannot be told from "
+                f"the training loss's ({pct(base['boundary_drop_mean'])}) in these runs: more seeds or held-out "
+                "images would.")
+    replacement = ev.replacement_says()
+    if replacement == "stays":
+        return (f"**Verdict: not the data order.** Drawn with replacement, with no epoch boundary in the data, the loss "
+                f"drops at the same steps about as much ({pct(ev.replacement['boundary_drop_mean'])} against "
+                f"{pct(base['boundary_drop_mean'])}): something else happens at those steps.")
+    if replacement != "removes":
+        return ("**Verdict: the data do not settle it.** The held-out images do not drop, but " + (
+            f"without a {BASE}-replacement run (no boundary in the data order) nothing shows the drop needs one."
+            if replacement == "missing" else
+            f"drawn with replacement the drop ({pct(ev.replacement['boundary_drop_mean'])}) is neither clearly "
+            "smaller than with epochs nor clearly there: more seeds would tell."))
+    seen_lower = ev.gap is not None and ev.gap["gap"] > 0
+    return ("**Verdict: memorisation.** The training loss drops at epoch ends, the loss of images never trained on "
+            "does not, and drawing with replacement removes the drop"
+            + (", while at the same weights the examples trained on before have the lower loss" if seen_lower else "")
             + ": the network fits the particular images it has trained on beyond what it learns of the task."
-            + _recency_words(base, fixed))
+            + _recency_words(ev))
 
 
-def _recency_words(base: dict, fixed: dict | None) -> str:
-    """What the fixed order adds: whether the drop needs the reshuffle."""
+def _recency_words(ev: Evidence) -> str:
+    """What the fixed order adds: whether the drop needs the reshuffle, where the runs can tell."""
+    fixed = ev.fixed
     if fixed is None:
         return ""
-    shrinks = _smaller(fixed["boundary_drop_mean"], base)
-    noisy = ", within what chance gives in these runs" if fixed["stands_out"] is False else ""
-    words = (f" With one fixed order, where every example comes back exactly one epoch after its last visit, the drop "
-             f"{'shrinks' if shrinks else 'stays'} ({pct(fixed['boundary_drop_mean'])}{noisy})")
-    if not shrinks:
-        return (words + ": it does not need the reshuffle; after every epoch end the batches hold examples trained on "
-                "once more, whatever their order.")
-    return (words + ": it comes from the reshuffle, which brings back at an epoch's start examples last trained on "
-            "half an epoch earlier on average, where an epoch's last batches hold examples last trained on one and a "
-            "half epochs earlier, and the network remembers the recent ones better.")
+    words = (" With one fixed order, where every example comes back exactly one epoch after its last visit, the drop "
+             f"is {pct(fixed['boundary_drop_mean'])}")
+    if not fixed["stands_out"]:
+        return (words + ", which does not stand out from chance in these runs: whether the drop needs the reshuffle "
+                "is open.")
+    if clearly_less(ev.fixed_points, ev.base_points)[0]:
+        return (words + ", clearly smaller: the reshuffle adds to it, bringing back at an epoch's start examples last "
+                "trained on half an epoch earlier on average, where an epoch's last batches hold examples last trained "
+                "on one and a half epochs earlier, and the network remembers the recent ones better.")
+    return (words + ", not clearly smaller: the drop stays without the reshuffle; after every epoch end the batches "
+            "hold examples trained on once more, whatever their order.")

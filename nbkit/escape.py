@@ -18,9 +18,10 @@ SAFE_SCHEMES = ("", "http", "https", "mailto")
 
 
 def md_text(value) -> str:
-    """Plain text inside markdown, on one line: HTML-escaped, markdown punctuation
-    backslash-escaped, line breaks and other control characters as spaces."""
-    return _MARKDOWN.sub(r"\\\1", html.escape(_CONTROL.sub(" ", str(value)), quote=True))
+    """Plain text inside markdown, on one line: <, > and & HTML-escaped (quotes stay: no markup can
+    open to put them in an attribute), markdown punctuation backslash-escaped, line breaks and
+    other control characters as spaces."""
+    return _MARKDOWN.sub(r"\\\1", html.escape(_CONTROL.sub(" ", str(value)), quote=False))
 
 
 def md_code(value) -> str:

@@ -72,10 +72,12 @@ def test_sweep_resumes_a_killed_run_to_the_same_metrics(tmp_path):
     # a checkpoint every 6 steps, a train row every 3, evaluations at 12 and 24
     settings = {**SMALL, "max_iter": 24, "eval_every": 12, "save_every": 6}
     (reference,) = plan(["toy-dilated"], 1, settings, tmp_path / "reference")
-    run_sweep([reference], device="cpu")
     (job,) = plan(["toy-dilated"], 1, settings, tmp_path / "killed")
-    job.run_dir.mkdir(parents=True)
-    child = subprocess.Popen(command(job, "cpu"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    children = []
+    for one in (reference, job):  # the uninterrupted run trains beside the one that is killed
+        one.run_dir.mkdir(parents=True)
+        children.append(subprocess.Popen(command(one, "cpu"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    uninterrupted, child = children
 
     def logged():  # the steps of the train rows written so far
         path = job.run_dir / "metrics.jsonl"
@@ -94,6 +96,7 @@ def test_sweep_resumes_a_killed_run_to_the_same_metrics(tmp_path):
     assert job_state(job) == "resume"
     outcome = run_sweep([job], device="cpu")
     assert len(outcome["done"]) == 1
+    assert uninterrupted.wait(timeout=300) == 0
     strip = lambda d: [{k: v for k, v in r.items() if k != "time"} for r in read_metrics(d / "metrics.jsonl")]
     assert strip(job.run_dir) == strip(reference.run_dir)
 
