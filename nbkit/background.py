@@ -137,7 +137,7 @@ def _ours(info, where: Path) -> bool:
 
 def _own_file(path: Path) -> bool:
     try:
-        return path.stat().st_uid == os.getuid()
+        return path.lstat().st_uid == os.getuid()  # the entry itself: a link to a file of ours is not ours
     except OSError:
         return False
 
@@ -155,7 +155,7 @@ def active_sweeps(runs_dir: str | Path) -> list[dict]:
         if not _own_file(f):  # another user's sweep on a shared runs directory: not ours to show or stop
             continue
         try:
-            info = json.loads(f.read_text())
+            info = json.loads(files.read_regular(f, 1 << 16))
         except (OSError, ValueError, RecursionError):
             warnings.warn(f"{f}: ignoring a launched-sweep entry that is not readable JSON", stacklevel=2)
             continue

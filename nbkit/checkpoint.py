@@ -51,7 +51,8 @@ def _load(path: Path, device) -> dict:
     try:  # weights_only: a crafted pickle cannot run code
         with warnings.catch_warnings():  # torch's pickle-protocol notice would precede the one-line error
             warnings.simplefilter("ignore")
-            state = torch.load(path, map_location=device, weights_only=True)
+            with files.open_regular(path) as f:  # a FIFO or device planted there is refused, not waited on
+                state = torch.load(f, map_location=device, weights_only=True)
     except FileNotFoundError:
         raise ValueError(f"it has no {path.name} yet") from None
     except Exception as e:
@@ -141,7 +142,7 @@ def _nothing(*args, **kwargs):
 @functools.lru_cache(maxsize=4096)
 def _skeleton(path: str, stamp: tuple) -> dict | None:
     try:
-        with zipfile.ZipFile(path) as z:
+        with files.open_regular(path) as f, zipfile.ZipFile(f) as z:
             (name,) = [n for n in z.namelist() if n.endswith("/data.pkl")]
             if z.getinfo(name).file_size > MAX_PICKLE_BYTES:
                 return None

@@ -429,3 +429,18 @@ def main(argv: list[str] | None = None) -> int:
             print(f"nbkit {args.command}: error: {kind}{terminal(one_line(e))}", file=sys.stderr)
         return exit_code(e)
     return OK
+
+
+def run() -> None:
+    """The `nbkit` command: main, then exit with its code. A process that stopped on a signal
+    ignores later ones while it exits: another Ctrl-C would only break the interpreter's own
+    shutdown with a traceback, after the run is already checkpointed and marked stopped."""
+    import signal
+
+    from .errors import STOPPED
+
+    code = main()
+    if code == STOPPED:
+        for s in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(s, signal.SIG_IGN)
+    sys.exit(code)

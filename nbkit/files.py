@@ -2,12 +2,18 @@
 its target, created exclusively (a link planted there is never followed), and is renamed over
 the target (a link at the target is replaced, never written through). A reader sees the old
 file or the new one, never half of one; a write that fails leaves no temporary file. Appending
-(logs) opens with O_NOFOLLOW for the same reason."""
+(logs) opens with O_NOFOLLOW for the same reason.
+
+Reading what a runs directory holds (which anyone who can write there may have planted) goes
+through `open_regular`/`read_regular`: a regular file only, no link followed at its name, never a
+FIFO or device (which would block a view, or feed it without end), and never more than a bound."""
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import stat
 import tempfile
 from pathlib import Path
 from typing import Iterator
@@ -58,3 +64,26 @@ def open_append(path: str | Path, mode: str = "a"):
     """A file opened for appending (created if missing), refusing to follow a link."""
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o666)
     return os.fdopen(fd, mode)
+
+
+def open_regular(path: str | Path, mode: str = "rb"):
+    """`path` opened to read, refusing (OSError) a link at its name and anything but a regular
+    file; opened without blocking, so a FIFO is refused at once rather than waiting for a writer."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", str(path))
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, mode)
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def read_regular(path: str | Path, limit: int) -> bytes:
+    """A regular file's bytes (see open_regular), refusing (OSError) one larger than limit."""
+    with open_regular(path) as f:
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        raise OSError(errno.EFBIG, f"larger than {limit} bytes", str(path))
+    return data

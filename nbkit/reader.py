@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from . import files
 from .runlog import CONFIG, MAX_METRICS_BYTES, METRICS, STATUS, metrics_rows, read_config, read_status, run_path
 from .settings import LATER_KEYS
 
@@ -213,7 +214,7 @@ class RunStore:
         if run.offset >= MAX_METRICS_BYTES:
             return False
         try:
-            with open(run.path / METRICS, "rb") as f:
+            with files.open_regular(run.path / METRICS) as f:
                 f.seek(run.offset)
                 data = f.read(MAX_METRICS_BYTES - run.offset)
         except OSError:

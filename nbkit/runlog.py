@@ -39,6 +39,7 @@ CONFIG, METRICS, STATUS = "config.json", "metrics.jsonl", "status.json"
 TRAIN_LOG, LOCK, SWEEPS = "train.log", ".lock", ".sweeps"
 RUNS_DIR_ENV = "NBKIT_RUNS_DIR"
 MAX_METRICS_BYTES = 256 << 20  # read at most this much of one metrics.jsonl
+MAX_JSON_BYTES = 4 << 20  # a config.json or status.json larger than this is not one nbkit wrote
 
 
 def runs_dir(value: str | Path | None = None) -> Path:
@@ -129,7 +130,9 @@ def truncate_metrics(path: Path, last_step: int) -> None:
     if not path.exists():
         return
     keep = []
-    for line in path.read_bytes().decode("utf-8", errors="replace").split("\n"):
+    with files.open_regular(path) as f:
+        text = f.read().decode("utf-8", errors="replace")
+    for line in text.split("\n"):
         try:
             if json.loads(line)["step"] <= last_step:
                 keep.append(line + "\n")
@@ -236,7 +239,7 @@ def open_run(run_dir: str | Path | None, runs_dir: str | Path, dataset: str, var
 def resume_settings(run_dir: str | Path, overrides: dict | None = None) -> tuple[str, Settings]:
     """The variant and settings of an existing run; overrides that change them are refused."""
     try:
-        config = json.loads((Path(run_dir) / CONFIG).read_text())
+        config = json.loads(files.read_regular(Path(run_dir) / CONFIG, MAX_JSON_BYTES))
         settings = Settings(**config["settings"])
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise ValueError(f"cannot resume {run_dir}: no readable {CONFIG} ({type(e).__name__})") from None
@@ -258,11 +261,12 @@ def _read_json(path: Path):
     """The file's JSON value; _MISSING when there is no file, None (after a warning) when it is
     not JSON."""
     try:
-        return json.loads(Path(path).read_text())
+        return json.loads(files.read_regular(path, MAX_JSON_BYTES).decode("utf-8", errors="replace"))
     except FileNotFoundError:
         return _MISSING
-    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as e:
-        warnings.warn(f"{path}: skipping a file that is not readable JSON ({type(e).__name__})", stacklevel=3)
+    except (OSError, ValueError, RecursionError) as e:
+        why = e.strerror if isinstance(e, OSError) and e.strerror else type(e).__name__
+        warnings.warn(f"{path}: skipping a file that is not readable JSON ({why})", stacklevel=3)
         return None
 
 
@@ -312,7 +316,7 @@ def read_metrics(path: str | Path) -> list[dict]:
     """Rows of one metrics.jsonl; a truncated or garbage line, or a row of the wrong shape, is
     skipped with a warning naming file and line (non-finite values read as missing)."""
     try:
-        with open(path, "rb") as f:
+        with files.open_regular(path) as f:
             data = f.read(MAX_METRICS_BYTES + 1)
     except OSError:
         return []

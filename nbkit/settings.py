@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import reprlib
 import types
 import typing
 from dataclasses import dataclass, field, fields
@@ -107,6 +108,16 @@ def check_keys(keys) -> None:
             raise SettingsError(f"unknown setting '{key}'{closest(key, KEYS)} Valid settings: {', '.join(KEYS)}")
 
 
+def shown(value, limit: int = 120) -> str:
+    """repr(value) for an error message, cut to limit characters (a value can be megabytes)."""
+    r = reprlib.Repr()
+    r.maxstring = r.maxother = limit
+    r.maxlist = r.maxdict = 8
+    r.maxlevel = 3
+    text = r.repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
 def _coerce(key: str, value):
     """Accept a value of the field's type, or a string that spells one (YAML, --set)."""
     kind = _TYPES[key]
@@ -142,7 +153,7 @@ def _coerce(key: str, value):
             return value
     elif kind is dict:
         return _kwargs(key, value)
-    raise SettingsError(f"{expected}, got {value!r}")
+    raise SettingsError(f"{expected}, got {shown(value)}")
 
 
 def _kwargs(key: str, value) -> Kwargs:
@@ -153,15 +164,15 @@ def _kwargs(key: str, value) -> Kwargs:
         import yaml
 
         try:
-            value = yaml.safe_load(value) if value.strip() else {}
+            value = yaml.load(value, Loader=plain_yaml_loader()) if value.strip() else {}  # noqa: S506
         except yaml.YAMLError:
-            raise SettingsError(f"{expected}, got {value!r}") from None
+            raise SettingsError(f"{expected}, got {shown(value)}") from None
     if not isinstance(value, dict) or not all(isinstance(k, str) and k.isidentifier() for k in value):
-        raise SettingsError(f"{expected}, got {value!r}")
+        raise SettingsError(f"{expected}, got {shown(value)}")
     try:
         return Kwargs(json.loads(json.dumps(value, allow_nan=False)))  # plain JSON: lists, not tuples
     except (TypeError, ValueError):
-        raise SettingsError(f"{expected} whose values are numbers, strings, booleans or lists, got {value!r}") from None
+        raise SettingsError(f"{expected} whose values are numbers, strings, booleans or lists, got {shown(value)}") from None
 
 
 def _check_ranges(s: Settings) -> None:
@@ -237,7 +248,7 @@ def load_yaml(path: str | Path) -> dict:
         if path.stat().st_size > MAX_YAML_BYTES:
             raise SettingsError(f"{path} is {path.stat().st_size:,} bytes, more than the {MAX_YAML_BYTES:,} a config "
                                 "may have; expected key: value lines")
-        data = yaml.load(path.read_text(errors="replace"), Loader=_plain_loader())
+        data = yaml.load(path.read_text(errors="replace"), Loader=plain_yaml_loader())
     except FileNotFoundError:
         raise SettingsError(f"config file not found: {path}") from None
     except yaml.YAMLError as e:
@@ -256,7 +267,7 @@ def load_yaml(path: str | Path) -> dict:
 
 
 @functools.cache
-def _plain_loader():
+def plain_yaml_loader():
     """yaml's SafeLoader refusing aliases, before any node is built from them."""
     import yaml
 

@@ -26,12 +26,13 @@ can), so a model that cannot be built, or whose output is not (batch, classes), 
 from __future__ import annotations
 
 import re
+import typing
 from dataclasses import dataclass
 from pathlib import Path
 
 from .comparisons import COMPARISONS, Comparison
 from .errors import SettingsError, closest
-from .settings import KEYS, Settings
+from .settings import KEYS, Settings, plain_yaml_loader
 from .variants import VARIANTS, Variant
 
 FILE_KEYS = ("variants", "comparisons")
@@ -121,14 +122,17 @@ def _toml(text: str, path: Path) -> dict:
 def _yaml(text: str, path: Path):
     import yaml
 
-    class Loader(yaml.SafeLoader):
+    class Loader(plain_yaml_loader()):  # no anchors or aliases: a few hundred bytes of them expand to gigabytes
         pass
 
     def mapping(loader, node):
-        keys = [loader.construct_object(k) for k, _ in node.value]
-        for k in keys:
-            if keys.count(k) > 1:
-                raise yaml.constructor.ConstructorError(None, None, f"duplicate key {k!r}", node.start_mark)
+        seen = set()
+        for k, _ in node.value:
+            key = loader.construct_object(k)
+            if isinstance(key, typing.Hashable) and key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", node.start_mark)
+            if isinstance(key, typing.Hashable):
+                seen.add(key)
         return loader.construct_mapping(node, deep=True)
 
     Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, mapping)

@@ -252,3 +252,51 @@ def test_a_variant_whose_losses_are_all_non_finite_keeps_its_legend_entry(tmp_pa
     found = legends(view.dashboard.to_dict())
     # every panel's legend lists what any panel draws, in the palette's (the registry's) order
     assert found and all(values == ["resnet18", "resnet18-gn", "toy-dilated"] for values in found), found
+
+
+def test_special_files_links_and_huge_files_in_run_folders_are_refused_not_waited_on(tmp_path):
+    """A FIFO (which would block a reader for ever), a link to /dev/zero (endless), a sparse file of
+    a GiB, a link out of the runs directory and a label that is not UTF-8, each in one run's
+    files: the views read the good runs at once, and the runs whose files are only odd stay."""
+    import os
+    import threading
+
+    good_runs(tmp_path)
+    planted = {}
+    for n, (name, plant) in enumerate({
+        "status.json": lambda p: os.mkfifo(p),
+        "metrics.jsonl": lambda p: os.mkfifo(p),
+        "checkpoint.pt": lambda p: os.mkfifo(p),
+        "config.json": lambda p: os.symlink("/dev/zero", p),
+        "status.json ": lambda p: os.symlink("/dev/zero", p),
+        "config.json  ": lambda p: (open(p, "wb").close(), os.truncate(p, 1 << 30)),
+        "config.json   ": lambda p: os.symlink(tmp_path / "outside.json", p),
+    }.items()):
+        run = hostile_run(tmp_path, f"odd{n}", 10 + n)
+        target = run / name.strip()
+        target.unlink(missing_ok=True)
+        plant(target)
+        planted[run.name] = name.strip()
+    (tmp_path / "outside.json").write_text(json.dumps({"variant": "resnet50", "seed": 0}))
+    odd = hostile_run(tmp_path, "odd label", 30)  # a label byte that is not UTF-8: the run stays, its label mended
+    config = (odd / "config.json").read_bytes().replace(b'"odd label"', b'"odd \xff label"')
+    (odd / "config.json").write_bytes(config)
+
+    found = {}
+
+    def read():
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            found["frames"] = read_runs(tmp_path)
+            found["summary"] = summary_markdown(tmp_path)
+            found["warnings"] = [str(w.message) for w in caught]
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    reader.join(timeout=120)
+    assert not reader.is_alive(), "a view waited on a file planted in a run folder"
+    _, runs = found["frames"]
+    assert set(runs["variant"]) >= set(GOOD) and "resnet50" not in set(runs["variant"])  # no config read through a link
+    assert "odd \ufffd label" in runs["label"].to_list()
+    assert any("not a regular file" in w for w in found["warnings"])
+    assert any("larger than" in w for w in found["warnings"])

@@ -107,11 +107,16 @@ def test_sigterm_checkpoints_marks_stopped_and_resumes_exactly(reference, tmp_pa
     run = tmp_path / "run"
     # save_every far away: the only mid-run checkpoint is the one SIGTERM writes
     p = interrupt(run, 1000, signal.SIGTERM)
-    assert p.wait(timeout=120) != 0
+    for _ in range(15):  # and again while it stops and exits, as an impatient user or a dying sweep sends them
+        time.sleep(0.01)
+        p.send_signal(signal.SIGTERM)
+    err = p.stderr.read()
+    code = p.wait(timeout=120)
     st = status(run)
     if st["state"] == "done":
         pytest.skip("the run finished before SIGTERM arrived")
     assert st["state"] == "stopped" and "SIGTERM" in st["reason"]
+    assert code == 130 and "Traceback" not in err, (code, err)  # the stop's exit, not killed on the way out
     assert torch.load(run / "checkpoint.pt", weights_only=True)["step"] == st["step"]
     resume_in_process(run, capsys)
     assert strip_time(run) == strip_time(reference)

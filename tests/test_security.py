@@ -5,6 +5,7 @@ signalled, and nothing from it reaches a terminal unescaped."""
 import io
 import json
 import os
+import warnings
 import re
 import shutil
 import signal
@@ -243,3 +244,21 @@ def test_an_error_that_only_introduces_its_reason_keeps_the_reason(tmp_path, cap
     assert main(["report", "--runs-dir", str(tmp_path)]) == 2
     assert capsys.readouterr().err.strip() == ("nbkit report: error: Vega-Lite to PNG conversion failed: "
                                                "Error: Access path missing closing quote: bob's")
+
+
+def test_a_registry_entry_that_is_a_link_or_a_fifo_is_never_read(tmp_path):
+    """A link to /dev/zero (endless) or a FIFO (which would block) among the launched sweeps: the
+    sweep cell and the stop button go on at once without them."""
+    import threading
+
+    (tmp_path / ".sweeps").mkdir()
+    os.symlink("/dev/zero", tmp_path / ".sweeps" / "zero.json")
+    os.mkfifo(tmp_path / ".sweeps" / "fifo.json")
+    found = {}
+    reader = threading.Thread(target=lambda: found.update(active=background.active_sweeps(tmp_path),
+                                                         stopped=background.stop_sweeps(tmp_path)), daemon=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        reader.start()
+        reader.join(timeout=60)
+    assert not reader.is_alive() and found == {"active": [], "stopped": 0}

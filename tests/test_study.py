@@ -165,6 +165,15 @@ def test_duplicate_yaml_keys_are_refused(tmp_path):
         load_study(path)
 
 
+def test_a_yaml_file_with_aliases_is_refused_before_it_expands(tmp_path):
+    """A "billion laughs" of 9 levels (a few hundred bytes that expand to 10^9 values)."""
+    levels = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"] + [
+        f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 9)]
+    path = write(tmp_path, "\n".join(levels) + "\nvariants:\n  bomb: {base: resnet18, max_iter: *a8}\n", "bomb.yml")
+    with pytest.raises(StudyError, match=r"bomb.yml: not valid YAML \(found an alias \(\*a0\); expected plain values"):
+        load_study(path)
+
+
 @pytest.mark.parametrize("model, message", [
     ("own_models_study:nothing", "variants.bad.model: model 'own_models_study:nothing' returned NoneType, not an nn.Module"),
     ("own_models_study:Wrong", "variants.bad.model: model 'own_models_study:Wrong' returned shape (2, 11); expected "
