@@ -10,8 +10,10 @@ import html
 import re
 from urllib.parse import urlsplit
 
-# what can open markup: emphasis, code, links and images, table cells, headings, strikethrough
-_MARKDOWN = re.compile(r"([\\`*\[\]|#~])")
+# what can open markup: emphasis, code, table cells, headings, strikethrough (backslash-escaped);
+# links, images and maths as entities: marimo's markdown reads \[ ... \] and $$ ... $$ as LaTeX
+_MARKDOWN = re.compile(r"([\\`*|#~])")
+_ENTITIES = str.maketrans({"[": "&#91;", "]": "&#93;", "$": "&#36;"})
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _TERMINAL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # what a terminal obeys (escapes, bells, C1)
 SAFE_SCHEMES = ("", "http", "https", "mailto")
@@ -21,7 +23,7 @@ def md_text(value) -> str:
     """Plain text inside markdown, on one line: <, > and & HTML-escaped (quotes stay: no markup can
     open to put them in an attribute), markdown punctuation backslash-escaped, line breaks and
     other control characters as spaces."""
-    return _MARKDOWN.sub(r"\\\1", html.escape(_CONTROL.sub(" ", str(value)), quote=False))
+    return _MARKDOWN.sub(r"\\\1", html.escape(_CONTROL.sub(" ", str(value)), quote=False)).translate(_ENTITIES)
 
 
 def md_code(value) -> str:

@@ -301,3 +301,16 @@ def test_a_variants_runs_at_other_settings_do_not_speak_for_it(tmp_path):
     write_run(tmp_path, "resnet18", 0, {"train_200": [(20, 0.1)], "test": [(20, 0.05)]}, settings={"max_iter": 20})
     here = measured(*read_runs(tmp_path))
     assert sorted(here.values("resnet18", "test")) == [0.40, 0.42]
+
+
+@pytest.mark.parametrize("comparison", ["resnets", "learning", "models"])
+def test_the_scorecard_renders_as_tables_in_marimo_whatever_the_quotes_hold(comparison):
+    """The original's words hold footnote marks ("[2]") that marimo's markdown read as LaTeX
+    (\\[ ... \\]) once backslash-escaped, which cut the table: every row must stay a table row."""
+    mo = pytest.importorskip("marimo")
+    here = measured(*read_runs(REPO / "artifacts" / "runs-h200"))
+    text = claims.scorecard_markdown(here, comparison)
+    html = mo.md(text).text
+    assert "marimo-tex" not in html and "arithmatex" not in html
+    rows = [l for l in text.splitlines() if l.startswith("| ") and not l.startswith("| :")]
+    assert html.count("<tr>") == len(rows)
