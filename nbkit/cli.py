@@ -114,6 +114,8 @@ def cmd_train(args) -> None:
         if args.settings_json:  # a sweep's run: its resolved settings, whole
             settings = _settings(_json(args.settings_json, "--settings-json", "a JSON object of settings"),
                                  "--settings-json").replace(**overrides)
+        elif definition is not None and definition.get("source"):  # a comparisons file's variant, by name
+            _check_own_model(args, name, settings)
     main_process = distributed.from_env().main  # under torchrun, rank 0 alone reports
     run_dir = train(name, settings, runs_dir=args.runs_dir, device=args.device, label=args.label,
                     progress=_progress_printer() if main_process else None,
@@ -223,6 +225,16 @@ def existing_runs_dir(path: Path) -> Path:
     if not path.is_dir():
         raise ValueError(f"runs directory {path} is not a folder; expected a folder of runs (see --runs-dir)")
     return path
+
+
+def _check_own_model(args, name: str, settings) -> None:
+    """Before a run folder is made: the file's model builds and gives (batch, classes) on the
+    dataset, or the error names the file and the variant's key (as a sweep's check does)."""
+    from .data import load_dataset
+    from .study import check_models, load_study
+
+    ds = load_dataset(settings.dataset, settings.data_dir)
+    check_models(load_study(args.comparisons), [name], ds.num_classes, ds.images["train"].shape[-1])
 
 
 def _check_own_models(study, jobs, ds, pack: int) -> None:

@@ -184,24 +184,32 @@ def _settings(config: dict) -> dict:
     return s if isinstance(s, dict) else {}
 
 
-def _definition(variant) -> set[str]:
-    """The settings a built-in variant sets itself (resnet18-aug's use_augmentation): not a
-    difference worth naming on its runs."""
+def _definition(config: dict) -> set[str]:
+    """The settings a run's variant sets itself (resnet18-aug's use_augmentation, a comparisons
+    file's model_kwargs, as its config.json records the definition): not a difference worth
+    naming on its runs."""
     from .variants import VARIANTS
 
+    variant = config.get("variant")
     known = VARIANTS.get(variant) if isinstance(variant, str) else None
-    return set(known.options) if known is not None else set()
+    if known is not None:
+        return set(known.options)
+    definition = config.get("definition")
+    options = definition.get("options") if isinstance(definition, dict) else None
+    return set(options) if isinstance(options, dict) else set()
 
 
 def differences(cfgs: dict[str, dict]) -> dict[str, str]:
     """Per run, the settings where it differs from what most of the runs use
-    ('max_iter=400'), leaving out the model and what its variant sets by definition."""
-    settings = {p: _settings(c) for p, c in cfgs.items()}
+    ('max_iter=400'), leaving out the model and what its variant sets by definition. A setting
+    a run's config.json lacks (one added to nbkit after the run) counts as its default."""
+    defaults = Settings().to_dict()
+    settings = {p: {**defaults, **_settings(c)} for p, c in cfgs.items()}
     keys = sorted({k for s in settings.values() for k in s} - NOT_A_DIFFERENCE)
     usual = {k: Counter(repr(s.get(k)) for s in settings.values()).most_common(1)[0][0] for k in keys}
     out = {}
     for p, s in settings.items():
-        own = _definition(cfgs[p].get("variant"))
+        own = _definition(cfgs[p])
         out[p] = ", ".join(f"{k}={s.get(k)}" for k in keys if repr(s.get(k)) != usual[k] and k not in own) or DASH
     return out
 

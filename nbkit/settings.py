@@ -240,7 +240,7 @@ MAX_YAML_VALUE = 4096  # characters of one value (a path at most)
 def load_yaml(path: str | Path) -> dict:
     """The key/value pairs of an original-format YAML config, keys checked. Only plain key: value
     lines load: no aliases (a few hundred bytes of them expand to gigabytes), no lists or
-    mappings as values, at most MAX_YAML_BYTES."""
+    mappings as values but model_kwargs' mapping, at most MAX_YAML_BYTES."""
     import yaml
 
     path = Path(path)
@@ -260,6 +260,9 @@ def load_yaml(path: str | Path) -> dict:
         raise SettingsError(f"{path} expects a mapping of setting: value, got {type(data).__name__}")
     check_keys(data)
     for key, value in data.items():
+        if _TYPES[key] is dict and isinstance(value, dict):  # model_kwargs: a mapping (checked by _kwargs)
+            if len(json.dumps(value, default=str)) <= MAX_YAML_BYTES:
+                continue
         if not isinstance(value, (str, int, float, bool, type(None))) or len(str(value)) > MAX_YAML_VALUE:
             raise SettingsError(f"{path}: {key} expects one value (a number, word or path of at most "
                                 f"{MAX_YAML_VALUE} characters), got a {type(value).__name__}")

@@ -113,17 +113,22 @@ def test_without_timm_the_error_says_how_to_install_it(monkeypatch):
 
 
 def test_a_run_whose_model_output_is_not_batch_by_classes_fails_saying_so(study, capsys):
-    with open(study, "a") as f:
-        f.write('[variants.flat]\nmodel = "own_models_train:Flat"\n')
+    """A model named by --set (no file to check it before the run): its first call says so, and
+    the run is marked failed. A comparisons file's model is refused before any run folder exists."""
     run = study.parent / "run"
-    args = ["train", "flat", "--comparisons", str(study), "--dataset", "synthetic", "--batch-size", "16",
-            "--max-iter", "4", "--device", "cpu", "--run-dir", str(run)]
+    args = ["train", "toy-dilated", "--set", "model=own_models_train:Flat", "--dataset", "synthetic",
+            "--batch-size", "16", "--max-iter", "4", "--device", "cpu", "--run-dir", str(run)]
     assert main(args) == 2
     assert capsys.readouterr().err.strip().splitlines()[-1] == (
         "nbkit train: error: model 'own_models_train:Flat' returned shape (160,); expected logits of shape "
         "(batch, classes) = (16, 10)")
     assert status(run)["state"] == "failed"
-    assert json.loads((run / "config.json").read_text())["definition"]["source"] == str(study)
+    with open(study, "a") as f:
+        f.write('[variants.flat]\nmodel = "own_models_train:Flat"\n')
+    args = ["train", "flat", "--comparisons", str(study), *args[4:-1], str(study.parent / "run2")]
+    assert main(args) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1].startswith(f"nbkit train: error: {study}: variants.flat.model:")
+    assert not (study.parent / "run2").exists()
 
 
 def test_a_comparisons_file_drives_a_launched_sweep_summary_and_report(study, capsys):

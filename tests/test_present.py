@@ -76,6 +76,26 @@ def test_run_table_shows_state_protocol_and_settings_that_set_a_run_apart(tmp_pa
     assert by["resnet18"]["Run"] == "resnet18 s0" and by["resnet18"]["Run id"].startswith("fixture-s0")
 
 
+
+def test_settings_apart_ignore_keys_older_runs_lack_and_what_a_files_variant_defines(tmp_path):
+    """A run made before cuda_graph and model_kwargs existed lacks them (its default, not a
+    difference); a comparisons file's variant records its own model_kwargs in its definition."""
+    write_run(tmp_path, "resnet18", 0, {"test": [(100, 0.3)]}, settings={"max_iter": 100})
+    write_run(tmp_path, "resnet18", 1, {"test": [(100, 0.3)]},
+              settings={"max_iter": 100, "cuda_graph": True, "model_kwargs": {}})
+    write_run(tmp_path, "small-cnn-wide", 0, {"test": [(100, 0.3)]},
+              settings={"max_iter": 100, "model": "my_models:small_cnn", "model_kwargs": {"width": 64}},
+              definition={"name": "small-cnn-wide", "options": {"model": "my_models:small_cnn",
+                                                                "model_kwargs": {"width": 64}}})
+    write_run(tmp_path, "small-cnn", 0, {"test": [(100, 0.3)]},
+              settings={"max_iter": 100, "model": "my_models:small_cnn", "model_kwargs": {"width": 64}},
+              definition={"name": "small-cnn", "options": {"model": "my_models:small_cnn"}})
+    metrics, runs = read_runs(tmp_path)
+    table = present.run_table(tables.per_run(metrics, runs), present.configs(runs), runs).formatted()
+    apart = dict(zip(table["Run"], table["Settings apart from the others"]))
+    assert apart["resnet18 s0"] == apart["resnet18 s1"] == apart["small-cnn-wide s0"] == "—"
+    assert apart["small-cnn s0"] == "model_kwargs={'width': 64}"  # not its definition: a real difference
+
 def test_runs_of_one_variant_and_seed_at_other_settings_are_told_apart_and_never_pooled(tmp_path):
     """Three toy-dilated seed-0 runs of 30, 400 and 1,500 steps: three groups, three lines,
     three rows; across seeds pools only a group's own runs and counts distinct seeds."""

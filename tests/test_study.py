@@ -39,6 +39,10 @@ class Wrong(nn.Module):
 
 def nothing(num_classes, settings):
     return None
+
+class Pair(Tiny):
+    def forward(self, x):
+        return super().forward(x), 1
 '''
 
 GOOD = '''
@@ -200,6 +204,20 @@ def test_the_cli_says_a_bad_file_in_one_line(module, capsys):
     assert "cannot read the comparisons file" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("model, said", [
+    ("Wrong", "returned shape (2, 11); expected logits of shape (batch, classes) = (2, 10)"),
+    ("Pair", "returned a tuple; expected logits of shape (batch, classes) = (2, 10)"),
+])
+def test_train_checks_a_files_model_before_it_makes_a_run_folder(module, capsys, model, said):
+    path = write(module, f"[variants.bad]\nmodel = 'own_models_study:{model}'\n")
+    runs = module / "runs"
+    assert main(["train", "bad", "--comparisons", str(path), "--dataset", "synthetic", "--max-steps", "2",
+                 "--device", "cpu", "--runs-dir", str(runs)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"nbkit train: error: {path}: variants.bad.model: model 'own_models_study:{model}' {said}"
+    assert not runs.exists()  # nothing half-made
+
+
 def test_variants_lists_the_files_variants_with_their_parameters(module, capsys):
     path = write(module, GOOD)
     assert main(["variants", "--comparisons", str(path), "--num-classes", "10"]) == 0
@@ -267,3 +285,14 @@ def test_the_example_study_reads_and_its_runs_plan_to_their_own_folders(monkeypa
         assert job.settings == Settings(**config["settings"]) and job.run_dir == config["folder"], config["folder"]
         if variant.source is not None:
             assert config["definition"] == variant.definition()
+
+
+def test_an_original_format_config_takes_model_kwargs_as_a_mapping(module):
+    config = write(module, "model: own_models_study:Tiny\nmodel_kwargs:\n  width: 8\ntailor_num_classes: true\n",
+                   "tiny.yml")
+    name, s = resolve(str(config))
+    assert s.model_kwargs == {"width": 8}
+    assert create_model(s, 10).net.conv.out_channels == 8
+    listed = write(module, "model: own_models_study:Tiny\nmax_iter:\n  a: 1\n", "listed.yml")
+    with pytest.raises(Exception, match="max_iter expects one value"):  # other settings stay one value each
+        resolve(str(listed))

@@ -77,9 +77,9 @@ class Classifier(nn.Module):
 
     def forward(self, images: Tensor, targets: Tensor | None = None) -> tuple[Tensor, dict[str, Tensor]]:
         out = self.net(self.normalizer(images))  # images: (B, 3, H, W) floats in [0, 1]
+        if self.checked is not None:  # a model from outside nbkit returns its logits alone
+            check_logits(*self.checked, out, images.shape[0])
         logits, aux_logits = out if isinstance(out, tuple) else (out, [])
-        if self.checked is not None:
-            check_logits(*self.checked, logits, images.shape[0])
         extras = {}
         if targets is not None:
             for i, aux in enumerate(aux_logits):
