@@ -170,7 +170,8 @@ def _template(key: str, title: str, y_title: str, x: str, each_run: bool, log_sc
     get a dot at every point (a line of one point draws nothing)."""
     x_field = "step" if x == "step" else "x"
     y_scale = alt.Scale(type="log") if log_scale else alt.Scale(zero=False, nice=False)
-    X, Y = alt.X(f"{x_field}:Q", title=X_TITLES[x]), alt.Y("value:Q", title=y_title, scale=y_scale)
+    x_axis = alt.Axis(tickMinStep=1, format=",d") if x == "step" else alt.Axis()  # whole steps: no 10.5 on a short run
+    X, Y = alt.X(f"{x_field}:Q", title=X_TITLES[x], axis=x_axis), alt.Y("value:Q", title=y_title, scale=y_scale)
     colour, pick = color_channel(scale), alt.param(name=HIGHLIGHT)
     by_seed = [alt.StrokeDash("seed:N", scale=alt.Scale(range=list(DASHES)), legend=alt.Legend(
         title="seed"))] if each_run else []
@@ -194,7 +195,7 @@ def _template(key: str, title: str, y_title: str, x: str, each_run: bool, log_sc
         opacity=alt.when(pick).then(alt.value(1.0)).otherwise(alt.value(0.1))).properties(name=f"{key}_lines"))
     layers.append(base.transform_aggregate(n="count()", groupby=[x_field]).transform_calculate(hx=f"datum['{x_field}']")
                   .mark_rule(color="#888", strokeWidth=1).encode(
-                      x=alt.X(f"{x_field}:Q", title=X_TITLES[x]),
+                      x=alt.X(f"{x_field}:Q", title=X_TITLES[x], axis=x_axis),
                       opacity=alt.when(alt.param(name=f"hover_{key}", empty=False)).then(alt.value(0.6))
                       .otherwise(alt.value(0))).properties(name=f"{key}_rules"))
     plot = alt.layer(*layers).properties(title=title, width=width, height=height).to_dict(validate=False)
