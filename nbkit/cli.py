@@ -114,7 +114,7 @@ def cmd_train(args) -> None:
         if args.settings_json:  # a sweep's run: its resolved settings, whole
             settings = _settings(_json(args.settings_json, "--settings-json", "a JSON object of settings"),
                                  "--settings-json").replace(**overrides)
-        elif definition is not None and definition.get("source"):  # a comparisons file's variant, by name
+        elif args.comparisons and definition is not None and definition.get("source") != "nbkit":  # a file's variant
             _check_own_model(args, name, settings)
     main_process = distributed.from_env().main  # under torchrun, rank 0 alone reports
     run_dir = train(name, settings, runs_dir=args.runs_dir, device=args.device, label=args.label,

@@ -270,7 +270,7 @@ def test_summary_prints_the_overview_and_every_scorecard(tmp_path, capsys):
     assert main(["summary", "--runs-dir", str(tmp_path), "--scorecard"]) == 0
     out = capsys.readouterr().out
     assert "## Scorecard overview (dataset synthetic)" in out and "## Scorecard: resnets (dataset synthetic)" in out
-    assert "| The Mix-style method \\[1\\] helps alleviate this overfitting clearly." in out
+    assert "| The Mix-style method &#91;1&#93; helps alleviate this overfitting clearly." in out
     assert "| MixStyle (ms2) above the baseline on test" in out and "ms2 0.3851, resnet18 0.3539" in out
 
 
