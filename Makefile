@@ -27,7 +27,7 @@ jupyter: $(VENV)/.installed
 
 # The test suite; CI runs exactly this. Browser tests need Debian's chromium (installed here as root).
 test: $(VENV)/.installed chromium
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=25
 
 chromium:
 	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \

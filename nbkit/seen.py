@@ -11,8 +11,11 @@ measured at the same weights.
 
 from __future__ import annotations
 
-import torch
-from torch import Tensor
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # torch is imported where counts are kept: the views read the columns without it
+    import torch
+    from torch import Tensor
 
 GROUPS = ("0", "1", "2", "3+")  # trained on 0, 1, 2, or 3 or more times before this batch
 
@@ -29,19 +32,23 @@ class SeenCounts:
     """How many times each of n training examples has been trained on, on the device."""
 
     def __init__(self, n: int, dev: torch.device):
+        import torch
+
         self.counts = torch.zeros(n, dtype=torch.int64, device=dev)
 
     def visit(self, batch: Tensor, mine: slice) -> Tensor:
         """The seen group of this process's part of the batch (example indices), then every example
         of the batch counted once more (twice if drawn twice)."""
         groups = self.counts[batch[mine]].clamp(max=len(GROUPS) - 1)
-        self.counts.index_add_(0, batch, torch.ones_like(batch))
+        self.counts.index_add_(0, batch, batch.new_ones(batch.shape))
         return groups
 
 
 def window_columns(groups: Tensor, losses: Tensor) -> Tensor:
     """(2 * len(GROUPS),): each group's summed loss, then its number of examples, both per example of
     the batch: their means over a window (and over ranks) keep each group's loss ratio and share."""
+    import torch
+
     sums = torch.zeros(len(GROUPS), device=losses.device).index_add_(0, groups, losses.detach().float())
     counts = torch.zeros(len(GROUPS), device=losses.device).index_add_(0, groups, torch.ones_like(sums[groups]))
     return torch.cat([sums, counts]) / len(losses)

@@ -66,17 +66,19 @@ def test_report_command_writes_html_and_chart_images(runs_dir, tmp_path, capsys)
 
 
 def test_report_needs_only_the_installed_package(runs_dir, tmp_path):
-    """nbkit copied alone (as a wheel installs it) exports a comparison from any directory."""
+    """nbkit copied alone (as a wheel installs it) exports a comparison from any directory, and
+    reading runs never imports torch (2 s of every notebook's and report's start)."""
     import nbkit
 
     site = tmp_path / "site"
     shutil.copytree(Path(nbkit.__file__).parent, site / "nbkit", ignore=shutil.ignore_patterns("__pycache__"))
-    code = ("import sys; import nbkit; from nbkit.report import write_report; "
-            "write_report('learning', sys.argv[1], '.'); print(nbkit.__file__)")
+    code = ("import sys; import nbkit, nbkit.notebook, nbkit.epochs_view, nbkit.jupyter; "
+            "from nbkit.report import write_report; "
+            "write_report('learning', sys.argv[1], '.'); print(nbkit.__file__, 'torch' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", code, str(runs_dir)], capture_output=True, text=True, timeout=300,
                           cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(site)})
     assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.strip() == str(site / "nbkit" / "__init__.py")  # the copy, not the checkout
+    assert done.stdout.strip() == f"{site / 'nbkit' / '__init__.py'} False"  # the copy, not the checkout; no torch
     html = (tmp_path / "learning.html").read_text()
     assert "Comparison: learning" in html and "resnet18" in html
 
