@@ -13,7 +13,7 @@ import pytest
 
 from nbkit.reader import read_runs
 from nbkit.runlog import read_metrics
-from nbkit.sweep import plan, run_sweep
+from nbkit.sweep import job_state, plan
 
 SETS = ["tailor_num_classes=true", "eval_batch_size=256", "save_every=6", "log_every=3", "constant_lr=0.003"]
 SWEEP = ["toy-dilated", "--seeds", "2", "--dataset", "synthetic", "--max-steps", "72", "--eval-every", "24",
@@ -108,14 +108,16 @@ def test_ray_sweep_copies_runs_back_retries_killed_workers_then_marks_failed(tmp
     assert status["state"] == "failed" and "resumes it from its last checkpoint" in status["reason"]
     assert not list(runs.rglob("*.ray-tmp"))
 
-    # the same run folders with the local backend: seed 0 is skipped, seed 1 resumes
+    # the same run folders read as a local sweep reads them: seed 0 is done, seed 1 resumes from
+    # what came back (in this process: the local sweep's child would run this same command)
     import torch
+    from nbkit.cli import main
     from nbkit.ray_backend import run_sweep_ray
 
     saved = torch.load(jobs[1].run_dir / "checkpoint.pt", weights_only=True)["step"]
     before = [r for r in read_metrics(jobs[1].run_dir / "metrics.jsonl") if r["step"] <= saved]
-    outcome = run_sweep(plan(["toy-dilated"], 2, OVERRIDES, runs), device="cpu", poll=0.1)
-    assert len(outcome["skipped"]) == 1 and len(outcome["done"]) == 1
+    assert [job_state(j) for j in plan(["toy-dilated"], 2, OVERRIDES, runs)] == ["done", "resume"]
+    assert main(["train", "--resume", str(jobs[1].run_dir), "--device", "cpu"]) == 0
     after = read_metrics(jobs[1].run_dir / "metrics.jsonl")
     assert after[:len(before)] == before  # kept as written (times too), not redone
     assert [r["step"] for r in after if r["split"] == "train"] == list(range(3, 73, 3))
