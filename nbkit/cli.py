@@ -95,11 +95,15 @@ def setting_overrides(args) -> dict:
 
 def cmd_train(args) -> None:
     from . import distributed
+    from .data import load_dataset
     from .runlog import resume_settings
+    from .study import load_study
     from .train import train
+    from .variants import resolve
 
     overrides = setting_overrides(args)
-    definition = _definition(args)
+    study = load_study(args.comparisons)  # nbkit's variants, and the file's when one is given
+    definition = _definition(args, study)
     if args.pack_json:
         return _train_pack(args, overrides, definition)
     if args.resume:
@@ -110,12 +114,12 @@ def cmd_train(args) -> None:
         raise ValueError("train expects a VARIANT or CONFIG.yml (see `nbkit variants`), or --resume RUN_DIR")
     else:
         # a comparisons file's variant passed whole by a sweep is known by its definition alone
-        name, settings = (args.spec, None) if args.variant_json else _resolve(args, overrides)
+        name, settings = (args.spec, None) if args.variant_json else resolve(args.spec, study, **overrides)
         if args.settings_json:  # a sweep's run: its resolved settings, whole
             settings = _settings(_json(args.settings_json, "--settings-json", "a JSON object of settings"),
                                  "--settings-json").replace(**overrides)
-        elif args.comparisons and definition is not None and definition.get("source") != "nbkit":  # a file's variant
-            _check_own_model(args, name, settings)
+        elif name in study.own_variants:  # a comparisons file's variant, by name: its model checked first
+            _check_own_models(study, [(name, settings)], load_dataset(settings.dataset, settings.data_dir))
     main_process = distributed.from_env().main  # under torchrun, rank 0 alone reports
     run_dir = train(name, settings, runs_dir=args.runs_dir, device=args.device, label=args.label,
                     progress=_progress_printer() if main_process else None,
@@ -127,19 +131,9 @@ def cmd_train(args) -> None:
         print(run_dir)
 
 
-def _resolve(args, overrides: dict):
-    """The run name and settings of a variant (nbkit's or --comparisons FILE's) or a YAML config."""
-    from .study import load_study
-    from .variants import resolve
-
-    return resolve(args.spec, load_study(args.comparisons) if args.comparisons else None, **overrides)
-
-
-def _definition(args) -> dict | None:
+def _definition(args, study) -> dict | None:
     """What defines the variant trained, for its config.json: a sweep passes a comparisons file's
     variant whole (--variant-json); a variant by name is looked up; a YAML config has none."""
-    from .study import load_study
-
     if args.variant_json:
         definition = _json(args.variant_json, "--variant-json", "a JSON object defining the variant")
         if not isinstance(definition, dict) or definition.get("name") != args.spec or not args.spec:
@@ -149,7 +143,6 @@ def _definition(args) -> dict | None:
         return definition
     if args.resume or not args.spec or str(args.spec).endswith((".yml", ".yaml")):
         return None
-    study = load_study(args.comparisons)
     return study.variants[args.spec].definition() if args.spec in study.variants else None
 
 
@@ -201,7 +194,7 @@ def cmd_sweep(args) -> None:
     if first.dataset != "synthetic" or own:
         ds = load_dataset(first.dataset, first.data_dir)  # fail once, here, and fill the cache for the runs
         if own:
-            _check_own_models(study, own, ds, args.pack)
+            _check_own_models(study, [(j.variant, j.settings) for j in own], ds, args.pack)
     if args.backend == "ray":
         from .ray_backend import run_sweep_ray
 
@@ -227,27 +220,19 @@ def existing_runs_dir(path: Path) -> Path:
     return path
 
 
-def _check_own_model(args, name: str, settings) -> None:
-    """Before a run folder is made: the file's model builds and gives (batch, classes) on the
-    dataset, or the error names the file and the variant's key (as a sweep's check does)."""
-    from .data import load_dataset
-    from .study import check_models, load_study
-
-    ds = load_dataset(settings.dataset, settings.data_dir)
-    check_models(load_study(args.comparisons), [name], ds.num_classes, ds.images["train"].shape[-1])
-
-
-def _check_own_models(study, jobs, ds, pack: int) -> None:
-    """The file's models build and give (batch, classes) on this dataset, and pack where asked."""
+def _check_own_models(study, runs: list[tuple[str, object]], ds, pack: int = 1) -> None:
+    """Before any run folder is made: the file's models of runs ((variant, settings) pairs) build
+    and give (batch, classes) on this dataset, and pack where asked; else the error names the file
+    and the variant's key."""
     from .study import check_models
 
     size = ds.images["train"].shape[-1]
-    check_models(study, [j.variant for j in jobs], ds.num_classes, size)
+    check_models(study, [name for name, _ in runs], ds.num_classes, size)
     if pack > 1:
         from .pack import check_packable
 
-        for j in {j.variant: j for j in jobs}.values():
-            check_packable(j.variant, j.settings, ds.num_classes, size)
+        for name, settings in dict(runs).items():
+            check_packable(name, settings, ds.num_classes, size)
 
 
 def cmd_summary(args) -> None:

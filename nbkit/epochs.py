@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 
 import polars as pl
 
@@ -299,7 +300,7 @@ class Evidence:
     fixed: dict | None
     fixed_points: list[float]
 
-    @property
+    @cached_property
     def held_test(self) -> tuple[bool, float | None]:
         return clearly_less(self.held_points, self.base_points)
 

@@ -47,11 +47,10 @@ class SeenCounts:
 def window_columns(groups: Tensor, losses: Tensor) -> Tensor:
     """(2 * len(GROUPS),): each group's summed loss, then its number of examples, both per example of
     the batch: their means over a window (and over ranks) keep each group's loss ratio and share."""
-    import torch
-
-    sums = torch.zeros(len(GROUPS), device=losses.device).index_add_(0, groups, losses.detach().float())
-    counts = torch.zeros(len(GROUPS), device=losses.device).index_add_(0, groups, torch.ones_like(sums[groups]))
-    return torch.cat([sums, counts]) / len(losses)
+    per_example = losses.detach().float()
+    out = per_example.new_zeros(2 * len(GROUPS))
+    out.index_add_(0, groups, per_example).index_add_(0, groups + len(GROUPS), per_example.new_ones(per_example.shape))
+    return out / len(per_example)
 
 
 def row_columns(values: list[float]) -> dict[str, float]:

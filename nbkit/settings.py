@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-import reprlib
 import types
 import typing
 from dataclasses import dataclass, field, fields
@@ -108,16 +107,6 @@ def check_keys(keys) -> None:
             raise SettingsError(f"unknown setting '{key}'{closest(key, KEYS)} Valid settings: {', '.join(KEYS)}")
 
 
-def shown(value, limit: int = 120) -> str:
-    """repr(value) for an error message, cut to limit characters (a value can be megabytes)."""
-    r = reprlib.Repr()
-    r.maxstring = r.maxother = limit
-    r.maxlist = r.maxdict = 8
-    r.maxlevel = 3
-    text = r.repr(value)
-    return text if len(text) <= limit else text[:limit - 3] + "..."
-
-
 def _coerce(key: str, value):
     """Accept a value of the field's type, or a string that spells one (YAML, --set)."""
     kind = _TYPES[key]
@@ -153,7 +142,7 @@ def _coerce(key: str, value):
             return value
     elif kind is dict:
         return _kwargs(key, value)
-    raise SettingsError(f"{expected}, got {shown(value)}")
+    raise SettingsError(f"{expected}, got {value!r:.120}")
 
 
 def _kwargs(key: str, value) -> Kwargs:
@@ -166,13 +155,13 @@ def _kwargs(key: str, value) -> Kwargs:
         try:
             value = yaml.load(value, Loader=plain_yaml_loader()) if value.strip() else {}  # noqa: S506
         except yaml.YAMLError:
-            raise SettingsError(f"{expected}, got {shown(value)}") from None
+            raise SettingsError(f"{expected}, got {value!r:.120}") from None
     if not isinstance(value, dict) or not all(isinstance(k, str) and k.isidentifier() for k in value):
-        raise SettingsError(f"{expected}, got {shown(value)}")
+        raise SettingsError(f"{expected}, got {value!r:.120}")
     try:
         return Kwargs(json.loads(json.dumps(value, allow_nan=False)))  # plain JSON: lists, not tuples
     except (TypeError, ValueError):
-        raise SettingsError(f"{expected} whose values are numbers, strings, booleans or lists, got {shown(value)}") from None
+        raise SettingsError(f"{expected} whose values are numbers, strings, booleans or lists, got {value!r:.120}") from None
 
 
 def _check_ranges(s: Settings) -> None:
