@@ -262,21 +262,14 @@ def test_special_files_links_and_huge_files_in_run_folders_are_refused_not_waite
     import threading
 
     good_runs(tmp_path)
-    planted = {}
-    for n, (name, plant) in enumerate({
-        "status.json": lambda p: os.mkfifo(p),
-        "metrics.jsonl": lambda p: os.mkfifo(p),
-        "checkpoint.pt": lambda p: os.mkfifo(p),
-        "config.json": lambda p: os.symlink("/dev/zero", p),
-        "status.json ": lambda p: os.symlink("/dev/zero", p),
-        "config.json  ": lambda p: (open(p, "wb").close(), os.truncate(p, 1 << 30)),
-        "config.json   ": lambda p: os.symlink(tmp_path / "outside.json", p),
-    }.items()):
-        run = hostile_run(tmp_path, f"odd{n}", 10 + n)
-        target = run / name.strip()
+    plants = [("status.json", os.mkfifo), ("metrics.jsonl", os.mkfifo), ("checkpoint.pt", os.mkfifo),
+              ("config.json", lambda p: os.symlink("/dev/zero", p)), ("status.json", lambda p: os.symlink("/dev/zero", p)),
+              ("config.json", lambda p: (open(p, "wb").close(), os.truncate(p, 1 << 30))),
+              ("config.json", lambda p: os.symlink(tmp_path / "outside.json", p))]
+    for n, (name, plant) in enumerate(plants):
+        target = hostile_run(tmp_path, f"odd{n}", 10 + n) / name
         target.unlink(missing_ok=True)
         plant(target)
-        planted[run.name] = name.strip()
     (tmp_path / "outside.json").write_text(json.dumps({"variant": "resnet50", "seed": 0}))
     odd = hostile_run(tmp_path, "odd label", 30)  # a label byte that is not UTF-8: the run stays, its label mended
     config = (odd / "config.json").read_bytes().replace(b'"odd label"', b'"odd \xff label"')

@@ -5,7 +5,6 @@ signalled, and nothing from it reaches a terminal unescaped."""
 import io
 import json
 import os
-import warnings
 import re
 import shutil
 import signal
@@ -13,6 +12,7 @@ import subprocess
 import sys
 import tarfile
 import time
+import warnings
 from pathlib import Path
 
 import pytest
