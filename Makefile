@@ -20,13 +20,15 @@ run: $(VENV)/.installed
 	$(VENV)/bin/marimo edit notebooks/$(NOTEBOOK).py -- --runs-dir $(abspath $(RUNS))
 
 # The same comparisons as an ipywidgets panel in JupyterLab (installs the jupyter extra once):
-#   from nbkit.jupyter import Panel; Panel("models")
+#   from nbkit import Panel; Panel("models")
 jupyter: $(VENV)/.installed
 	$(PY) -c "import jupyterlab" 2>/dev/null || $(PY) -m pip install -q -e '.[jupyter]'
 	NBKIT_RUNS_DIR=$(abspath $(RUNS)) $(VENV)/bin/jupyter lab $$([ "$$(id -u)" = 0 ] && echo --allow-root)
 
-# The test suite; CI runs exactly this. Browser tests need Debian's chromium (installed here as root).
+# The test suite; CI runs exactly this: the layers contract (pyproject.toml, [tool.importlinter]), then
+# pytest. Browser tests need Debian's chromium (installed here as root).
 test: $(VENV)/.installed chromium
+	$(VENV)/bin/lint-imports --no-cache
 	$(PY) -m pytest -q --durations=25
 
 chromium:

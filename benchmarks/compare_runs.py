@@ -15,8 +15,8 @@ import sys
 
 import polars as pl
 
-from nbkit.reader import read_runs
-from nbkit.tables import per_variant
+from nbkit.analysis.tables import per_variant
+from nbkit.rundir.reader import read_runs
 
 
 def final_test(runs_dir: str, dataset: str | None) -> pl.DataFrame:

@@ -56,7 +56,7 @@ nvidia-smi --query-gpu=name,memory.total,driver_version,compute_mode --format=cs
 python3 -c "import torch, sys; print('python', sys.version.split()[0], 'torch', torch.__version__,
   torch.cuda.get_device_name() if torch.cuda.is_available() else 'no GPU')"
 python3 -c "
-import time; from nbkit.data import load_dataset
+import time; from nbkit.training.data import load_dataset
 t = time.time(); ds = load_dataset('$DATA'); print('dataset', ds.name, {k: ds.size(k) for k in ds.labels}, f'{time.time() - t:.1f} s')"
 
 if has speed; then

@@ -1,4 +1,4 @@
-"""Time nbkit.reader.read_runs on N synthetic finished runs of the original protocol's shape.
+"""Time nbkit.rundir.reader.read_runs on N synthetic finished runs of the original protocol's shape.
 
     python benchmarks/read_runs.py [--runs 100]
 
@@ -10,8 +10,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from nbkit.reader import read_runs
-from nbkit.runlog import RunWriter, new_run_dir
+from nbkit.rundir.reader import read_runs
+from nbkit.rundir.runlog import RunWriter, new_run_dir
 
 
 def make_runs(root: Path, n: int) -> None:

@@ -21,11 +21,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from nbkit.comparisons import COMPARISONS
-from nbkit.reader import RunStore
-from nbkit.runlog import RunWriter, new_run_dir
-from nbkit.variants import VARIANTS
-from nbkit.workbench import snapshot, view_of
+from nbkit.design.comparisons import COMPARISONS
+from nbkit.design.variants import VARIANTS
+from nbkit.rundir.reader import RunStore
+from nbkit.rundir.runlog import RunWriter, new_run_dir
+from nbkit.view.workbench import snapshot, view_of
 
 RESULTS = Path(__file__).parent / "results"
 

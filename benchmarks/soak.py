@@ -17,8 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from nbkit.runlog import read_metrics
-from nbkit.sweep import plan
+from nbkit.rundir.runlog import read_metrics
+from nbkit.sweeps.sweep import plan
 
 SETTINGS = {"dataset": "synthetic", "max_iter": 60, "eval_every": 12, "save_every": 6, "batch_size": 16,
             "log_every": 4, "tailor_num_classes": True, "constant_lr": 3e-3, "eval_batch_size": 256}

@@ -29,12 +29,12 @@ import torch
 import torch.nn.functional as F
 
 from nbkit import resolve
-from nbkit.comparisons import expand
-from nbkit.data import load_dataset
-from nbkit.models import create_model
-from nbkit.distributed import pick_device
-from nbkit.reader import find_runs, run_info
-from nbkit.train import train
+from nbkit.design.comparisons import expand
+from nbkit.design.models import create_model
+from nbkit.rundir.reader import find_runs, run_info
+from nbkit.training.data import load_dataset
+from nbkit.training.distributed import pick_device
+from nbkit.training.trainer import train
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_CIFAR10 = ROOT.parent / "shared" / "data" / "cifar10-images.tar.xz"

@@ -25,8 +25,8 @@ from pathlib import Path
 
 from speed import SHARED_CIFAR10, GPUSampler
 
-from nbkit.reader import find_runs
-from nbkit.runlog import read_config, read_status
+from nbkit.rundir.reader import find_runs
+from nbkit.rundir.runlog import read_config, read_status
 
 ROOT = Path(__file__).resolve().parents[1]
 

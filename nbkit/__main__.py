@@ -1,3 +1,3 @@
-from .cli import run
+from nbkit.cli import run
 
 run()

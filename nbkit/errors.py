@@ -1,6 +1,6 @@
 """How things go wrong, in one place: nbkit's exception types, the exit codes a process ends
-with, the "did you mean" hint, and the SIGTERM/SIGINT handling that turns a signal into a stop
-at the next safe point.
+with, the "did you mean" hint, the SIGTERM/SIGINT handling that turns a signal into a stop at
+the next safe point, and text made safe for the terminal an error or a progress line is printed on.
 
 Every error a user can act on is a ValueError subclass whose message is one line: what was
 wrong, what was expected, the closest valid choice.
@@ -10,9 +10,19 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import re
 import signal
 import threading
 from typing import Callable, Iterable
+
+_TERMINAL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # what a terminal obeys (escapes, bells, C1)
+
+
+def terminal(value) -> str:
+    """Text for a terminal: control characters (escape sequences, bells, carriage returns) as
+    visible \\x.. codes, so a name can neither rewrite the screen nor hide what precedes it."""
+    return _TERMINAL.sub(lambda m: f"\\x{ord(m.group()):02x}", str(value))
+
 
 # exit codes of `nbkit` (and of each run a sweep starts)
 OK, FAILED, ERROR, BUSY, STOPPED = 0, 1, 2, 75, 130  # BUSY: EX_TEMPFAIL, another process holds the run

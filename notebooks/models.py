@@ -1,1 +1,1 @@
-../nbkit/notebook.py
+../nbkit/view/notebook.py

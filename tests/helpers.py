@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from nbkit.runlog import RunWriter, new_run_dir
+from nbkit.rundir.runlog import RunWriter, new_run_dir
 
 
 def write_image_folder(root: Path, classes=("cat", "dog", "emu"), per_class=(6, 3), size=8, seed=0) -> Path:

@@ -1,4 +1,5 @@
-"""The package's shape: no module imports one that imports it back."""
+"""The package's shape: its parts, no import circle, no module over 400 lines, and the layers
+contract that `make test` checks with import-linter."""
 
 import ast
 from pathlib import Path
@@ -63,3 +64,44 @@ def test_no_module_imports_one_that_imports_it_back():
 def test_the_cycle_check_finds_a_circle():
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c", "a"]]
     assert cycles({"a": {"b"}, "b": set()}) == []
+
+
+PARTS = ("design", "training", "rundir", "sweeps", "analysis", "view", "cli")
+MAX_LINES = 400
+
+
+def test_no_module_is_over_400_lines():
+    long = {str(f.relative_to(PACKAGE.parent)): n for f in sorted(PACKAGE.rglob("*.py"))
+            if (n := len(f.read_text().splitlines())) > MAX_LINES}
+    assert long == {}
+
+
+def test_every_module_lives_in_a_part_and_every_part_has_its_tests():
+    """nbkit's rooms are its parts (README, Layout); the tests follow the same parts."""
+    loose = {f.name for f in PACKAGE.glob("*.py")} - {"__init__.py", "__main__.py", "errors.py"}
+    assert loose == set()
+    assert {p.name for p in PACKAGE.iterdir() if p.is_dir() and p.name != "__pycache__"} == set(PARTS)
+    tests = Path(__file__).parent
+    assert {p.name for p in tests.iterdir() if p.is_dir() and p.name != "__pycache__"} == set(PARTS)
+    assert all(list((tests / part).glob("test_*.py")) for part in PARTS)
+
+
+def test_the_layers_contract_fails_on_a_planted_forbidden_import(tmp_path):
+    """`make test` runs lint-imports on pyproject.toml's contract; the same contract breaks on a copy
+    of the package where the run-folder reader imports the trainer."""
+    import shutil
+    import subprocess
+    import sys
+
+    shutil.copytree(PACKAGE, tmp_path / "nbkit", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(PACKAGE.parent / "pyproject.toml", tmp_path)
+    lint = [sys.executable, "-c", "import sys; from importlinter.cli import lint_imports_command as c; "
+            "sys.exit(c(['--no-cache']))"]
+    env = {"PYTHONPATH": str(tmp_path), "PATH": "/usr/bin:/bin"}
+    clean = subprocess.run(lint, cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert clean.returncode == 0, clean.stdout + clean.stderr
+    with open(tmp_path / "nbkit" / "rundir" / "reader.py", "a") as f:
+        f.write("\nfrom nbkit.training import trainer  # planted\n")
+    planted = subprocess.run(lint, cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert planted.returncode != 0
+    assert "The run-folder contract imports neither the trainer nor the analysis BROKEN" in planted.stdout

@@ -1,0 +1,220 @@
+"""The epochs comparison's numbers and views on planted run logs: a staircase is found where it was
+planted and nowhere else, the held-out rows and the seen groups come through, the findings say
+what the numbers say, and the charts render."""
+
+import math
+import random
+
+import polars as pl
+import pytest
+
+from nbkit.analysis import epochs
+from nbkit.rundir.reader import read_runs
+from nbkit.rundir.runlog import RunWriter, new_run_dir
+from nbkit.rundir.schema import SEEN_GROUPS
+from nbkit.view import charts
+from nbkit.view.epochs_view import Section, drop_table, sections
+
+SPE, L, STEPS = 20, 2, 160  # 8 epochs, a train row every 2 steps
+
+
+def smooth(t):
+    return 2.0 * math.exp(-t / 60) + 0.4
+
+
+def staircase(t):
+    return smooth(t) * 0.85 ** (t // SPE)  # 15% lower after every epoch end
+
+
+def write_planted(root, variant, seed, train_curve, held_curve=smooth, seen_rows=None, spe=SPE):
+    """A run whose train rows are means of train_curve over their steps (with a little noise),
+    val_dense rows of held_curve within 6 steps of each epoch end, and the seen probe's columns."""
+    rng = random.Random(seed)
+    run = new_run_dir(root, "cifar10", variant, f"planted-s{seed}")
+    w = RunWriter(run)
+    w.config({"variant": variant, "seed": seed, "dataset": {"name": "cifar10"}, "run_id": run.name,
+              "settings": {"max_iter": STEPS, "log_every": L}, "steps_per_epoch": spe})
+    rows = []
+    for s in range(L, STEPS + 1, L):
+        loss = sum(train_curve(t) for t in range(s - L, s)) / L * (1 + rng.gauss(0, 0.002))
+        rows.append({"step": s, "split": "train", "loss": loss, **(seen_rows(s, loss) if seen_rows else {})})
+        if s >= spe - 6 and min(s % spe, spe - s % spe) <= 6:
+            rows.append({"step": s, "split": "val_dense", "loss": held_curve(s)})
+    rows.append({"step": STEPS, "split": "test", "loss": 1.0, "acc_top1": 0.5})
+    w.metrics(rows)
+    w.status("done", STEPS)
+    w.close()
+
+
+def epoch_groups(s, loss):
+    """Epoch sampling: every example of epoch k was seen k - 1 times."""
+    g = SEEN_GROUPS[min((s - 1) // SPE, 3)]
+    return {f"seen_loss/{g}": loss, **{f"seen_share/{h}": float(h == g) for h in SEEN_GROUPS}}
+
+
+def mixed_groups(s, loss):
+    """Replacement: a share unseen that shrinks as training goes on, its loss 20% above the seen ones'."""
+    unseen = math.exp(-s / SPE)
+    seen_loss = loss / (unseen * 1.2 + (1 - unseen))
+    return {"seen_loss/0": seen_loss * 1.2, "seen_share/0": unseen, "seen_loss/1": seen_loss,
+            "seen_share/1": 1 - unseen, "seen_share/2": 0.0, "seen_share/3+": 0.0}
+
+
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory):
+    root = tmp_path_factory.mktemp("planted")
+    for seed in (0, 1):
+        write_planted(root, "resnet18", seed, staircase, seen_rows=epoch_groups)
+        write_planted(root, "resnet18-replacement", seed, smooth, seen_rows=mixed_groups)
+        write_planted(root, "resnet18-fixed", seed, smooth)
+        write_planted(root, "toy-dilated", seed, smooth)
+    return read_runs(root)
+
+
+def test_the_staircase_is_found_where_it_was_planted_and_nowhere_else(planted):
+    metrics, runs = planted
+    v = {r["variant"]: r for r in epochs.verdicts(epochs.drops.boundary_drops(metrics, runs)).iter_rows(named=True)}
+    assert 0.12 < v["resnet18"]["boundary_drop_mean"] < 0.18 and v["resnet18"]["stands_out"]
+    for smooth_one in ("resnet18-replacement", "resnet18-fixed", "toy-dilated"):
+        assert abs(v[smooth_one]["boundary_drop_mean"]) < 0.02 and not v[smooth_one]["stands_out"], smooth_one
+
+
+def test_every_boundary_is_overlaid_on_its_trend(planted):
+    metrics, runs = planted
+    train = epochs.aligned(metrics, runs)
+    base = train.filter((pl.col("variant") == "resnet18") & (pl.col("seed") == 0))
+    assert sorted(base["boundary"].unique()) == list(range(SPE, STEPS + 1, SPE))
+    assert sorted(base["offset"].unique()) == [-4.5, -2.5, -0.5, 1.5, 3.5, 5.5]  # rows' centres, window 6
+    before = base.filter(pl.col("offset") < 0)
+    after = base.filter((pl.col("offset") > 0) & (pl.col("boundary") < STEPS))
+    assert before["deviation"].abs().max() < 0.02  # the trend is fitted there
+    assert after["deviation"].max() < -0.1  # 15% below it after every end
+    flat = train.filter(pl.col("variant") == "toy-dilated")
+    assert flat["deviation"].abs().max() < 0.03
+
+
+def test_the_held_out_rows_show_no_drop_where_the_training_loss_drops(planted):
+    metrics, runs = planted
+    held = epochs.held_out_drops(metrics, runs)
+    assert set(held["kind"]) == {"boundary"} and held.height > 0
+    assert held.filter(pl.col("variant") == "resnet18")["relative"].abs().max() < 0.02
+    aligned = epochs.aligned(metrics, runs, epochs.HELD_OUT)
+    assert sorted(aligned["offset"].unique()) == [-4, -2, 0, 2, 4, 6]  # point evaluations at their steps
+
+
+def test_the_seen_gap_is_measured_where_seen_and_unseen_share_a_window(planted):
+    metrics, _ = planted
+    gap = {r["variant"]: r for r in epochs.seen_gap(metrics).iter_rows(named=True)}
+    assert set(gap) == {"resnet18-replacement"}  # epoch sampling never mixes the groups in one window
+    assert gap["resnet18-replacement"]["gap"] == pytest.approx(1 - 1 / 1.2, rel=1e-3)
+    late = [smooth(s) for s in range(STEPS // 2 + 1, STEPS + 1) if min(s % SPE, SPE - s % SPE) <= 6 and s % L == 0]
+    assert gap["resnet18-replacement"]["held"] == pytest.approx(sum(late) / len(late))  # val_dense, second half
+    series = epochs.seen_series(metrics).filter(pl.col("variant") == "resnet18")
+    first = series.filter(pl.col("step") <= SPE).drop_nulls("loss")
+    assert set(first["group"]) == {"0"}
+    assert set(series.filter(pl.col("step") > 3 * SPE).drop_nulls("loss")["group"]) == {"3+"}
+
+
+def test_the_findings_say_memorisation_when_the_numbers_do(planted):
+    metrics, runs = planted
+    text = epochs.findings(metrics, runs)
+    assert text[-1].startswith("**Verdict: memorisation.**")
+    assert "drawing with replacement removes the drop" in text[-1] and "have the lower loss" in text[-1]
+    assert any(line.startswith("**Held-out images**") and "the images trained on drop, the others do not" in line
+               for line in text)
+    assert any("17% lower for the seen ones" in line for line in text)
+
+
+def test_the_findings_do_not_claim_what_the_numbers_lack(planted):
+    metrics, runs = planted
+    no_held = metrics.filter(pl.col("split") != "val_dense")
+    assert "do not settle it" in epochs.findings(no_held, runs)[-1]
+    flat = metrics.filter(pl.col("variant") != "resnet18")
+    assert epochs.findings(flat, runs.filter(pl.col("variant") != "resnet18"))[0].startswith("No resnet18 run")
+    held_drops_too = metrics.with_columns(
+        pl.when(pl.col("split") == "val_dense")  # scored after step s: the weights that trained on batch s - 1
+        .then(pl.col("step").map_elements(lambda s: staircase(s - 1), return_dtype=pl.Float64))
+        .otherwise(pl.col("loss")).alias("loss"))
+    assert epochs.findings(held_drops_too, runs)[-1].startswith("**Verdict: not memorisation alone.**")
+
+
+def test_the_sections_come_in_order_with_their_charts_and_table(planted, tmp_path):
+    metrics, runs = planted
+    out = sections(metrics, runs, "cifar10")
+    assert all(isinstance(s, Section) for s in out)
+    assert [s.title for s in out] == ["The experiment", "Training loss, epoch ends marked",
+                                      "Loss by how often the examples were trained on", "Every epoch end overlaid",
+                                      "Held-out images at the same steps", "The drop at epoch ends", "Findings"]
+    assert all(isinstance(s.chart, charts.Spec) for s in out[1:5])
+    table = out[5].table
+    assert table["variant"].to_list() == ["resnet18", "resnet18-fixed", "resnet18-replacement", "toy-dilated"]
+    first = table.row(0, named=True)
+    assert first["stands out"] == "yes" and first["held-out drop"].startswith(("+0.", "-0."))
+    out[3].chart.save(tmp_path / "aligned.png")  # Vega-Lite that renders
+    assert (tmp_path / "aligned.png").stat().st_size > 10_000
+    assert sections(metrics, runs, "cifar100")[-1].title == "No runs yet"
+
+
+def test_the_drop_table_keeps_the_comparisons_order(planted):
+    metrics, runs = planted
+    table = drop_table(metrics, runs, ["toy-dilated", "resnet18"])
+    assert table["variant"].to_list()[:2] == ["toy-dilated", "resnet18"]
+
+
+def test_the_verdict_says_the_drop_needs_no_reshuffle_when_a_fixed_order_keeps_it(tmp_path):
+    for seed in (0, 1):
+        write_planted(tmp_path, "resnet18", seed, staircase)
+        write_planted(tmp_path, "resnet18-fixed", seed, staircase)
+        write_planted(tmp_path, "resnet18-replacement", seed, smooth, seen_rows=mixed_groups)
+    verdict = epochs.findings(*read_runs(tmp_path))[-1]
+    assert verdict.startswith("**Verdict: memorisation.**") and "the drop is +14." in verdict
+    assert "not clearly smaller: the drop stays without the reshuffle" in verdict
+
+
+def noisy(scale):
+    """A smooth curve with a drop at epoch ends that changes sign and size from end to end."""
+    return lambda t: smooth(t) * (1 + scale * math.sin(7.3 * (t // SPE))) if t % SPE < SPE // 2 else smooth(t)
+
+
+@pytest.mark.parametrize("replacement, fixed, says, also", [
+    (staircase, None, "**Verdict: not the data order.**", "drops at the same steps about as much"),
+    (noisy(0.6), None, "**Verdict: the data do not settle it.**", "neither clearly smaller than with epochs"),
+    (None, None, "**Verdict: the data do not settle it.**", "without a resnet18-replacement run"),
+    (smooth, noisy(0.6), "**Verdict: memorisation.**", "does not stand out from chance in these runs: whether the "
+                                                        "drop needs the reshuffle is open"),
+], ids=["replacement drops too", "replacement noisy", "no replacement run", "fixed order within chance"])
+def test_the_verdict_needs_each_control_to_tell_beyond_chance(tmp_path, replacement, fixed, says, also):
+    """Memorisation only where sampling with replacement clearly removes the drop; a fixed order
+    that cannot be told from chance leaves the reshuffle's part open."""
+    for seed in (0, 1):
+        write_planted(tmp_path, "resnet18", seed, staircase)
+        if replacement:
+            write_planted(tmp_path, "resnet18-replacement", seed, replacement, seen_rows=mixed_groups)
+        if fixed:
+            write_planted(tmp_path, "resnet18-fixed", seed, fixed)
+    verdict = epochs.findings(*read_runs(tmp_path))[-1]
+    assert verdict.startswith(says) and also in verdict, verdict
+
+
+def test_held_out_images_that_cannot_be_told_apart_settle_nothing(tmp_path):
+    """A held-out drop below half the training drop that the noise cannot tell from it is no evidence."""
+    def held(t):  # after each end: 30% lower, then 30% higher, in turn (a mean of about +4%)
+        after = t > SPE and 0 < t % SPE < SPE // 2
+        return smooth(t) * (1 - (0.3 if (t // SPE) % 2 else -0.3)) if after else smooth(t)
+
+    for seed in (0, 1):
+        write_planted(tmp_path, "resnet18", seed, staircase, held_curve=held)
+        write_planted(tmp_path, "resnet18-replacement", seed, smooth, seen_rows=mixed_groups)
+    text = epochs.findings(*read_runs(tmp_path))
+    held = next(line for line in text if line.startswith("**Held-out images**"))
+    assert "a difference within what chance gives here" in held, text
+    assert text[-1].startswith("**Verdict: the data do not settle it.**") and "cannot be told from" in text[-1]
+
+
+def test_the_loss_by_count_is_compared_at_the_same_weights(planted):
+    metrics, _ = planted
+    counts = epochs.seen_by_count(metrics)
+    assert counts["variant"].unique().to_list() == ["resnet18-replacement"]  # the only runs that mix the groups
+    once = counts.row(0, named=True)
+    assert once["group"] == "1" and once["ratio"] == pytest.approx(1 / 1.2, rel=1e-6)
+    assert counts.height == 1  # twice and three times hold no examples in these runs
