@@ -15,16 +15,17 @@ checked by `lint-imports` in `make test`):
 What a user or a notebook needs is here, at the top (internal modules may move):
 
     import nbkit
-    nbkit.VARIANTS, nbkit.get_variant("resnet18"), nbkit.resolve("resnet18")   the variants
-    nbkit.create_model("resnet18-ms1", num_classes=100)                       a variant's network
-    nbkit.load_study("examples/my-study.toml")                                your comparisons file
-    nbkit.train("toy-dilated", nbkit.Settings(dataset="synthetic", max_iter=40))  one run
-    nbkit.run_sweep(...)                                                       many runs
-    metrics, runs = nbkit.read_runs("artifacts/runs")                         every logged point
-    nbkit.per_variant(metrics, runs), nbkit.scorecard(nbkit.measured(metrics, runs), "resnets")
-    nbkit.loss_chart(metrics, runs), nbkit.accuracy_chart(metrics, runs)       Altair charts
-    nbkit.Panel("models")                                                      the Jupyter panel
-    nbkit.write_report("models", "artifacts/runs", "artifacts/reports")       an offline report
+    nbkit.VARIANTS, nbkit.get_variant("resnet18"), nbkit.COMPARISONS      the variants and comparisons
+    model = nbkit.create_model("resnet18-ms1", 100)                       a variant's network
+    study = nbkit.load_study("examples/my-study.toml")                    your comparisons file
+    name, settings = nbkit.resolve("toy-dilated", dataset="synthetic", max_iter=40)
+    run_dir = nbkit.train(name, settings, runs_dir="runs")               one run (`nbkit sweep`: many)
+    metrics, runs = nbkit.read_runs("runs")                               every logged point, one row per run
+    nbkit.per_variant(metrics, runs)                                      the per-variant table
+    nbkit.scorecard(nbkit.measured(metrics, runs), "resnets")             the replication scorecard
+    nbkit.loss_chart(metrics, runs), nbkit.accuracy_chart(metrics, runs)  Altair charts
+    nbkit.write_report("models", "runs", "reports")                       an offline HTML report
+    nbkit.Panel("models", runs_dir="runs")                                the Jupyter panel
 
 Names load on first use (PEP 562): reading runs, sweeping on the CPU and the notebooks never import
 torch, which takes seconds.
