@@ -60,7 +60,7 @@ def cmd_tune(args) -> None:
     from nbkit.design.variants import get_variant
     from nbkit.errors import FAILED, STOPPED
     from nbkit.sweeps.sweep import run_sweep, slots
-    from nbkit.sweeps.tune import Tuner, best_trials, searches
+    from nbkit.sweeps.tune import Tuner, best_trials, searches, tune
     from nbkit.training.data import load_dataset
 
     overrides = setting_overrides(args)
@@ -78,35 +78,26 @@ def cmd_tune(args) -> None:
     if own:
         _check_own_models(study, own, ds)
     tuner = Tuner(items, args.trials, args.runs_dir, args.storage, args.sampler, args.search_seed, args.prune)
-    width = 1 if args.backend == "ray" else len(slots(args.device, args.jobs))
-    stopped = failed = False
-    try:
-        for pairs in tuner.rounds(args.jobs if args.backend == "ray" else width):
-            jobs, trials = [j for j, _ in pairs], {j.run_dir: t for j, t in pairs}
-            if args.backend == "ray":
-                from nbkit.sweeps.ray_backend import run_sweep_ray
+    if args.backend == "ray":
+        from nbkit.sweeps.ray_backend import run_sweep_ray
 
-                run_sweep_ray(jobs, args.runs_dir, address=args.address, device=args.device,
-                              jobs_per_gpu=args.jobs, label=args.label)
-            else:
-                run_sweep(jobs, device=args.device, jobs_per_device=args.jobs, label=args.label,
-                          watch=tuner.watch(trials) if args.prune else None)
-            for job, trial in pairs:
-                ended = tuner.tell(job, trial)
-                print(f"tune: {job.variant} trial {trial.number}: {ended}", file=sys.stderr)
-                stopped |= ended == "stopped"
-                failed |= ended.startswith("failed")
-            if stopped:
-                break
-    finally:
-        tuner.close()
+        def run_round(jobs, trials):
+            run_sweep_ray(jobs, args.runs_dir, address=args.address, device=args.device, jobs_per_gpu=args.jobs,
+                          label=args.label)
+        width = args.jobs
+    else:
+        def run_round(jobs, trials):
+            run_sweep(jobs, device=args.device, jobs_per_device=args.jobs, label=args.label,
+                      watch=tuner.watch(trials) if args.prune else None)
+        width = len(slots(args.device, args.jobs))
+    ended = tune(tuner, run_round, width, say=lambda line: print(line, file=sys.stderr))
     for row in best_trials(tuner):
         states = ", ".join(f"{n} {k}" for k, n in sorted(row["states"].items()))
         chosen = (f"best val top-1 {row['val_top1']:.4f} at trial {row['trial']} "
                   f"({', '.join(f'{k}={v:.4g}' if isinstance(v, float) else f'{k}={v}' for k, v in row['values'].items())})"
                   if "trial" in row else "no complete trial")
         print(f"{row['variant']}: {states}; {chosen}")
-    if stopped:
+    if ended.get("stopped"):
         raise SystemExit(STOPPED)
-    if failed:
+    if ended.get("failed"):
         raise SystemExit(FAILED)

@@ -28,7 +28,7 @@ from nbkit.design.comparisons import expand
 from nbkit.design.search_space import Param, space_of
 from nbkit.design.variants import get_variant
 from nbkit.rundir.runlog import mark, read_metrics, read_status, run_path
-from nbkit.sweeps.sweep import Job
+from nbkit.sweeps.sweep import Job, settings_key
 from nbkit.training.data import dataset_name
 
 STORAGE_FILE = "tune.db"
@@ -170,6 +170,7 @@ class Tuner:
         o = optuna()
         self.items, self.trials, self.runs_dir = items, trials, Path(runs_dir)
         self.storage = storage_url(storage, self.runs_dir)
+        self.shown_storage = _shown(storage) if storage else f"{STORAGE_FILE} in the runs directory"
         pruner = o.pruners.SuccessiveHalvingPruner() if prune else o.pruners.NopPruner()
         self.studies = {s.variant: o.create_study(study_name=s.name, storage=self.storage, direction="maximize",
                                                   sampler=make_sampler(sampler, seed), pruner=pruner,
@@ -182,16 +183,18 @@ class Tuner:
     def _lock(self, item: Search, number: int) -> _Lock:
         return _Lock(self.runs_dir / LOCKS / f"{item.name}-{number}.lock")
 
-    def run_dir(self, item: Search, number: int) -> Path:
+    def run_dir(self, item: Search, number: int, settings) -> Path:
+        """tune-<study>-t<trial>-<settings>: the same trial with the same values finds its run again
+        (a study rebuilt from shipped runs), other values never do."""
         return run_path(self.runs_dir, dataset_name(item.settings.dataset), item.variant,
-                        f"tune-{item.tag}-t{number:03d}")
+                        f"tune-{item.tag}-t{number:03d}-{settings_key(settings)}")
 
     def _job(self, item: Search, trial) -> Job:
         values = {p.name: suggest(trial, p) for p in item.space}  # a resumed trial gets its values back
         settings = item.settings.replace(**values)
-        record = {"study": item.name, "trial": trial.number, "values": values, "storage": _shown(self.storage),
+        record = {"study": item.name, "trial": trial.number, "values": values, "storage": self.shown_storage,
                   "space": [p.describe() for p in item.space]}
-        return Job(item.variant, settings, self.run_dir(item, trial.number), item.definition, record)
+        return Job(item.variant, settings, self.run_dir(item, trial.number, settings), item.definition, record)
 
     def _claim(self, item: Search) -> list[tuple[Job, object]]:
         """Trials of this study left running by a process that is gone, taken over (each resumes
@@ -230,21 +233,19 @@ class Tuner:
             guard.close()
 
     def rounds(self, slots: int):
-        """Rounds of up to `slots` (job, trial) pairs, interrupted trials first, then new ones taken
-        in turn from each variant's study; a round is told before the next is asked (TPE learns)."""
+        """Rounds of up to `slots` (job, trial) pairs, interrupted trials first, then new ones, each
+        from the study with fewest trials so far (variants advance together, so a run cut short
+        leaves every variant tuned alike); a round is told before the next is asked (TPE learns)."""
         pending = [pair for item in self.items for pair in self._claim(item)]
         while True:
             open_items = list(self.items)
             while len(pending) < slots and open_items:
-                for item in list(open_items):
-                    pair = self._ask(item) if len(pending) < slots else None
-                    if pair is None:
-                        if len(pending) < slots:
-                            open_items.remove(item)
-                        else:
-                            break
-                    else:
-                        pending.append(pair)
+                item = min(open_items, key=lambda i: len(self.studies[i.variant].get_trials(deepcopy=False)))
+                pair = self._ask(item)
+                if pair is None:
+                    open_items.remove(item)
+                else:
+                    pending.append(pair)
             if not pending:
                 return
             yield pending
@@ -297,6 +298,25 @@ class Tuner:
         for lock in self.held.values():
             lock.close()
         self.held.clear()
+
+
+def tune(tuner: Tuner, run_round, slots: int, say=print) -> dict[str, int]:
+    """Every round of the tuner: run_round(jobs, trials by run folder) trains the jobs (run_sweep or
+    Ray's), then each trial is told how its run ended. A trial stopped by the user ends the tuning
+    (the next `nbkit tune` resumes it). Returns how many trials ended each way."""
+    ended: dict[str, int] = {}
+    try:
+        for pairs in tuner.rounds(slots):
+            run_round([job for job, _ in pairs], {job.run_dir: trial for job, trial in pairs})
+            for job, trial in pairs:
+                how = tuner.tell(job, trial)
+                say(f"tune: {job.variant} trial {trial.number}: {how}")
+                ended[how.split()[0]] = ended.get(how.split()[0], 0) + 1
+            if ended.get("stopped"):
+                break
+    finally:
+        tuner.close()
+    return ended
 
 
 def _shown(storage: str) -> str:
