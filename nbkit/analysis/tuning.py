@@ -205,7 +205,7 @@ def _eta_squared(x: list, y: np.ndarray, bins: int) -> float:
         edges = np.quantile(np.asarray(x, dtype=float), np.linspace(0, 1, bins + 1)[1:-1])
         groups = np.searchsorted(edges, np.asarray(x, dtype=float), side="right")
     else:
-        keys = {repr(v): i for i, v in enumerate(dict.fromkeys(map(repr, x)))}
+        keys = {k: i for i, k in enumerate(dict.fromkeys(map(repr, x)))}
         groups = np.array([keys[repr(v)] for v in x])
     mean, between = y.mean(), 0.0
     for g in np.unique(groups):
