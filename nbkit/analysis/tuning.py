@@ -162,7 +162,8 @@ def budget_verdict(curves: pl.DataFrame) -> str:
     common = shown[-1]
     leaders = [ranking(curves, n)[0] for n in range(1, common + 1)]
     if len(set(leaders)) == 1:
-        return f"{leaders[0]} leads at every budget (1 to {common} trials)"
+        return f"{leaders[0]} leads at every budget (1 to {common} trials)" if common > 1 else \
+            f"{leaders[0]} leads after 1 trial (each variant has 1 finished)"
     flip = next(n for n in range(1, common) if leaders[n] != leaders[n - 1])
     return (f"the order flips after {flip} trial{'s' if flip != 1 else ''}: {leaders[flip - 1]} leads up to {flip}, "
             f"{leaders[flip]} from {flip + 1}" + (" (and changes again later)" if len(set(leaders[flip:])) > 1 else ""))

@@ -200,3 +200,65 @@ def test_storage_urls_and_errors(tmp_path):
         tune_mod.storage_url("tune.db", tmp_path)
     with pytest.raises(ValueError, match="--trials expects at least 1"):
         tune_mod.Tuner(items(tmp_path), 0, tmp_path / "runs")
+
+
+ONE = '''
+[comparisons.one]
+question = "How good is toy-dilated once tuned?"
+variants = ["toy-dilated"]
+
+[comparisons.one.search]
+warmup_max_lr = { log_uniform = [1e-4, 1e-2] }
+use_augmentation = { choice = [false, true] }
+'''
+
+
+def test_nbkit_tune_trains_trials_that_read_as_ordinary_runs(tmp_path, capsys):
+    from nbkit.analysis import tables
+    from nbkit.cli import main
+    from nbkit.view import workbench as wb
+    from nbkit.view.summary import summary_markdown
+
+    (tmp_path / "one.toml").write_text(ONE)
+    args = ["tune", "one", "--comparisons", str(tmp_path / "one.toml"), "--trials", "2", "--jobs", "2",
+            "--dataset", "synthetic", "--max-iter", "4", "--eval-every", "2", "--batch-size", "16", "--device", "cpu",
+            "--runs-dir", str(tmp_path / "runs")]
+    assert main(args) == 0
+    out = capsys.readouterr()
+    assert "trials are chosen on 200 training images held out as val" in out.err
+    assert "toy-dilated: 2 complete; best val top-1" in out.out
+    folders = sorted((tmp_path / "runs" / "synthetic" / "toy-dilated").glob("tune-*"))
+    assert len(folders) == 2
+    configs = [json.loads((f / "config.json").read_text()) for f in folders]
+    assert [c["tune"]["trial"] for c in configs] == [0, 1]
+    for c in configs:
+        assert c["settings"]["val_size"] == 200 and c["tune"]["study"].startswith("toy-dilated-")
+        assert c["settings"]["warmup_max_lr"] == c["tune"]["values"]["warmup_max_lr"]
+    assert main(args) == 0  # again: the study is complete, nothing trains
+    assert "starting" not in capsys.readouterr().err
+    assert sorted((tmp_path / "runs" / "synthetic" / "toy-dilated").glob("tune-*")) == folders
+
+    # every view reads a trial as an ordinary run: the reader, the tables, the summary, the workbench
+    metrics, runs = read_runs(tmp_path / "runs")
+    assert runs.height == 2 and set(runs["state"]) == {"done"}
+    per_run = tables.per_run(metrics, runs)
+    assert per_run["test_at_best_val"].null_count() == 0
+    assert all(f.name in summary_markdown(tmp_path / "runs") for f in folders)
+    comparison = load_study(tmp_path / "one.toml").comparisons["one"]
+    view = wb.build_view(metrics, runs, "synthetic", ["toy-dilated"], splits=("val", "test"))
+    assert view.run_table.height == 2
+    titles = [s.title for s in wb.sections(view, comparison, "synthetic")]
+    assert titles[:3] == ["Tuning: expected best after n trials", "Tuning: the ranking by budget",
+                          "Tuning: the chosen trial per variant"]
+    chosen = next(s for s in wb.sections(view, comparison, "synthetic") if s.title.endswith("per variant")).table
+    assert chosen["variant"].to_list() == ["toy-dilated"] and chosen["launch with 3 seeds"][0].startswith(
+        "nbkit sweep toy-dilated --seeds 3 --dataset synthetic --max-iter 4")
+
+
+def test_a_trial_record_on_the_command_line_is_checked(tmp_path, capsys):
+    from nbkit.cli import main
+
+    code = main(["train", "toy-dilated", "--dataset", "synthetic", "--max-iter", "2", "--device", "cpu",
+                 "--runs-dir", str(tmp_path), "--tune-json", "[1]"])
+    assert code == 2 and "--tune-json expects a JSON object with the trial's study" in capsys.readouterr().err
+    assert not any(tmp_path.rglob("config.json"))
