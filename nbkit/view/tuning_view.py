@@ -109,6 +109,15 @@ def sections(view) -> list:
     return [s for s in out if s is not None]
 
 
+def figures(view) -> dict:
+    """The tuning charts to save as pictures (report --figures): budget curves and trials."""
+    trials = trial_rows(view)
+    curves = tuning.budget_curves(trials) if not trials.is_empty() else pl.DataFrame()
+    out = {"tuning-budget": budget_chart(curves)} if not curves.is_empty() else {}
+    parallel = parallel_chart(trials) if not trials.is_empty() else None
+    return out | ({"tuning-trials": parallel} if parallel is not None else {})
+
+
 def _rankings(curves: pl.DataFrame) -> pl.DataFrame:
     t = tuning.rankings_table(curves)
     return t.with_columns(pl.col("trials").cast(pl.String),

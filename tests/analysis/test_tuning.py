@@ -12,6 +12,7 @@ import pytest
 from nbkit.analysis import tuning
 from nbkit.rundir.reader import read_runs
 from nbkit.view import present
+from tests.helpers import trial_run as write_run
 
 
 @pytest.mark.parametrize("scores", [[0.3], [0.1, 0.5], [0.2, 0.2, 0.7], [0.4, 0.1, 0.9, 0.1], [0.5, 0.3, 0.8, 0.6, 0.2]])
@@ -30,25 +31,6 @@ def test_curve_rises_to_the_best_with_a_band_around_it():
     assert ((c["low"] <= c["expected"] + 1e-12) & (c["expected"] <= c["high"] + 1e-12)).all()
     with pytest.raises(ValueError, match="at least one score"):
         tuning.expected_max([], 1)
-
-
-def write_run(root, variant, trial, val, test, state="done", reason=None, study="s"):
-    """A trial's run folder: val and test top-1 per step as given ({step: value})."""
-    d = root / "ds" / variant / f"tune-{study}-t{trial:03d}"
-    d.mkdir(parents=True)
-    cfg = {"variant": variant, "seed": 0, "run_id": d.name, "dataset": {"name": "ds"},
-           "settings": {"max_iter": 40, "seed": 0, "eval_every": 20, "warmup_max_lr": 1e-3 * (trial + 1)},
-           "tune": {"study": f"{variant}-{study}", "trial": trial, "values": {"warmup_max_lr": 1e-3 * (trial + 1),
-                                                                             "use_augmentation": trial % 2 == 0},
-                    "space": ["warmup_max_lr log-uniform [0.0001, 0.01]", "use_augmentation in {false, true}"]}}
-    (d / "config.json").write_text(json.dumps(cfg))
-    rows = [{"step": s, "split": "val", "acc_top1": v} for s, v in val.items()]
-    rows += [{"step": s, "split": "test", "acc_top1": v} for s, v in test.items()]
-    rows.append({"step": 1, "split": "train", "loss": 2.0, "acc_top1": 0.1})
-    (d / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in sorted(rows, key=lambda r: r["step"])))
-    (d / "status.json").write_text(json.dumps({"state": state, "step": max(val) if val else 0,
-                                               **({"reason": reason} if reason else {})}))
-    return d
 
 
 def frames(root):

@@ -1,0 +1,74 @@
+"""The tuning section as a reader sees it, in a report opened in headless Chromium: the answer at
+the top, the budget curves' axes, the ranking and chosen-trial cells, and the trials' brush."""
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from nbkit.design.comparisons import Comparison
+from tests.helpers import trial_run
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"]
+
+# a: steady and middling; b: mostly poor with two excellent trials, so more trials favour b;
+# b's trial 0 has the best test top-1 of all but a poor val top-1: never the chosen one
+A = [0.50, 0.52, 0.50, 0.51, 0.50, 0.52]
+B = [0.10, 0.20, 0.90, 0.15, 0.85, 0.20]
+
+
+def planted(root):
+    for variant, scores in (("a", A), ("b", B)):
+        for t, v in enumerate(scores):
+            trial_run(root, variant, t, val={20: v, 40: v - 0.01}, test={20: v - 0.05, 40: 0.99 if (variant, t) == ("b", 0)
+                                                                          else v - 0.06})
+    untuned = trial_run(root, "a", 99, val={40: 0.4}, test={40: 0.4}, study="fixed")  # an ordinary run of a
+    cfg = (untuned / "config.json").read_text().replace('"tune"', '"not_tune"')
+    (untuned / "config.json").write_text(cfg)
+    trial_run(root, "b", 99, val={40: 0.3}, test={40: 0.3}, study="fixed")
+    cfg = (root / "ds" / "b" / "tune-fixed-t099" / "config.json")
+    cfg.write_text(cfg.read_text().replace('"tune"', '"not_tune"'))
+    return root
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed")
+def test_the_tuning_section_of_a_report(tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    from nbkit.view.report import write_report
+
+    comparison = Comparison("ab", "Does a beat b once each is tuned?", ("a", "b"), "nothing", source="x.toml")
+    path = write_report(comparison, planted(tmp_path / "runs"), tmp_path / "out")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 4000})
+        page.goto(path.as_uri())
+        page.wait_for_selector("#section0 svg.marks", timeout=30_000)
+        text = page.inner_text("body")
+        flip = "the order flips after 1 trial: a leads up to 1, b from 2"
+        assert f"Tuned (6 trials or more each, chosen on val): {flip}." in text
+        assert "Untuned (the comparison's own runs), a leads on test top-1 at the best val step: the conclusion " \
+               "does not hold once each variant is tuned." in text
+        axes = page.locator("#section0 svg text").all_text_contents()
+        assert "trials (n)" in axes and "expected best val top-1" in axes
+        cells = [c.strip() for c in page.locator("table td").all_text_contents()]
+        assert "a > b" in cells and "b > a" in cells
+        chosen = page.locator("table", has_text="launch with 3 seeds")
+        row_b = [c.strip() for c in chosen.locator("tr", has_text="trial 2").locator("td").all_text_contents()]
+        assert row_b[:5] == ["b", "6 finished", "trial 2", "0.9000", "0.8500"]  # not trial 0's test-only 0.99
+        # the trials chart: dragging across the val top-1 strip keeps only the lines in that range
+        trials = page.locator("[id^=section]", has=page.locator("text=val top-1 (drag to filter)"))
+        lines = lambda: trials.locator("svg path[aria-roledescription='line mark']").count()
+        before = lines()
+        box = trials.bounding_box()
+        trials.scroll_into_view_if_needed()
+        box = trials.bounding_box()
+        y = box["y"] + 60
+        page.mouse.move(box["x"] + 700, y)
+        page.mouse.down()
+        page.mouse.move(box["x"] + 900, y, steps=5)
+        page.mouse.up()
+        page.wait_for_timeout(300)
+        assert before == 12 and 0 < lines() < before
+        browser.close()
