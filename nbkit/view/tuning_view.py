@@ -118,6 +118,16 @@ def figures(view) -> dict:
     return out | ({"tuning-trials": parallel} if parallel is not None else {})
 
 
+def presets(metrics: pl.DataFrame, runs: pl.DataFrame, configs: dict, seeds: int = 3) -> dict[str, dict]:
+    """The launch form's presets, one per variant with trials: its chosen trial's settings
+    ({label: {variants, settings}}), for "launch with these settings and N seeds"."""
+    trials = tuning.trials(metrics, runs, configs) if not runs.is_empty() else pl.DataFrame()
+    best = tuning.chosen(trials) if not trials.is_empty() else pl.DataFrame()
+    return {f"{r['variant']}: trial {r['trial']} (val top-1 {r['val_top1']:.4f})":
+            {"variants": [r["variant"]], "settings": " ".join(f"{k}={_value(v)}" for k, v in r["values"].items())}
+            for r in (best.iter_rows(named=True) if not best.is_empty() else ())}
+
+
 def _rankings(curves: pl.DataFrame) -> pl.DataFrame:
     t = tuning.rankings_table(curves)
     return t.with_columns(pl.col("trials").cast(pl.String),

@@ -72,3 +72,34 @@ def test_the_tuning_section_of_a_report(tmp_path):
         page.wait_for_timeout(300)
         assert before == 12 and 0 < lines() < before
         browser.close()
+
+
+def test_a_tuned_trials_settings_launch_with_more_seeds(tmp_path):
+    from nbkit.rundir.reader import read_runs
+    from nbkit.sweeps import background
+    from nbkit.view import present
+    from nbkit.view.tuning_view import presets
+
+    metrics, runs = read_runs(planted(tmp_path / "runs"))
+    options = presets(metrics, runs, present.configs(runs))
+    assert options == {"a: trial 1 (val top-1 0.5200)": {"variants": ["a"],
+                                                          "settings": "warmup_max_lr=0.002 use_augmentation=false"},
+                       "b: trial 2 (val top-1 0.9000)": {"variants": ["b"],
+                                                          "settings": "warmup_max_lr=0.003 use_augmentation=true"}}
+    args = background.sweep_args(tmp_path, ["toy-dilated"], "synthetic", 4, 3, device="cpu",
+                                 settings=options["b: trial 2 (val top-1 0.9000)"]["settings"])
+    assert args[-2:] == ["--set=warmup_max_lr=0.003", "--set=use_augmentation=true"]
+    for bad, said in (("lr=0.1", "unknown setting 'lr'"), ("--label=x", "unknown setting '--label'"),
+                      ("warmup_max_lr", "--set expects key=value"), ("warmup_num_steps=-3", "warmup_num_steps")):
+        with pytest.raises(ValueError, match=said):
+            background.sweep_args(tmp_path, ["toy-dilated"], "synthetic", 4, 3, settings=bad)
+
+
+def test_the_notebook_shows_the_tuning_section_and_its_launch_pick(tmp_path):
+    from tests.view.test_notebooks import export
+
+    html = export("models", planted(tmp_path / "runs"), tmp_path / "nb.html", extra=["--comparison", "all runs"])
+    for seen in ("Tuning: expected best after n trials", "Tuning: the chosen trial per variant",
+                 "the order flips after 1 trial", "launch with a tuned trial&#39;s settings",
+                 "b: trial 2 (val top-1 0.9000)"):
+        assert seen in html or seen.replace("&#39;", "'") in html, seen
