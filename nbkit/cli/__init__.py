@@ -99,6 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scorecard", action="store_true",
                    help="each claim of the original study checked against the runs: holds, does not hold, "
                         "within noise or not measured (default: off)")
+    p.add_argument("--tuning", action="store_true",
+                   help="the runs' tuning trials (nbkit tune): expected best val top-1 after 1, 5 and all trials, "
+                        "the chosen trial's test top-1 and settings, the ranking by budget (default: off)")
     add_comparisons(p)
     p.add_argument("--comparison", metavar="NAME",
                    help="only the runs of this comparison's variants (nbkit's or the --comparisons file's; "

@@ -189,6 +189,11 @@ def cmd_summary(args) -> None:
         from nbkit.view.scorecard import scorecards_markdown
 
         print(scorecards_markdown(args.runs_dir, args.dataset))
+    elif args.tuning:
+        from nbkit.view.tuning_view import tuning_markdown
+
+        variants = get_comparison(args.comparison, study).variants if args.comparison else None
+        print(tuning_markdown(args.runs_dir, args.dataset, variants))
     else:
         variants = get_comparison(args.comparison, study).variants if args.comparison else None
         table = variant_markdown if args.by_variant else summary_markdown

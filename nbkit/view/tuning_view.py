@@ -231,3 +231,39 @@ def _number(v, log: bool):
         return math.log10(v) if log and v > 0 else float(v)
     return None
 
+
+
+def tuning_markdown(runs_dir, dataset: str | None = None, variants=None) -> str:
+    """`nbkit summary --tuning`: per variant the expected best val top-1 after 1, 5 and all trials
+    (with the bootstrap band), the chosen trial with its test top-1 and settings; the ranking by
+    budget; and the verdict, as markdown."""
+    from nbkit.analysis import tables
+    from nbkit.rundir.reader import read_runs
+    from nbkit.view.summary import markdown_table, of_variants
+
+    metrics, runs = of_variants(read_runs(runs_dir, dataset), variants)
+    trials = tuning.trials(metrics, runs, present.configs(runs)) if not runs.is_empty() else pl.DataFrame()
+    if trials.is_empty():
+        return f"No tuning trials under {runs_dir} (make some with nbkit tune)."
+    curves, best = tuning.budget_curves(trials), tuning.chosen(trials)
+    shown = tuning.budgets(curves)
+    band = lambda r: f"{r['expected']:.4f} ({r['low']:.4f}–{r['high']:.4f})"
+    rows = []
+    for r in best.iter_rows(named=True):
+        at = {n: curves.filter((pl.col("variant") == r["variant"]) & (pl.col("n") == n)).row(0, named=True) for n in shown}
+        rows.append({"variant": r["variant"], "trials": f"{r['trials']}" + (f" (+{r['pruned']} pruned)" if r["pruned"] else ""),
+                     **{f"expected best after {n}": band(at[n]) for n in shown},
+                     "chosen": f"trial {r['trial']}", "val top-1": r["val_top1"], "test top-1": r["test_top1"],
+                     "settings": " ".join(f"{k}={_value(v)}" for k, v in r["values"].items())})
+    table = pl.DataFrame(rows)
+    columns = ["variant", "trials", *(f"expected best after {n}" for n in shown), "chosen", "val top-1", "test top-1",
+               "settings"]
+    parts = [markdown_table(table, columns, "lr" + "r" * len(shown) + "lrrl"),
+             markdown_table(_rankings(curves), ["trials", "ranking", "same as at 1 trial"], "rll")]
+
+    class _View:  # what answer_line reads
+        pass
+    v = _View()
+    v.metrics, v.runs, v.run_table = metrics, runs, tables.per_run(metrics, runs)
+    line = answer_line(v)
+    return "\n\n".join(parts + ([line] if line else []))

@@ -103,3 +103,17 @@ def test_the_notebook_shows_the_tuning_section_and_its_launch_pick(tmp_path):
                  "the order flips after 1 trial", "launch with a tuned trial&#39;s settings",
                  "b: trial 2 (val top-1 0.9000)"):
         assert seen in html or seen.replace("&#39;", "'") in html, seen
+
+
+def test_summary_tuning_prints_the_budget_table(tmp_path, capsys):
+    from nbkit.cli import main
+
+    assert main(["summary", "--tuning", "--runs-dir", str(planted(tmp_path / "runs"))]) == 0
+    out = capsys.readouterr().out
+    rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]] for line in out.splitlines()
+            if line.startswith("| a ") or line.startswith("| b ")}
+    assert rows["a"][0] == "6" and rows["a"][1].startswith("0.5083 (") and rows["a"][4:7] == ["trial 1", "0.52", "0.47"]
+    assert rows["b"][1].startswith("0.4000 (") and rows["b"][4:7] == ["trial 2", "0.9", "0.85"]
+    assert "the order flips after 1 trial" in out
+    assert main(["summary", "--tuning", "--runs-dir", str(tmp_path / "runs"), "--dataset", "other"]) == 0
+    assert "No tuning trials under" in capsys.readouterr().out
