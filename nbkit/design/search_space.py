@@ -101,11 +101,12 @@ def _param(name, spec, key: str) -> Param:
     low, high = value
     if not low < high:
         raise SearchError(key, f"expected low < high, got [{low:g}, {high:g}]")
+    what = {int: "whole numbers", float: "real numbers", bool: "true or false"}.get(kind_of, "words")
     if kind == "int":
         if kind_of is not int or not all(isinstance(v, int) for v in value):
-            raise SearchError(key, f"int expects whole bounds of a whole-number setting; {name} is a {kind_of.__name__}")
+            raise SearchError(key, f"int expects whole bounds of a setting of whole numbers; {name} takes {what}")
     elif kind_of is not float:
-        raise SearchError(key, f"{kind} expects a setting of real numbers; {name} is a {kind_of.__name__}"
+        raise SearchError(key, f"{kind} expects a setting of real numbers; {name} takes {what}"
                                + (" (use int)" if kind_of is int else " (use choice)"))
     if kind == "log_uniform" and low <= 0:
         raise SearchError(key, f"log_uniform expects low > 0, got {low:g}")

@@ -73,7 +73,7 @@ BAD = [
     ('warmup_max_lr = { uniform = [true, false] }', "search.warmup_max_lr.uniform", "two finite numbers"),
     ('warmup_max_lr = { uniform = [1e-4] }', "search.warmup_max_lr.uniform", "two finite numbers"),
     ('warmup_max_lr = { uniform = "1e-4..1e-2" }', "search.warmup_max_lr.uniform", "two finite numbers"),
-    ('warmup_max_lr = { int = [1, 10] }', "search.warmup_max_lr.int", "warmup_max_lr is a float"),
+    ('warmup_max_lr = { int = [1, 10] }', "search.warmup_max_lr.int", "warmup_max_lr takes real numbers"),
     ('warmup_num_steps = { uniform = [0.5, 10.5] }', "search.warmup_num_steps.uniform", "(use int)"),
     ('warmup_num_steps = { int = [0.5, 10] }', "search.warmup_num_steps.int", "whole bounds"),
     ('warmup_num_steps = { int = [-5, 10] }', "search.warmup_num_steps.int", "warmup_num_steps"),
