@@ -169,6 +169,12 @@ def budget_verdict(curves: pl.DataFrame) -> str:
             f"{leaders[flip]} from {flip + 1}" + (" (and changes again later)" if len(set(leaders[flip:])) > 1 else ""))
 
 
+def within_noise(curves: pl.DataFrame, n: int) -> bool:
+    """Whether the first two variants after n trials lie within each other's bootstrap bands."""
+    at = curves.filter(pl.col("n") == n).sort(["expected", "variant"], descending=[True, False])
+    return at.height >= 2 and at["low"][0] <= at["high"][1]
+
+
 def rankings_table(curves: pl.DataFrame) -> pl.DataFrame:
     """A row per budget shown (1, 5, all): the variants in order, and whether the order changed."""
     rows, first = [], None

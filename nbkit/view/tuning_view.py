@@ -62,6 +62,10 @@ def answer_line(view) -> str | None:
         return None
     common = tuning.budgets(curves)[-1]
     line = f"Tuned ({common} trial{'s' if common != 1 else ''} or more each, chosen on val): {md_text(verdict)}."
+    if tuning.within_noise(curves, common):
+        first, second = tuning.ranking(curves, common)[:2]
+        line += (f" At {common} trials {md_text(first)} and {md_text(second)} lie within each other's bootstrap "
+                 "bands: a lead within the trials' noise.")
     untuned = _untuned_leader(view, trials)
     if untuned:
         first, by = untuned

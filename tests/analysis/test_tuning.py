@@ -88,6 +88,12 @@ def test_the_verdict_when_the_leader_holds_at_every_budget(tmp_path):
     assert tuning.budget_verdict(curves) == "a leads at every budget (1 to 6 trials)"
     table = tuning.rankings_table(curves)
     assert table["trials"].to_list() == [1, 5, 6] and table["same as at 1 trial"].all()
+    assert not tuning.within_noise(curves, 6)  # far apart
+
+
+def test_a_lead_within_the_bands_is_said_to_be(tmp_path):
+    curves = planted(tmp_path, [0.50, 0.56, 0.47, 0.60, 0.52, 0.55], [0.49, 0.55, 0.46, 0.58, 0.51, 0.54])
+    assert tuning.ranking(curves, 6) == ["a", "b"] and tuning.within_noise(curves, 6)
 
 
 def test_the_verdict_when_the_order_flips(tmp_path):
