@@ -262,3 +262,26 @@ def test_a_trial_record_on_the_command_line_is_checked(tmp_path, capsys):
                  "--runs-dir", str(tmp_path), "--tune-json", "[1]"])
     assert code == 2 and "--tune-json expects a JSON object with the trial's study" in capsys.readouterr().err
     assert not any(tmp_path.rglob("config.json"))
+
+
+def test_a_watched_sweep_stops_the_run_its_watcher_prunes(tmp_path):
+    """run_sweep's watch (how --prune stops a trial): True stops the child with a checkpoint."""
+    from nbkit.rundir.runlog import read_status
+    from nbkit.sweeps.sweep import plan, run_sweep
+
+    job, = plan(["toy-dilated"], 1, {"dataset": "synthetic", "max_iter": 100000, "eval_every": 5, "batch_size": 8},
+                tmp_path)
+    fired = []
+
+    def watch(j):  # True once, when the run has logged a row
+        logged = (j.run_dir / "metrics.jsonl").exists() and (j.run_dir / "metrics.jsonl").stat().st_size > 0
+        if logged and not fired:
+            fired.append(j)
+            return True
+        return False
+    outcome = run_sweep([job], device="cpu", poll=0.2, watch=watch)
+    assert fired == [job]
+    assert [j.label for j in outcome["stopped"]] == ["toy-dilated seed 0"]
+    status = read_status(job.run_dir)
+    assert status["state"] == "stopped" and 0 < status["step"] < 100000
+    assert (job.run_dir / "checkpoint.pt").exists()
