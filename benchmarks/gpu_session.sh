@@ -13,16 +13,23 @@
 #   epochs the epochs comparison at full scale (7 variants x 2 seeds, 50,000 images, 5,000 steps, the
 #          seen-count probe and 5,000 held-out images scored densely near epoch ends), into RUNS-epochs;
 #   schedule resnet18 and vitn-12x256-8x8 x 2 seeds with --set original_schedule=true (the original's
-#          first step at 1e-3 and its one-step lag), into RUNS-schedule, beside the study's own.
+#          first step at 1e-3 and its one-step lag), into RUNS-schedule, beside the study's own;
+#   tune   nbkit tune of resnet18 against vitn-12x256-8x8 over the peak learning rate and warm-up
+#          (benchmarks/tune-gpu.toml), TRIALS (default 16) random trials each at the original protocol,
+#          chosen on 5,000 held-out training images, JOBS at once, into RUNS-tune with its study
+#          (tune.db); stopped at the budget with checkpoints, and the same call later continues it.
+#          Optuna is not on the device: put its wheels in .device/wheels first (below).
 # A device call runs at most 10 minutes and the session has 15 in all, machine start included:
 #   call 1: PARTS="speed pack" bash benchmarks/gpu_session.sh         (prints the PACK it chose)
 #   call 2: PARTS="study fp32" PACK=<1 or 2> bash benchmarks/gpu_session.sh
 #   call 3 (a later session, or time left): PARTS="epochs schedule" bash benchmarks/gpu_session.sh
+#   call 4 (a later session): PARTS=tune bash benchmarks/gpu_session.sh   (again to continue the study)
 # (PARTS defaults to all four, for a longer budget.) SMOKE=1 runs every part on the CPU with tiny
 # step counts and the synthetic dataset: a rehearsal of the script itself, before a device call.
 #
 # Prepare here, once (the device has torch and pyyaml; training needs nothing else):
 #   mkdir -p .device && cp ../shared/data/cifar10-images.tar.xz .device/ && echo /.device/ >> .git/info/exclude
+#   pip download 'optuna>=4' -d .device/wheels     # for part tune (Optuna and its dependencies, as wheels)
 # Run with the device tool: carry [".device"], timeout 600. What comes back under $OUT:
 # session.log, the benchmark JSONs and runs.tar.gz (run logs, no checkpoints). Then, here:
 #   tar xzf runs.tar.gz   # -> artifacts/runs-h200-next
@@ -38,8 +45,10 @@ JOBS=${JOBS:-8}
 PACK=${PACK:-auto}
 if [ "${SMOKE:-0}" = 1 ]; then  # the script's own rehearsal on a CPU
   DEVICE=cpu DATA=synthetic STEPS=10 FULL=40 SHORT=20 NAMES="toy-dilated resnet18" LABEL="a rehearsal of gpu_session.sh (SMOKE=1)"
+  TUNE=tune-smoke TRIALS=${TRIALS:-2}
 else
   DEVICE=cuda DATA=.device/cifar10-images.tar.xz STEPS=300 FULL=5000 SHORT=1000 NAMES="resnets learning models" LABEL="H200, original protocol (5,000 steps), CIFAR-10 image folder"
+  TUNE=tune-gpu TRIALS=${TRIALS:-16}
 fi
 START=$(date +%s)
 left() { echo $(( BUDGET - ($(date +%s) - START) )); }
@@ -125,6 +134,16 @@ if has schedule && [ "$(left)" -gt 120 ]; then
     --label "$LABEL, original_schedule" --set original_schedule=true > "$OUT/schedule.log" 2>&1
   tail -n 2 "$OUT/schedule.log"
 fi
-dirs=$(for d in "$RUNS" "$RUNS-fp32" "$RUNS-epochs" "$RUNS-schedule"; do [ -d "$d" ] && echo "$d"; done)
-[ -n "$dirs" ] && tar czf "$OUT/runs.tar.gz" --exclude='checkpoint*.pt' --exclude='.lock' $dirs
+
+if has tune && [ "$(left)" -gt 120 ]; then
+  echo "== tune: $TUNE, $TRIALS trials per variant, $JOBS at once  [$(left) s left]"
+  python3 -c "import optuna" 2>/dev/null || python3 -m pip install -q --no-index --find-links .device/wheels 'optuna>=4' \
+    || echo "tune: Optuna is not installed and .device/wheels has none (see the preparation above)"
+  timeout -s TERM -k 40 $(( $(left) - 70 )) python3 -m nbkit tune "$TUNE" --comparisons benchmarks/tune-gpu.toml \
+    --trials "$TRIALS" --jobs "$JOBS" --device "$DEVICE" --dataset "$DATA" --max-iter "$FULL" --runs-dir "$RUNS-tune" \
+    --label "$LABEL, tuning" > "$OUT/tune.log" 2>&1
+  echo "tune exit $?"; tail -n 4 "$OUT/tune.log"
+fi
+dirs=$(for d in "$RUNS" "$RUNS-fp32" "$RUNS-epochs" "$RUNS-schedule" "$RUNS-tune"; do [ -d "$d" ] && echo "$d"; done)
+[ -n "$dirs" ] && tar czf "$OUT/runs.tar.gz" --exclude='checkpoint*.pt' --exclude='.lock' --exclude='.tune-locks' $dirs
 echo "== end  [$(left) s left]"

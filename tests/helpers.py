@@ -96,3 +96,22 @@ def workbench_runs(root: Path, dataset: str = "synthetic") -> Path:
     curves("vitn-12x256-8x8", 0, [50], "failed", base=0.2)
     curves("vitn-12x256-8x8-ra", 0, [50, 100], "running", base=0.28)
     return root
+
+
+def trial_run(root, variant, trial, val, test, state="done", reason=None, study="s"):
+    """A trial's run folder: val and test top-1 per step as given ({step: value})."""
+    d = root / "ds" / variant / f"tune-{study}-t{trial:03d}"
+    d.mkdir(parents=True)
+    cfg = {"variant": variant, "seed": 0, "run_id": d.name, "dataset": {"name": "ds"},
+           "settings": {"max_iter": 40, "seed": 0, "eval_every": 20, "warmup_max_lr": 1e-3 * (trial + 1)},
+           "tune": {"study": f"{variant}-{study}", "trial": trial, "values": {"warmup_max_lr": 1e-3 * (trial + 1),
+                                                                             "use_augmentation": trial % 2 == 0},
+                    "space": ["warmup_max_lr log-uniform [0.0001, 0.01]", "use_augmentation in {false, true}"]}}
+    (d / "config.json").write_text(json.dumps(cfg))
+    rows = [{"step": s, "split": "val", "acc_top1": v, "time": s / 10} for s, v in val.items()]
+    rows += [{"step": s, "split": "test", "acc_top1": v, "time": s / 10} for s, v in test.items()]
+    rows.append({"step": 1, "split": "train", "loss": 2.0, "acc_top1": 0.1, "time": 0.1})
+    (d / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in sorted(rows, key=lambda r: r["step"])))
+    (d / "status.json").write_text(json.dumps({"state": state, "step": max(val) if val else 0,
+                                               **({"reason": reason} if reason else {})}))
+    return d

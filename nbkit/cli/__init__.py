@@ -1,4 +1,4 @@
-"""The command line, `nbkit` or `python -m nbkit`: list variants, train, sweep, summarise, report.
+"""The command line, `nbkit` or `python -m nbkit`: list variants, train, sweep, tune, summarise, report.
 The parser and the exit codes here; what each command does in nbkit.cli.commands, the options they
 share in nbkit.cli.options."""
 
@@ -9,6 +9,7 @@ import sys
 
 from nbkit.cli.commands import cmd_report, cmd_summary, cmd_sweep, cmd_train, cmd_variants
 from nbkit.cli.options import add_comparisons, add_runs_dir, add_setting_flags, at_least_one
+from nbkit.cli.tune import add_tune_parser
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,6 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--variant-json", metavar="JSON",
                    help="the definition of a comparisons file's VARIANT, whole (how a sweep passes it, so the run "
                         "needs no file); recorded in config.json")
+    p.add_argument("--tune-json", metavar="JSON",
+                   help="a tuning trial's study, number and sampled values as one JSON object (how `nbkit tune` "
+                        "starts a trial); recorded in config.json")
     add_comparisons(p)
     p.add_argument("--device", default="auto", help="auto (default), cpu or cuda")
     add_runs_dir(p)
@@ -83,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="whether workers write into the runs directory; auto (default) checks per worker, "
                           "no copies each run back to this machine")
     p.set_defaults(func=cmd_sweep)
+    add_tune_parser(sub)
 
     p = sub.add_parser("summary", help="the original's two tables (best train_200 and test top-1 per run)",
                        description="Print the original's two tables (each run's best train_200 and best test "
@@ -94,6 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scorecard", action="store_true",
                    help="each claim of the original study checked against the runs: holds, does not hold, "
                         "within noise or not measured (default: off)")
+    p.add_argument("--tuning", action="store_true",
+                   help="the runs' tuning trials (nbkit tune): expected best val top-1 after 1, 5 and all trials, "
+                        "the chosen trial's test top-1 and settings, the ranking by budget (default: off)")
     add_comparisons(p)
     p.add_argument("--comparison", metavar="NAME",
                    help="only the runs of this comparison's variants (nbkit's or the --comparisons file's; "

@@ -86,7 +86,7 @@ def cmd_train(args) -> None:
     run_dir = train(name, settings, runs_dir=args.runs_dir, device=args.device, label=args.label,
                     progress=_progress_printer() if main_process else None,
                     run_dir=args.resume or args.run_dir, resume=bool(args.resume), restart=args.restart,
-                    definition=definition)
+                    definition=definition, tune=_tune_record(args))
     if main_process:
         if sys.stderr.isatty():
             print(file=sys.stderr)
@@ -106,6 +106,15 @@ def _definition(args, study) -> dict | None:
     if args.resume or not args.spec or str(args.spec).endswith((".yml", ".yaml")):
         return None
     return study.variants[args.spec].definition() if args.spec in study.variants else None
+
+
+def _tune_record(args) -> dict | None:
+    if not args.tune_json:
+        return None
+    record = json_argument(args.tune_json, "--tune-json", "a JSON object: the trial's study, number and values")
+    if not isinstance(record, dict) or not {"study", "trial", "values"} <= set(record):
+        raise ValueError("--tune-json expects a JSON object with the trial's study, trial (number) and values")
+    return record
 
 
 def _train_pack(args, overrides: dict, definition: dict | None) -> None:
@@ -180,6 +189,11 @@ def cmd_summary(args) -> None:
         from nbkit.view.scorecard import scorecards_markdown
 
         print(scorecards_markdown(args.runs_dir, args.dataset))
+    elif args.tuning:
+        from nbkit.view.tuning_view import tuning_markdown
+
+        variants = get_comparison(args.comparison, study).variants if args.comparison else None
+        print(tuning_markdown(args.runs_dir, args.dataset, variants))
     else:
         variants = get_comparison(args.comparison, study).variants if args.comparison else None
         table = variant_markdown if args.by_variant else summary_markdown

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import re
 import typing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from nbkit.design.comparisons import COMPARISONS, Comparison
@@ -54,6 +54,8 @@ class Study:
     variants: dict[str, Variant]
     comparisons: dict[str, Comparison]
     source: Path | None = None
+    variant_search: dict = field(default_factory=dict)  # a file's variant -> its search space (search_space)
+    comparison_search: dict = field(default_factory=dict)  # a file's comparison -> its search space
 
     @property
     def own_variants(self) -> list[str]:
@@ -81,9 +83,25 @@ def load_study(path: str | Path | None) -> Study:
     if not own_variants and not own_comparisons:
         raise StudyError(path, "", "no variants or comparisons; expected [variants.NAME] or [comparisons.NAME] tables")
     _check_names(path, own_variants, own_comparisons)
+    searches = {kind: _searches(tables, kind, path) for kind, tables in
+                (("variants", own_variants), ("comparisons", own_comparisons))}  # taken out of the entries
     variants = {**VARIANTS, **_variants(own_variants, path)}
     comparisons = {**COMPARISONS, **{n: _comparison(n, e, variants, path) for n, e in own_comparisons.items()}}
-    return Study(variants, comparisons, path)
+    return Study(variants, comparisons, path, searches["variants"], searches["comparisons"])
+
+
+def _searches(tables: dict, kind: str, path: Path) -> dict:
+    """Each entry's `search` table (nbkit.design.search_space), removed from the entry."""
+    from nbkit.design.search_space import SearchError, parse_search
+
+    out = {}
+    for name, entry in tables.items():
+        if "search" in entry:
+            try:
+                out[name] = parse_search(entry.pop("search"), f"{kind}.{name}.search")
+            except SearchError as e:
+                raise StudyError(path, e.key, str(e)) from None
+    return out
 
 
 def read_file(path: Path) -> dict:
@@ -197,7 +215,7 @@ def _variant(name: str, entry: dict, path: Path, file_names: tuple[str, ...], fi
     """One variant of the file; file_variant(name) resolves another of the file's (its base)."""
     key = f"variants.{name}"
     _check_keys(entry, (*VARIANT_KEYS, *KEYS), path, key,
-                f"base, description or a setting ({', '.join(KEYS)})")
+                f"base, description, search or a setting ({', '.join(KEYS)})")
     base, own = entry.get("base"), {k: v for k, v in entry.items() if k not in VARIANT_KEYS}
     if base is None and "model" not in own:
         raise StudyError(path, key, "expected a base (a variant it changes) or a model (timm/<name>, "
@@ -230,7 +248,7 @@ def _description(entry: dict, base: str | None, own: dict, path: Path, key: str)
 
 def _comparison(name: str, entry: dict, variants: dict[str, Variant], path: Path) -> Comparison:
     key = f"comparisons.{name}"
-    _check_keys(entry, COMPARISON_KEYS, path, key, ", ".join(COMPARISON_KEYS))
+    _check_keys(entry, COMPARISON_KEYS, path, key, ", ".join((*COMPARISON_KEYS, "search")))
     members = entry.get("variants")
     if not isinstance(members, list) or not members or not all(isinstance(v, str) for v in members):
         raise StudyError(path, f"{key}.variants", "expected a list of variant names (nbkit's or this file's)")

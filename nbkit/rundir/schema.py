@@ -144,7 +144,7 @@ def _warn(where: str, message: str) -> None:
 CONFIG = Record("config", required={}, optional={
     "variant": text, "label": text, "run_id": text, "seed": integer(),
     "dataset": mapping, "settings": mapping, "parameters": integer(), "steps_per_epoch": integer(1),
-    "world_size": integer(1), "precision": one_of("bf16", "fp32"), "device": text,
+    "world_size": integer(1), "precision": one_of("bf16", "fp32"), "device": text, "tune": mapping,
 })
 DATASET = Record("config's dataset", required={}, optional={"name": text, "source": text})
 SETTINGS = Record("config's settings", required={}, optional={

@@ -32,9 +32,10 @@ _CHILDREN: dict[int, subprocess.Popen] = {}  # sweeps this process launched, by 
 
 def sweep_args(runs_dir: str | Path, variants: list[str], dataset: str, max_iter: int, seeds: int,
                device: str = "auto", jobs: int = 1, eval_every: int | None = None, backend: str = "local",
-               address: str = "", comparisons: str | None = None) -> list[str]:
+               address: str = "", comparisons: str | None = None, settings: str = "") -> list[str]:
     """`nbkit sweep`'s arguments for a launch. Every value is checked or bound to its option
-    (`--dataset=...`), so none can pass for another option (`--set=...`)."""
+    (`--dataset=...`), so none can pass for another option (`--set=...`); settings: any other
+    settings as KEY=VALUE words (a tuned trial's, say), each checked and bound to its own --set."""
     from nbkit.design.comparisons import expand
     from nbkit.design.comparisons_file import load_study
 
@@ -54,14 +55,24 @@ def sweep_args(runs_dir: str | Path, variants: list[str], dataset: str, max_iter
         args += ["--eval-every", str(int(eval_every))]
     if backend == "ray" and address:
         args += ["--address", address]
+    args += [f"--set={k}={v}" for k, v in launch_settings(settings).items()]
     if comparisons:
         args += [f"--comparisons={comparisons}"]
     return args
 
 
+def launch_settings(text: str) -> dict[str, str]:
+    """KEY=VALUE words (the launch form's settings field) as a dict, every key and value checked."""
+    from nbkit.design.settings import Settings, parse_assignments
+
+    pairs = parse_assignments(str(text or "").split())
+    Settings(**pairs)  # an unknown key or a value out of range: one line, nothing launched
+    return pairs
+
+
 def launch_sweep(runs_dir: str | Path, variants: list[str], dataset: str, max_iter: int, seeds: int,
                  device: str = "auto", jobs: int = 1, eval_every: int | None = None, backend: str = "local",
-                 address: str = "", comparisons: str | Path | None = None) -> dict:
+                 address: str = "", comparisons: str | Path | None = None, settings: str = "") -> dict:
     """Start `nbkit sweep` in the background; backend "ray" sends the runs to a Ray cluster
     (address: auto, HOST:PORT, or empty for RAY_ADDRESS or a new local instance), whose logs
     land in runs_dir as local ones do; comparisons: a comparisons file whose variants are among
@@ -69,7 +80,7 @@ def launch_sweep(runs_dir: str | Path, variants: list[str], dataset: str, max_it
     runs_dir = Path(runs_dir)
     comparisons = str(Path(comparisons).resolve()) if comparisons else None
     args = sweep_args(runs_dir, variants, dataset, max_iter, seeds, device, jobs, eval_every, backend, address,
-                      comparisons)
+                      comparisons, settings)
     registry = writable(runs_dir / SWEEPS)  # said before anything starts: a sweep nobody could stop is worse
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     fd, log_path = tempfile.mkstemp(prefix=f"{stamp}-", suffix=".log", dir=registry)
@@ -83,7 +94,7 @@ def launch_sweep(runs_dir: str | Path, variants: list[str], dataset: str, max_it
             "started": stamp, "log": log_path, "runs_dir": str(runs_dir),
             "request": {"variants": list(variants), "dataset": dataset, "max_iter": int(max_iter),
                         "seeds": int(seeds), "eval_every": int(eval_every) if eval_every else None,
-                        "comparisons": comparisons}}
+                        "comparisons": comparisons, "settings": launch_settings(settings)}}
     files.write_text(registry / f"{proc.pid}.json", json.dumps(info))
     return info
 
@@ -235,6 +246,8 @@ def _planned_runs(info: dict) -> list[dict]:
     overrides = {"dataset": req.get("dataset"), "max_iter": req.get("max_iter")}
     if req.get("eval_every"):
         overrides["eval_every"] = req["eval_every"]
+    if isinstance(req.get("settings"), dict):
+        overrides.update(req["settings"])
     comparisons = req.get("comparisons") if isinstance(req.get("comparisons"), str) else None
     try:
         jobs = plan(req.get("variants") or [], req.get("seeds") or 1, overrides, info["runs_dir"],

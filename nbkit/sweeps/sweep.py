@@ -35,6 +35,7 @@ class Job:
     settings: Settings  # resolved, seed included: the child trains with exactly these
     run_dir: Path
     definition: dict | None = None  # a comparisons file's variant, whole (Variant.definition): the child needs no file
+    tune: dict | None = None  # a tuning trial's study, number and values (nbkit.sweeps.tune): in its config.json
 
     @property
     def label(self) -> str:
@@ -82,7 +83,7 @@ def command(job: Job, device: str, label: str | None = None) -> list[str]:
     restart = ["--restart"] if (job.run_dir / CONFIG).exists() else []
     return cmd + [job.variant, "--run-dir", str(job.run_dir), "--device", device, *restart,
                   *(["--label", label] if label else []), "--settings-json", json.dumps(job.settings.to_dict()),
-                  *_definition(job)]
+                  *_definition(job), *(["--tune-json", json.dumps(job.tune)] if job.tune else [])]
 
 
 def _definition(job: Job) -> list[str]:
@@ -316,9 +317,10 @@ def last_line(path: Path) -> str:
 
 
 def run_sweep(jobs: list[Job], device: str = "auto", jobs_per_device: int = 1, poll: float = 0.5,
-              stream=None, label: str | None = None, pack: int = 1) -> Outcome:
+              stream=None, label: str | None = None, pack: int = 1, watch=None) -> Outcome:
     """Run every job not yet done in local processes, up to `pack` seeds of a variant per process;
-    returns the jobs by outcome."""
+    returns the jobs by outcome. watch(job) -> bool, asked at every poll of a running job: True
+    stops it (SIGTERM: a checkpoint, status stopped), as a tuner's pruner does."""
     outcome, queue, display = begin(jobs, stream)
     units, free = packs(queue, pack), slots(device, jobs_per_device)
     running: dict[subprocess.Popen, tuple[list[Job], tuple, list]] = {}
@@ -344,6 +346,9 @@ def run_sweep(jobs: list[Job], device: str = "auto", jobs_per_device: int = 1, p
                 running[p] = (unit, slot, before)
                 packed = f" (packed with {', '.join(j.label for j in unit[1:])})" if len(unit) > 1 else ""
                 display.event(f"{action} {unit[0].label}{packed} -> {unit[0].run_dir}")
+            for p, (unit, _, _) in running.items() if watch else ():
+                if p.poll() is None and any([watch(job) for job in unit]):
+                    p.send_signal(signal.SIGTERM)
             for p in [p for p in running if p.poll() is not None]:
                 unit, slot, before = running.pop(p)
                 free.append(slot)

@@ -50,14 +50,15 @@ def train(variant: str, s: Settings, runs_dir: str | Path | None = None, device:
           dataset: Dataset | None = None, label: str | None = None,
           progress: Callable[[dict], None] | None = None,
           run_dir: str | Path | None = None, resume: bool = False, restart: bool = False,
-          definition: dict | None = None) -> Path:
+          definition: dict | None = None, tune: dict | None = None) -> Path:
     """Train one run and return its directory.
 
     runs_dir: where a new run folder goes (default: runlog.runs_dir()); run_dir: write there
     (created if needed) instead of a new timestamped folder; resume: continue the run in run_dir
     from its checkpoint (or the one before, when the last is unreadable); restart: begin again in
     a run_dir whose earlier attempt left no readable checkpoint; definition: the variant's
-    (Variant.definition), recorded in config.json. Errors before the run starts (unknown
+    (Variant.definition), recorded in config.json; tune: a tuning trial's study, number and sampled
+    values (nbkit.sweeps.tune), recorded in config.json. Errors before the run starts (unknown
     dataset, bad settings) leave no run directory behind.
 
     Started by torchrun (RANK and WORLD_SIZE set), the processes train the run together with
@@ -83,7 +84,8 @@ def train(variant: str, s: Settings, runs_dir: str | Path | None = None, device:
                 resuming = resume and (not restart or has_checkpoint(run_dir))
                 checkpoint = load_checkpoint(run_dir, dev, s, variant) if resuming else None
             run.run_dir = Path(run_dir) if run_dir is not None else None  # None on ranks > 0 of a new run
-            _run(run, checkpoint, ds, label, **({"definition": definition} if definition else {}))
+            _run(run, checkpoint, ds, label, **({"definition": definition} if definition else {}),
+                 **({"tune": tune} if tune else {}))
         distributed.barrier()  # every process is done before any tears the group down
         return run.run_dir
     finally:

@@ -69,17 +69,20 @@ def sweep_status(background, launched: dict | None, root) -> SweepStatus:
 
 
 def launch_form(comparison: Comparison, runs: pl.DataFrame, dataset: str | None, cfgs: dict | None = None,
-                variants: list[str] | None = None):
+                variants: list[str] | None = None, preset: dict | None = None):
     """The launch form: variants, dataset, steps, evaluation interval, seeds, device, runs at
     once, backend. A marimo form: its value (background.launch_sweep's keyword arguments) is
-    exactly what the page shows when Launch is pressed. Defaults come from the loaded runs."""
+    exactly what the page shows when Launch is pressed. Defaults come from the loaded runs; preset
+    (a tuned trial's: nbkit.view.tuning_view.presets) fills in its variant and settings."""
     import marimo as mo
 
     d = launch_defaults(runs, dataset, cfgs)
     variants = list(comparison.variants) or variants or registry_order()  # "all runs": any variant
+    preset = preset or {}
+    chosen = [v for v in preset.get("variants") or [] if v in variants] or variants[:2]
     note = (f" (these runs read {md_code(d['missing'])}, which is not on this machine)" if d["missing"] else "")
     fields = {
-        "variants": mo.ui.multiselect(variants, value=variants[:2], label="variants", full_width=True),
+        "variants": mo.ui.multiselect(variants, value=chosen, label="variants", full_width=True),
         "dataset": mo.ui.text(value=d["dataset"], label="dataset (name or path)" + note, full_width=True,
                               placeholder="cifar100, cifar10, synthetic or a path to an image folder or archive"),
         "max_iter": mo.ui.number(start=1, stop=100000, value=d["max_iter"], label="steps"),
@@ -90,10 +93,13 @@ def launch_form(comparison: Comparison, runs: pl.DataFrame, dataset: str | None,
         "backend": mo.ui.dropdown(["local", "ray"], value="local", label="backend"),
         "address": mo.ui.text(value="", placeholder="auto or HOST:PORT (empty: a local instance)",
                               label="Ray address", full_width=True),
+        "settings": mo.ui.text(value=preset.get("settings", ""), full_width=True,
+                               label="settings (KEY=VALUE, space-separated; e.g. a tuned trial's)",
+                               placeholder="warmup_max_lr=0.001 warmup_num_steps=20"),
     }
     layout = mo.md("{variants}\n\n{dataset}\n\n" + " ".join("{" + k + "}" for k in
                                                             ("max_iter", "eval_every", "seeds", "device", "jobs"))
-                   + "\n\n{backend} {address}")
+                   + "\n\n{settings}\n\n{backend} {address}")
     return layout.batch(**fields).form(submit_button_label="Launch runs", bordered=False,
                                        validate=lambda v: None if v["variants"] and str(v["dataset"]).strip()
                                        else "Pick at least one variant and a dataset.")

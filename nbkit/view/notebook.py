@@ -104,9 +104,21 @@ def _(mo, view, wb):
 
 
 @app.cell(hide_code=True)
-def _(comparison, first, launch, mo, study, wb):
-    # built once: what it shows is what Launch sends (a form), whatever the runs directory does
-    launch_form = launch.launch_form(comparison, first.runs, first.dataset, first.configs, list(study.variants))
+def _(first, mo):
+    # where the runs hold tuning trials: each variant's chosen settings, one pick from the launch form
+    from nbkit.view.tuning_view import presets as _presets
+
+    _options = _presets(first.metrics, first.runs, first.configs)
+    tuned_pick = mo.ui.dropdown(_options, label="launch with a tuned trial's settings") if _options else None
+    tuned_pick
+    return (tuned_pick,)
+
+
+@app.cell(hide_code=True)
+def _(comparison, first, launch, mo, study, tuned_pick, wb):
+    # built once (and again on a tuned pick): what it shows is what Launch sends, whatever the runs directory does
+    launch_form = launch.launch_form(comparison, first.runs, first.dataset, first.configs, list(study.variants),
+                                     preset=tuned_pick.value if tuned_pick is not None else None)
     stop_button = mo.ui.run_button(label="Stop running sweeps", kind="danger")
     mo.vstack([mo.md("## Launch runs\nStarts `nbkit sweep` in the background, here or on a Ray cluster, into the "
                      "runs directory above; its runs appear in the charts as they log. Finished runs are skipped, "

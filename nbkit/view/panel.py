@@ -203,6 +203,8 @@ class Panel(w.VBox):
         self.launch_eval = w.BoundedIntText(min=1, max=100000, value=100, description="eval every")
         self.launch_seeds = w.BoundedIntText(min=1, max=20, value=2, description="seeds")
         self.launch_device = w.Dropdown(options=["auto", "cpu", "cuda"], description="device")
+        self.launch_settings = w.Text(description="settings", placeholder="KEY=VALUE ... (e.g. a tuned trial's)",
+                                      layout=w.Layout(width="60%"))
         self.launch_button = w.Button(description="Launch runs", button_style="success")
         self.stop_button = w.Button(description="Stop running sweeps", button_style="danger")
         self.launch_status = w.HTML()
@@ -211,7 +213,7 @@ class Panel(w.VBox):
         self.stop_button.on_click(lambda _: self.stop())
         self.launch_box = w.VBox([w.HTML("<h3>Launch runs</h3>"), self.launch_variants, self.launch_dataset,
                                   w.HBox([self.launch_steps, self.launch_eval, self.launch_seeds, self.launch_device]),
-                                  w.HBox([self.launch_button, self.stop_button]), self.launch_status])
+                                  self.launch_settings, w.HBox([self.launch_button, self.stop_button]), self.launch_status])
 
     def launch(self) -> None:
         """Start `nbkit sweep` in the background with the form's values; show it and its runs."""
@@ -220,6 +222,7 @@ class Panel(w.VBox):
                                                     self.launch_dataset.value, self.launch_steps.value,
                                                     self.launch_seeds.value, self.launch_device.value,
                                                     eval_every=self.launch_eval.value,
+                                                    settings=self.launch_settings.value,
                                                     comparisons=str(self.study.source) if self.study.source else None)
         except ValueError as e:
             self.launched = None

@@ -134,8 +134,8 @@ def write_report(comparison: str | Comparison, runs_dir: str | Path, out: str | 
 
 def export_figures(runs_dir: Path, out: Path, dataset: str | None = None, frames: tuple | None = None,
                    comparisons: list[Comparison] | None = None) -> list[Path]:
-    """Each comparison's main charts (mean and min-max band over seeds) as PNG and SVG;
-    comparisons: which (default: nbkit's)."""
+    """Each comparison's main charts (mean and min-max band over seeds), and its tuning charts where
+    its runs include trials, as PNG and SVG; comparisons: which (default: nbkit's)."""
     metrics, runs = frames or read_runs(runs_dir)
     written = []
     if runs.is_empty() or metrics.is_empty():
@@ -148,7 +148,9 @@ def export_figures(runs_dir: Path, out: Path, dataset: str | None = None, frames
             continue
         view = build_view(metrics, runs, chosen, variants, seeds="mean and min-max band",
                           palette=charts.colours(runs, registry_order()))
-        for kind, chart in view.charts.items():
+        from nbkit.view.tuning_view import figures
+
+        for kind, chart in {**view.charts, **figures(view)}.items():
             for suffix in ("png", "svg"):
                 path = out / f"{comparison.name}-{kind}.{suffix}"
                 with files.replacing(path) as tmp:

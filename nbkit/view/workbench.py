@@ -317,7 +317,8 @@ Section = present.Section
 
 def sections(view: View, comparison: Comparison | None = None, dataset: str | None = None) -> list[Section]:
     """The sections a view adds after its scorecard: the epochs experiment's, for its comparison;
-    each layer's learned temperature where runs logged it."""
+    each layer's learned temperature where runs logged it; the tuning section where runs are
+    `nbkit tune` trials (nbkit.view.tuning_view)."""
     out = []
     if comparison is not None and comparison.name == "epochs" and comparison.source is None and dataset:
         from nbkit.view import epochs_view
@@ -326,16 +327,22 @@ def sections(view: View, comparison: Comparison | None = None, dataset: str | No
     layers = charts.layer_temperature_chart(view.metrics, runs=view.runs, palette=view.palette)
     if layers is not None:
         out.append(Section("Learned temperature per layer", "Each layer's tau at the run's last logged step.", layers))
-    return out
+    from nbkit.view import tuning_view
+
+    return out + tuning_view.sections(view)
 
 
 def answer_lines(view: View, comparison: Comparison) -> list[str]:
-    """What a comparison adds to the answer at the top: the epochs experiment's verdict."""
+    """What a comparison adds to the answer at the top: the epochs experiment's verdict; whether
+    the conclusion holds once each variant is tuned, where its runs include tuning trials."""
+    from nbkit.view import tuning_view
+
+    tuned = tuning_view.answer_line(view)
     if comparison.name == "epochs" and comparison.source is None:
         from nbkit.analysis import epochs
 
-        return epochs.findings(view.metrics, view.runs)[-1:]
-    return []
+        return epochs.findings(view.metrics, view.runs)[-1:] + ([tuned] if tuned else [])
+    return [tuned] if tuned else []
 
 
 # --- widgets (marimo), defined once for every comparison --------------------------------------
