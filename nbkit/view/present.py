@@ -246,7 +246,7 @@ def run_table(per_run: pl.DataFrame, cfgs: dict[str, dict], runs: pl.DataFrame |
                      "img/s": _get(r, "images_per_second"), "Device": value(config.get("device")),
                      "Protocol": "as the original" if not gaps else "differs: " + ", ".join(gaps),
                      "Settings apart from the others": diff.get(r["path"], DASH),
-                     "Why it ended": _one_line(reason.get(r["path"])) if r["state"] in ("failed", "stopped") else None,
+                     "Why it ended": _one_line(reason.get(r["path"])) if r["state"] in ("failed", "stopped", "interrupted") else None,
                      "Run id": r["run_id"]})
     schema = {"Run": pl.String, "Variant": pl.String, "Seed": pl.Int64, "State": pl.String, "Step": pl.Int64,
               "of": pl.Int64, "Best train_200 top-1": pl.Float64, "Best test top-1": pl.Float64, "img/s": pl.Float64,
