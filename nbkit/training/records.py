@@ -46,7 +46,9 @@ def write_train_row(run: RunParts, state: LoopState, stop_requested: list[str]) 
     run.log.metrics([row])
     if time.perf_counter() - state.status_at >= STATUS_EVERY_S:  # status.json's step follows the log
         state.status_at = time.perf_counter()
-        run.log.status("running", state.step, images_per_second=round(state.images_per_second(run.s.batch_size), 1))
+        seconds = state.train_seconds + state.status_at - state.segment_start  # the stretch not yet ended included
+        speed = (state.step - state.first_step) * run.s.batch_size / max(seconds, 1e-9)
+        run.log.status("running", state.step, images_per_second=round(speed, 1))
     report_progress(run, state)
     if nonfinite:
         raise NonFiniteLoss(f"non-finite loss (NaN or Inf) in steps {state.step - len(stacked) + 1}..{state.step}")
