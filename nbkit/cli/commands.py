@@ -80,8 +80,14 @@ def cmd_train(args) -> None:
         if args.settings_json:  # a sweep's run: its resolved settings, whole
             settings = settings_argument(json_argument(args.settings_json, "--settings-json", "a JSON object of settings"),
                                  "--settings-json").replace(**overrides)
-        elif name in study.own_variants:  # a comparisons file's variant, by name: its model checked first
-            _check_own_models(study, [(name, settings)], load_dataset(settings.dataset, settings.data_dir))
+        else:
+            from nbkit.design.settings import fit_warmup
+
+            settings, note = fit_warmup(settings, "warmup_num_steps" in overrides)  # a new run launched here
+            if note:
+                print(f"nbkit train: {note}", file=sys.stderr)
+            if name in study.own_variants:  # a comparisons file's variant, by name: its model checked first
+                _check_own_models(study, [(name, settings)], load_dataset(settings.dataset, settings.data_dir))
     main_process = distributed.from_env().main  # under torchrun, rank 0 alone reports
     run_dir = train(name, settings, runs_dir=args.runs_dir, device=args.device, label=args.label,
                     progress=_progress_printer() if main_process else None,
@@ -133,6 +139,8 @@ def cmd_sweep(args) -> None:
     overrides = setting_overrides(args)
     study = load_study(args.comparisons)
     jobs = plan(args.names, args.seeds, overrides, args.runs_dir, study)
+    for note in dict.fromkeys(j.note for j in jobs if j.note):
+        print(f"nbkit sweep: {note}", file=sys.stderr)
     first, own = jobs[0].settings, [j for j in jobs if j.definition]
     if first.dataset != "synthetic" or own:
         ds = load_dataset(first.dataset, first.data_dir)  # fail once, here, and fill the cache for the runs
