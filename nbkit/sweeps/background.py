@@ -32,7 +32,7 @@ _CHILDREN: dict[int, subprocess.Popen] = {}  # sweeps this process launched, by 
 
 def sweep_args(runs_dir: str | Path, variants: list[str], dataset: str, max_iter: int, seeds: int,
                device: str = "auto", jobs: int = 1, eval_every: int | None = None, backend: str = "local",
-               address: str = "", comparisons: str | None = None) -> list[str]:
+               address: str = "", comparisons: str | None = None, warmup: int | None = None) -> list[str]:
     """`nbkit sweep`'s arguments for a launch. Every value is checked or bound to its option
     (`--dataset=...`), so none can pass for another option (`--set=...`)."""
     from nbkit.design.comparisons import expand
@@ -52,6 +52,11 @@ def sweep_args(runs_dir: str | Path, variants: list[str], dataset: str, max_iter
             "--jobs", str(int(jobs)), f"--device={device}", f"--runs-dir={runs_dir}", "--backend", backend]
     if eval_every:
         args += ["--eval-every", str(int(eval_every))]
+    if warmup is not None:
+        if not 0 <= int(warmup) < int(max_iter):
+            raise ValueError(f"warm-up expects 0 to {int(max_iter) - 1} steps (fewer than the run's {int(max_iter)}, "
+                             f"or the learning rate never reaches its peak), got {int(warmup)}")
+        args += ["--set", f"warmup_num_steps={int(warmup)}"]
     if backend == "ray" and address:
         args += ["--address", address]
     if comparisons:
@@ -61,7 +66,7 @@ def sweep_args(runs_dir: str | Path, variants: list[str], dataset: str, max_iter
 
 def launch_sweep(runs_dir: str | Path, variants: list[str], dataset: str, max_iter: int, seeds: int,
                  device: str = "auto", jobs: int = 1, eval_every: int | None = None, backend: str = "local",
-                 address: str = "", comparisons: str | Path | None = None) -> dict:
+                 address: str = "", comparisons: str | Path | None = None, warmup: int | None = None) -> dict:
     """Start `nbkit sweep` in the background; backend "ray" sends the runs to a Ray cluster
     (address: auto, HOST:PORT, or empty for RAY_ADDRESS or a new local instance), whose logs
     land in runs_dir as local ones do; comparisons: a comparisons file whose variants are among
@@ -69,7 +74,7 @@ def launch_sweep(runs_dir: str | Path, variants: list[str], dataset: str, max_it
     runs_dir = Path(runs_dir)
     comparisons = str(Path(comparisons).resolve()) if comparisons else None
     args = sweep_args(runs_dir, variants, dataset, max_iter, seeds, device, jobs, eval_every, backend, address,
-                      comparisons)
+                      comparisons, warmup)
     registry = writable(runs_dir / SWEEPS)  # said before anything starts: a sweep nobody could stop is worse
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     fd, log_path = tempfile.mkstemp(prefix=f"{stamp}-", suffix=".log", dir=registry)
@@ -83,7 +88,7 @@ def launch_sweep(runs_dir: str | Path, variants: list[str], dataset: str, max_it
             "started": stamp, "log": log_path, "runs_dir": str(runs_dir),
             "request": {"variants": list(variants), "dataset": dataset, "max_iter": int(max_iter),
                         "seeds": int(seeds), "eval_every": int(eval_every) if eval_every else None,
-                        "comparisons": comparisons}}
+                        "warmup": int(warmup) if warmup is not None else None, "comparisons": comparisons}}
     files.write_text(registry / f"{proc.pid}.json", json.dumps(info))
     return info
 
@@ -235,6 +240,8 @@ def _planned_runs(info: dict) -> list[dict]:
     overrides = {"dataset": req.get("dataset"), "max_iter": req.get("max_iter")}
     if req.get("eval_every"):
         overrides["eval_every"] = req["eval_every"]
+    if isinstance(req.get("warmup"), int):
+        overrides["warmup_num_steps"] = req["warmup"]
     comparisons = req.get("comparisons") if isinstance(req.get("comparisons"), str) else None
     try:
         jobs = plan(req.get("variants") or [], req.get("seeds") or 1, overrides, info["runs_dir"],

@@ -141,6 +141,7 @@ class Panel(w.VBox):
                 self.launch_dataset.value, self.launch_steps.value = d["dataset"], d["max_iter"]
                 self.launch_eval.value, self.launch_seeds.value, self.launch_device.value = (d["eval_every"], d["seeds"],
                                                                                              d["device"])
+                self.launch_warmup.value = d["warmup"]
         finally:
             self._quiet = False
         self.show()
@@ -201,6 +202,7 @@ class Panel(w.VBox):
         self.launch_dataset = w.Text(description="dataset", layout=w.Layout(width="60%"))
         self.launch_steps = w.BoundedIntText(min=1, max=100000, value=5000, description="steps")
         self.launch_eval = w.BoundedIntText(min=1, max=100000, value=100, description="eval every")
+        self.launch_warmup = w.BoundedIntText(min=0, max=100000, value=500, description="warm-up")
         self.launch_seeds = w.BoundedIntText(min=1, max=20, value=2, description="seeds")
         self.launch_device = w.Dropdown(options=["auto", "cpu", "cuda"], description="device")
         self.launch_button = w.Button(description="Launch runs", button_style="success")
@@ -210,7 +212,8 @@ class Panel(w.VBox):
         self.launch_button.on_click(lambda _: self.launch())
         self.stop_button.on_click(lambda _: self.stop())
         self.launch_box = w.VBox([w.HTML("<h3>Launch runs</h3>"), self.launch_variants, self.launch_dataset,
-                                  w.HBox([self.launch_steps, self.launch_eval, self.launch_seeds, self.launch_device]),
+                                  w.HBox([self.launch_steps, self.launch_eval, self.launch_warmup, self.launch_seeds,
+                                          self.launch_device]),
                                   w.HBox([self.launch_button, self.stop_button]), self.launch_status])
 
     def launch(self) -> None:
@@ -219,7 +222,7 @@ class Panel(w.VBox):
             self.launched = background.launch_sweep(str(self.store.root), list(self.launch_variants.value),
                                                     self.launch_dataset.value, self.launch_steps.value,
                                                     self.launch_seeds.value, self.launch_device.value,
-                                                    eval_every=self.launch_eval.value,
+                                                    eval_every=self.launch_eval.value, warmup=self.launch_warmup.value,
                                                     comparisons=str(self.study.source) if self.study.source else None)
         except ValueError as e:
             self.launched = None

@@ -132,17 +132,18 @@ def form_shows(page) -> dict:
     number = lambda i: int(texts.nth(i).input_value().replace(",", ""))
     chips = form.locator("button[aria-haspopup=dialog] span.font-mono").all_text_contents()
     return {"variants": chips, "dataset": texts.nth(0).input_value(), "max_iter": number(1), "eval_every": number(2),
-            "seeds": number(3), "device": form.locator("select").first.input_value()}
+            "warmup": number(3), "seeds": number(4), "device": form.locator("select").first.input_value()}
 
 
-def fill_form(page, variants_off: list[str], dataset: str, steps: int, every: int, seeds: int, device: str) -> None:
+def fill_form(page, variants_off: list[str], dataset: str, steps: int, every: int, seeds: int, device: str,
+              warmup: int = 0) -> None:
     form = launch_form(page)
     for name in variants_off:
         form.locator("button[aria-haspopup=dialog]").first.click()
         page.locator("[role=dialog]").get_by_role("option", name=name, exact=True).click()
         page.keyboard.press("Escape")
     texts = form.locator("input[type=text]")
-    for i, value in enumerate((dataset, steps, every, seeds)):
+    for i, value in enumerate((dataset, steps, every, warmup, seeds)):
         texts.nth(i).fill(str(value))
         texts.nth(i).press("Tab")
     form.locator("select").first.select_option(device)
@@ -176,8 +177,8 @@ def test_a_launch_after_a_reload_starts_what_the_page_shows_and_its_runs_appear(
         wait_for(lambda: list((runs / ".sweeps").glob("*.json")), 30, "the sweep's registry entry")
         entry = json.loads(next((runs / ".sweeps").glob("*.json")).read_text())
         request = entry["request"]
-        assert {k: request[k] for k in ("variants", "dataset", "max_iter", "eval_every", "seeds")} == {
-            k: shown[k] for k in ("variants", "dataset", "max_iter", "eval_every", "seeds")}, (shown, request)
+        assert {k: request[k] for k in ("variants", "dataset", "max_iter", "eval_every", "warmup", "seeds")} == {
+            k: shown[k] for k in ("variants", "dataset", "max_iter", "eval_every", "warmup", "seeds")}, (shown, request)
         assert f"--device={shown['device']}" in entry["args"]
         page.get_by_text("Launched sweep (pid").first.wait_for(timeout=30_000)
         logged = lambda: [p for p in runs.glob("synthetic/*/*/metrics.jsonl") if p.stat().st_size > 0]
