@@ -69,9 +69,9 @@ def _(mo, view):
 
 
 @app.cell(hide_code=True)
-def _(LiveChart, mo, wb):
+def _(LiveChart, comparison, mo, wb):
     chart = mo.ui.anywidget(LiveChart())
-    mo.vstack([mo.md("## Curves\n" + wb.CURVES_NOTE), chart])
+    mo.vstack([mo.md("## Curves\n" + wb.curves_note(comparison)), chart])
     return (chart,)
 
 

@@ -26,12 +26,12 @@ from nbkit.view.launch import launch_defaults, launch_summary
 from nbkit.view.livechart import LiveChart
 from nbkit.view.present import DASH, Table
 from nbkit.view.workbench import (
-    CURVES_NOTE,
     Choices,
     answer,
     answer_lines,
     chart_key,
     comparison_of,
+    curves_note,
     default_runs_dir,
     guidance,
     has_claims,
@@ -92,8 +92,8 @@ class Panel(w.VBox):
         super().__init__([self.head, self.answer, w.HBox([self.runs_dir, self.refresh_button, self.auto]),
                           w.HBox([self.dataset, self.x, self.scalar]), w.HBox([self.variants, self.splits]),
                           w.HBox([self.smoothing, self.log_scale, self.seeds]), self.protocol,
-                          w.HTML(_md("### Curves\n" + CURVES_NOTE)), self.chart, self.scorecard, self.sections,
-                          self.tables, self.launch_box])
+                          w.HTML(_md("### Curves\n" + curves_note(self.comparison))), self.chart, self.scorecard,
+                          self.sections, self.tables, self.launch_box])
         self.store.poll()
         self._take(snapshot(self.store, self.comparison))
 
@@ -174,7 +174,7 @@ class Panel(w.VBox):
                                           *([LiveChart(s.chart.to_dict())] if s.chart is not None else []),
                                           *([w.HTML(Table(s.table).to_html())] if s.table is not None else [])])
                                   for s in sections(view, self.comparison, dataset)]
-        said = notes(view)
+        said = notes(view, sortable=False)
         self.tables.value = "".join(_md(f"### {title}\n{said[key]}") + f"<div style='overflow-x:auto'>{t.to_html()}</div>"
                                     for title, key, t in (("Per variant, across seeds", "per variant", view.variant_rows),
                                                           ("The original's tables", "original", view.original_rows),

@@ -193,8 +193,25 @@ def test_val_split_puts_test_at_best_val_beside_best_on_test(tmp_path):
     row = tables.per_variant(metrics, runs).row(0, named=True)
     assert row["best_test_mean"] == pytest.approx(0.35) and row["test_at_best_val_mean"] == pytest.approx(0.30)
     text = " ".join(summary.findings(tables.per_variant(metrics, runs), tables.per_run(metrics, runs)))
-    assert "flatters test top-1 by 0.0500" in text
+    assert "flatters test top-1 by 0.0500 on average over picking it on the val split (1 of 1 variant(s)" in text
     assert "at least 0.1 for resnet18 (1.000 against 0.350)" in text
+    write_run(tmp_path, "toy-dilated", 0, {"test": [(100, 0.2)]})  # no val split: it takes no part
+    metrics, runs = read_runs(tmp_path)
+    text = " ".join(summary.findings(tables.per_variant(metrics, runs), tables.per_run(metrics, runs)))
+    assert "flatters test top-1 by 0.0500 on average over picking it on the val split (1 of 2 variant(s)" in text
+
+
+def test_no_val_split_no_word_on_picking_the_step_on_it(tmp_path):
+    """Runs without a val split: the answer says nothing of it (it said "flatters ... by 0.0000")."""
+    write_run(tmp_path, "resnet18", 0, {"test": [(100, 0.30), (200, 0.35)], "train_200": [(200, 1.0)]})
+    write_run(tmp_path, "toy-dilated", 0, {"test": [(100, 0.20)], "train_200": [(100, 0.3)]})
+    metrics, runs = read_runs(tmp_path)
+    text = " ".join(summary.findings(tables.per_variant(metrics, runs), tables.per_run(metrics, runs)))
+    assert "**resnet18** has the best test top-1" in text and "flatters" not in text and "val split" not in text
+    write_run(tmp_path, "resnet18-gn", 0, {"val": [(100, 0.5)], "test": [(100, 0.4)]})  # the same step either way
+    metrics, runs = read_runs(tmp_path)
+    text = " ".join(summary.findings(tables.per_variant(metrics, runs), tables.per_run(metrics, runs)))
+    assert "**resnet18-gn** has the best test top-1" in text and "flatters" not in text  # not "by 0.0000"
 
 
 def test_runs_not_yet_evaluated_count_for_nothing(tmp_path, capsys):

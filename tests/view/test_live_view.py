@@ -171,6 +171,10 @@ def test_a_launch_after_a_reload_starts_what_the_page_shows_and_its_runs_appear(
         page.get_by_text("No runs yet").first.wait_for(timeout=60_000)
         page.wait_for_timeout(2000)
         assert form_shows(page)["max_iter"] == 7  # the edits survived the runs directory and the reload
+        fill_form(page, [], "synthetic", 4, 2, 1, "cpu", warmup=500)  # a warm-up longer than the run: refused
+        launch_form(page).get_by_role("button", name="Launch runs").click()
+        page.get_by_text("The warm-up (500 steps) is not shorter than the run (4 steps)").first.wait_for(timeout=30_000)
+        assert not list((runs / ".sweeps").glob("*.json"))
         fill_form(page, [], "synthetic", 4, 2, 1, "cpu")  # what a user sets before pressing Launch
         shown = form_shows(page)
         launch_form(page).get_by_role("button", name="Launch runs").click()
