@@ -198,7 +198,8 @@ def _template(key: str, title: str, y_title: str, x: str, each_run: bool, log_sc
                       opacity=alt.when(alt.param(name=f"hover_{key}", empty=False)).then(alt.value(0.6))
                       .otherwise(alt.value(0))).properties(name=f"{key}_rules"))
     plot = alt.layer(*layers).properties(title=title, width=width, height=height).to_dict(validate=False)
-    return json.dumps({"hconcat": [plot, readout(key, x_field, x, colour, height)], "spacing": 6})
+    lower_better = y_title == "loss" or y_title.endswith("loss")  # the readout lists the best first
+    return json.dumps({"hconcat": [plot, readout(key, x_field, x, colour, height, lower_better)], "spacing": 6})
 
 
 def color_channel(scale: tuple) -> alt.Color:

@@ -1,7 +1,8 @@
-"""The live chart's zoom in Chromium, read off the drawn axis: the widget (nbkit/view/livechart.py,
+"""The live chart in Chromium, read off what is drawn. Its zoom: the widget (nbkit/view/livechart.py,
 the one marimo and the Jupyter panel both show) is rendered in a plain page with a stand-in for
 the widget's model, the user zooms with the wheel, and new data (in place) or a redrawn spec (the
-fitted y range moved) must leave the x axis's tick labels where the zoom put them."""
+fitted y range moved) must leave the x axis's tick labels where the zoom put them. Its hover
+readout: the best runs first, for each measure."""
 
 import copy
 from pathlib import Path
@@ -85,3 +86,40 @@ def test_a_wheel_zoom_stays_drawn_through_new_data_and_a_redrawn_spec(browser, t
     page.evaluate("(spec) => window.model.set(spec, 'other')", more)  # other choices: a fresh chart, unzoomed
     page.wait_for_function("(n) => Number(window.el.dataset.draws || 0) > n", arg=before + 1)
     assert loss_ticks(page)[0] == "0" and "5,000" in loss_ticks(page)
+
+
+def readout_lines(page) -> list[str]:
+    """The hover readout's names top down, as drawn (runs' names and '+ N more')."""
+    return page.evaluate(r"""() => [...document.querySelectorAll('svg text')]
+      .filter(t => /^(toy-dilated s\d+|\+ \d+ more)$/.test(t.textContent))
+      .map(t => [t.getBoundingClientRect().top, t.textContent]).sort((a, b) => a[0] - b[0]).map(p => p[1])""")
+
+
+def test_the_readout_lists_the_best_runs_first_lowest_loss_and_highest_top1(browser, tmp_path):  # noqa: F811
+    """Sixteen runs, more than the readout has lines: the runs with the lowest loss head the loss
+    panel's readout and those with the highest top-1 the top-1 panel's; the worst hide in '+ N more'."""
+    from nbkit.rundir.reader import read_runs
+    from nbkit.view import charts
+    from nbkit.view.livechart import _esm
+
+    runs = tmp_path / "runs"
+    for seed in range(16):  # seed 0: the lowest loss and the lowest top-1
+        write_run(runs, "toy-dilated", seed, {"test": [(s, 0.1 + seed * 0.01 + s / 1e5) for s in (100, 200, 300)]},
+                  train=[(s, 2.0 + seed * 0.1 - s / 1000) for s in range(10, 301, 10)])
+    metrics, table = read_runs(runs)
+    spec = charts.dashboard(charts.main_charts(metrics, table, ["toy-dilated"], splits=("test",))).to_dict()
+    page = browser.new_page(viewport={"width": 1200, "height": 1000})
+    page.set_content("<html><body></body></html>")
+    page.evaluate(PAGE, _esm())
+    page.evaluate("(spec) => window.model.set(spec, 'k')", spec)
+    page.wait_for_function("() => Number(window.el.dataset.draws || 0) >= 1")
+    axes = page.locator("g.role-axis[aria-label^=X-axis]")
+    for panel, best, worst in ((0, "toy-dilated s0", "toy-dilated s15"), (1, "toy-dilated s15", "toy-dilated s0")):
+        box = axes.nth(panel).bounding_box()
+        for dx in (0.8, 0.81):
+            page.mouse.move(box["x"] + box["width"] * dx, box["y"] - 50)
+            page.wait_for_timeout(200)
+        lines = readout_lines(page)
+        assert lines[0] == best and lines[-1].startswith("+ ") and worst not in lines, (panel, lines)
+        numbers = [int(n.split(" s")[1]) for n in lines[:-1]]
+        assert numbers == sorted(numbers, reverse=panel == 1), lines
