@@ -248,12 +248,16 @@ def accuracy_chart(metrics, runs, variants=None, splits=("train_200", "test"), x
 
 def accuracy_specs(metrics, runs, variants, splits, x, seeds, smoothing, palette, width) -> list[dict]:
     present = set(metrics["split"].unique()) if not metrics.is_empty() else set()
-    shown = [s for s in splits if s in present]
+    series = {s: curves.series(curves.select(metrics, variants), runs, s, "acc_top1", x, smoothing)
+              for s in splits if s in present}
+    # a panel where no run has two evaluations draws a dot per run, no curve: left out (the tables hold the numbers)
+    shown = [s for s, df in series.items() if not df.is_empty() and int(df.group_by("path").len()["len"].max()) > 1]
     if not shown:
-        return [{**alt.Chart(alt.Data(values=[])).mark_text().properties(title="no evaluation rows yet").to_dict()}]
+        title = ("top-1: one evaluation per run so far (its numbers are in the tables)" if series
+                 else "no evaluation rows yet")
+        return [{**alt.Chart(alt.Data(values=[])).mark_text().properties(title=title).to_dict()}]
     # a panel's key names its selections in Vega expressions: a number, never a split's name from the logs
-    return [panel_spec(curves.series(curves.select(metrics, variants), runs, split, "acc_top1", x, smoothing),
-                       key=f"top1_{i}", title=f"Top-1 on {split}", y_title="top-1", x=x, seeds=seeds,
+    return [panel_spec(series[split], key=f"top1_{i}", title=f"Top-1 on {split}", y_title="top-1", x=x, seeds=seeds,
                        palette=palette, width=width, smoothed=smoothing > 0, bounds=(0.0, 1.0))
             for i, split in enumerate(shown)]
 

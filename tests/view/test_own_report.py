@@ -1,6 +1,7 @@
 """A comparison of your own is yours in its report, as a reader sees it in Chromium: its findings
 measure margins against its file's baseline, nothing is measured against the original's protocol
-or its puzzle, and no text promises what a static page cannot do ("Columns sort.")."""
+or its puzzle, and no text promises what a static page cannot do ("Columns sort."); a panel of a
+dot per run is left out."""
 
 from pathlib import Path
 
@@ -36,3 +37,6 @@ def test_your_comparison_in_its_report_has_its_baseline_and_none_of_the_original
     assert "Differs from the original's protocol" not in text and "Same protocol as the original" not in text
     assert "200 steps" in text  # the run set's protocol is still said
     assert "puzzle" not in text and "Columns sort" not in text
+    drawn = page.locator("#curves svg text").all_text_contents()
+    assert "Top-1 on test" in drawn  # two evaluations per run: a curve
+    assert "Top-1 on train_200" not in drawn  # one per run: a dot each, nothing to follow; left out
