@@ -339,12 +339,15 @@ def sections(view: View, comparison: Comparison | None = None, dataset: str | No
 
 
 def answer_lines(view: View, comparison: Comparison) -> list[str]:
-    """What a comparison adds to the answer at the top: the epochs experiment's verdict."""
+    """What a comparison adds to the answer at the top: what its runs leave out, and the epochs
+    experiment's verdict."""
+    out = summary.missing(view.variant_table, comparison)
     if comparison.name == "epochs" and comparison.source is None:
         from nbkit.analysis import epochs
 
-        return epochs.findings(view.metrics, view.runs)[-1:]
-    return []
+        out += epochs.findings(view.metrics, view.runs)[-1:]
+    return out
+
 
 
 # --- widgets (marimo), defined once for every comparison --------------------------------------

@@ -40,3 +40,21 @@ def test_your_comparison_in_its_report_has_its_baseline_and_none_of_the_original
     drawn = page.locator("#curves svg text").all_text_contents()
     assert "Top-1 on test" in drawn  # two evaluations per run: a curve
     assert "Top-1 on train_200" not in drawn  # one per run: a dot each, nothing to follow; left out
+
+
+def test_the_models_report_says_it_has_no_vits_when_it_has_none(browser, tmp_path):  # noqa: F811
+    """The models comparison asks about ViTs: a run set with none says the question cannot be
+    answered here, before any finding; one with a ViT does not."""
+    from nbkit.view.report import write_report
+
+    runs = tmp_path / "runs"
+    for variant, acc in (("resnet18", 0.5), ("toy-dilated", 0.3)):
+        write_run(runs, variant, 0, {"test": [(100, acc), (200, acc)]}, train=[(100, 2.0), (200, 1.5)])
+    page = browser.new_page(viewport={"width": 1300, "height": 2400})
+    page.goto(write_report("models", runs, tmp_path / "reports").as_uri())
+    answer = page.locator("ul").first.inner_text()
+    assert answer.splitlines()[0].startswith("No ViT runs in this set: the question cannot be answered here")
+    write_run(runs, "vitn-12x256-8x8", 0, {"test": [(100, 0.2), (200, 0.25)]}, train=[(100, 2.0), (200, 1.8)])
+    page.goto(write_report("models", runs, tmp_path / "reports").as_uri())
+    answer = page.locator("ul").first.inner_text()
+    assert "No ViT runs" not in answer and "No evaluated runs of vit-12x256-8x8" in answer
