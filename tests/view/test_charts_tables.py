@@ -287,3 +287,14 @@ def test_gradient_norm_is_charted_by_default_where_runs_logged_it(logs):
     assert {r["group"] for r in chart_rows(shown["scalar"]) if "group" in r} == {"vitn-12x256-8x8-lt"}
     without = metrics.filter(pl.col("variant") == "resnet18").drop("grad_norm")
     assert workbench.default_scalar(without) is None
+
+
+def test_the_loss_range_leaves_out_a_long_runs_start_but_draws_a_short_run_whole():
+    """A 5,000-step run's first tenth (loss far above where it settles) is outside the fitted
+    range; a 200-step run of 20 points keeps its first point inside it."""
+    long = pl.DataFrame({"path": "a", "step": list(range(10, 5001, 10)), "value": [7.0] + [2.0] * 499})
+    short = pl.DataFrame({"path": "b", "step": list(range(10, 201, 10)), "value": [6.0] + [3.0] * 19})
+    low, high = curves.y_domain(long, skip_start=0.1)
+    assert high < 7.0
+    low, high = curves.y_domain(pl.concat([long, short]), skip_start=0.1)
+    assert high > 6.0 and low < 2.0  # the short run's first point and the long run's settled loss
