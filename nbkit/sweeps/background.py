@@ -228,10 +228,13 @@ def sweep_state(info: dict) -> dict:
         state = "stopped"
     else:
         state = "failed" if (code not in (None, 0) or error) else "done"
-    return {"state": state, "error": error if state == "failed" else None, "runs": _planned_runs(info)}
+    # a run without a status is queued only while its sweep goes on: after, it never started
+    never = {"running": "queued", "failed": "not started (the sweep failed)",
+             "stopped": "not started (the sweep was stopped)"}.get(state, "not started")
+    return {"state": state, "error": error if state == "failed" else None, "runs": _planned_runs(info, never)}
 
 
-def _planned_runs(info: dict) -> list[dict]:
+def _planned_runs(info: dict, never: str = "queued") -> list[dict]:
     from nbkit.design.comparisons_file import load_study
     from nbkit.rundir.runlog import read_status
     from nbkit.sweeps.sweep import plan
@@ -251,6 +254,6 @@ def _planned_runs(info: dict) -> list[dict]:
     rows = []
     for job in jobs:
         st = read_status(job.run_dir) or {}
-        rows.append({"variant": job.variant, "seed": job.settings.seed, "state": st.get("state") or "queued",
+        rows.append({"variant": job.variant, "seed": job.settings.seed, "state": st.get("state") or never,
                      "step": f"{st.get('step', 0)} of {job.settings.max_iter}", "reason": st.get("reason") or ""})
     return rows
