@@ -91,6 +91,10 @@ async function draw(model, el, last) {
 }
 
 function render({ model, el }) {
+  // wider than its output area (a narrow window, JupyterLab's file browser open): it scrolls
+  // sideways rather than cutting the readout's values off at the edge
+  el.style.overflowX = "auto";
+  el.style.maxWidth = "100%";
   const last = {view: null, key: null, shape: null, data: {}};
   let queue = Promise.resolve();
   const redraw = () => { queue = queue.then(() => draw(model, el, last)); };

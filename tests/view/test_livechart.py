@@ -123,3 +123,21 @@ def test_the_readout_lists_the_best_runs_first_lowest_loss_and_highest_top1(brow
         assert lines[0] == best and lines[-1].startswith("+ ") and worst not in lines, (panel, lines)
         numbers = [int(n.split(" s")[1]) for n in lines[:-1]]
         assert numbers == sorted(numbers, reverse=panel == 1), lines
+
+
+def test_a_chart_wider_than_its_output_area_scrolls_to_its_readout(browser, tmp_path):  # noqa: F811
+    """In an output area narrower than the chart (JupyterLab with its file browser open), the
+    readout's values are reached by scrolling the chart sideways, not cut off."""
+    from nbkit.view.livechart import _esm
+
+    page = browser.new_page(viewport={"width": 1400, "height": 800})
+    page.set_content("<html><body><div id='area' style='width: 700px; overflow: hidden'></div></body></html>")
+    page.evaluate(PAGE.replace("document.body.appendChild", "document.getElementById('area').appendChild"), _esm())
+    page.evaluate("(spec) => window.model.set(spec, 'k')", spec_for(tmp_path, 500))
+    page.wait_for_function("() => Number(window.el.dataset.draws || 0) >= 1")
+    hint = page.get_by_text("hover the chart: each run's value")
+    area = page.locator("#area").bounding_box()
+    assert hint.bounding_box()["x"] + 100 > area["x"] + area["width"]  # the readout starts beyond the area's edge
+    page.evaluate("() => { window.el.scrollLeft = window.el.scrollWidth; }")
+    box = hint.bounding_box()
+    assert area["x"] <= box["x"] and box["x"] + box["width"] <= area["x"] + area["width"] + 1  # scrolled into view
