@@ -37,6 +37,7 @@ def test_your_comparison_in_its_report_has_its_baseline_and_none_of_the_original
     assert "Differs from the original's protocol" not in text and "Same protocol as the original" not in text
     assert "200 steps" in text  # the run set's protocol is still said
     assert "puzzle" not in text and "Columns sort" not in text
+    assert "keep the original's 1000-way head" in text  # why toy-dilated's loss reads high beside its top-1
     drawn = page.locator("#curves svg text").all_text_contents()
     assert "Top-1 on test" in drawn  # two evaluations per run: a curve
     assert "Top-1 on train_200" not in drawn  # one per run: a dot each, nothing to follow; left out
