@@ -33,6 +33,7 @@ SPARSE = 12  # lines of at most this many points show a dot at each
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#222222",
            "#bcbd22", "#7f7f7f", "#a1caf1", "#882d17", "#f3c300", "#604e97", "#8db600", "#f99379", "#0067a5",
            "#b3446c", "#c2b280", "#008856", "#e25822", "#654522", "#dcd300", "#2b3d26", "#875692")
+YDOMAINS = "ydomains"  # a panel's fitted y ranges until finish() makes them parameters ydomain_<key>
 DASHES = ([1, 0], [6, 3], [2, 2], [8, 3, 2, 3], [1, 3])  # seeds of a group: solid, dashed, dotted, ...
 
 
@@ -150,8 +151,9 @@ def panel_spec(df: pl.DataFrame, *, key: str, title: str, y_title: str, x: str =
     for layer in spec["hconcat"][0]["layer"]:  # the fitted y range: the one part that follows the data
         y_scale = layer.get("encoding", {}).get("y", {}).get("scale")
         if isinstance(y_scale, dict) and domain and y_scale.get("type") != "log":
-            y_scale["domain"] = domain
-    return {**spec, "datasets": datasets}
+            y_scale["domain"] = {"expr": f"ydomain_{key}"}
+    # a parameter, like the data: new rows that move it change the drawn chart in place (livechart)
+    return {**spec, "datasets": datasets, **({YDOMAINS: {f"ydomain_{key}": domain}} if domain else {})}
 
 
 def _colour_scale(shown: list[str], palette: dict[str, str]) -> tuple[tuple[str, str], ...]:
@@ -213,13 +215,15 @@ def color_channel(scale: tuple) -> alt.Color:
 
 def finish(parts: list[dict], how: str | None = None, **extra) -> Spec:
     """One chart from panel specs (alone, or stacked), selections at the top."""
-    datasets = {}
+    datasets, ranges = {}, {}
     for part in parts:
         datasets.update(part.pop("datasets", {}))
+        ranges.update(part.pop(YDOMAINS, {}))
         for k in ("params", "$schema", "config"):
             part.pop(k, None)
     spec = dict(parts[0]) if how is None else {how: parts, **extra}
-    return Spec({"$schema": alt.SCHEMA_URL, **spec, "datasets": datasets, "params": selections(spec),
+    fitted = [{"name": name, "value": value} for name, value in ranges.items()]
+    return Spec({"$schema": alt.SCHEMA_URL, **spec, "datasets": datasets, "params": fitted + selections(spec),
                  "resolve": {"scale": {"color": "shared", "strokeDash": "shared"}},
                  "config": {"legend": {"orient": "top"}, "view": {"strokeWidth": 0}}})
 
@@ -315,7 +319,8 @@ def dashboard(charts: dict[str, Spec]) -> Spec:
         spec = c.to_dict()
         panels = [{k: v for k, v in p.items() if k not in ("params", "$schema", "config", "resolve", "datasets")}
                   for p in _panels(spec)]
-        panels[0] = {**panels[0], "datasets": dict(spec["datasets"])}
+        panels[0] = {**panels[0], "datasets": dict(spec["datasets"]),
+                     YDOMAINS: {p["name"]: p["value"] for p in spec.get("params", []) if p["name"].startswith("ydomain_")}}
         parts += copy.deepcopy(panels)
     # one colour scale for every panel (Vega-Lite shares one legend and one range): the union of theirs
     colours = _colour_encodings(parts)

@@ -18,7 +18,15 @@ _RENDER = """
 const KEEP = /^highlight/;  // the legend highlight: its signals and store, put back whole
 const ZOOM = /^zoom_[A-Za-z0-9]+_[A-Za-z0-9_]+$/;  // a zoom's domain per field: zoom_loss_step, zoom_top1_0_value
 
-function withoutData(spec) { const {datasets, ...rest} = spec || {}; return JSON.stringify(rest); }
+const FITTED = /^ydomain_/;  // a panel's fitted y range: a parameter that follows the data
+
+// what a spec draws apart from its data and fitted y ranges (both change in place)
+function withoutData(spec) {
+  const {datasets, params, ...rest} = spec || {};
+  return JSON.stringify([rest, (params || []).map((p) => FITTED.test(p.name) ? p.name : p)]);
+}
+
+function fitted(spec) { return ((spec && spec.params) || []).filter((p) => FITTED.test(p.name)); }
 
 // the zoom of every panel as the user left it: each zoom signal's domain (what the drawn scales follow)
 function zooms(view) {
@@ -44,14 +52,15 @@ async function draw(model, el, last) {
       for (const [name, values] of Object.entries(spec.datasets)) {
         const text = JSON.stringify(values);
         if (last.data[name] === text) { continue; }
-        last.view.change(name, window.vega.changeset().remove(() => true).insert(structuredClone(values)));
+        last.view.change(name, last.view.changeset().remove(() => true).insert(structuredClone(values)));
         last.data[name] = text;
       }
+      for (const p of fitted(spec)) { last.view.signal(p.name, p.value); }
       await last.view.runAsync();
       el.dataset.draws = String(Number(el.dataset.draws || 0) + 1);
       el.dataset.updates = String(Number(el.dataset.updates || 0) + 1);
       return;
-    } catch (e) { /* redrawn whole below */ }
+    } catch (e) { el.dataset.inPlaceError = String(e); /* redrawn whole below */ }
   }
   let state = null, zoomed = {};
   if (last.view && last.key === key) {

@@ -116,8 +116,9 @@ def test_colours_follow_the_runs_directory_not_the_comparison(tmp_path):
 def test_y_range_fits_what_is_shown_per_split(logs):
     metrics, runs = logs
     chart = charts.accuracy_chart(metrics, runs, ["resnet18"], splits=("train_200", "test")).to_dict()
-    domains = [next(l for l in p["hconcat"][0]["layer"] if l.get("name", "").endswith("_lines"))["encoding"]["y"]
-               ["scale"]["domain"] for p in chart["vconcat"]]
+    exprs = [next(l for l in p["hconcat"][0]["layer"] if l.get("name", "").endswith("_lines"))["encoding"]["y"]
+             ["scale"]["domain"]["expr"] for p in chart["vconcat"]]
+    domains = [next(p["value"] for p in chart["params"] if p["name"] == e) for e in exprs]  # a parameter each
     test = curves.series(curves.select(metrics, ["resnet18"]), runs, "test", "acc_top1")["value"]
     low, high = domains[1]
     assert test.min() - 0.011 < low < test.min() and test.max() < high < test.max() + 0.011  # not 0 to 1

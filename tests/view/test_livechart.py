@@ -46,7 +46,7 @@ def spec_for(tmp_path, steps: int):
 
     runs = tmp_path / f"runs{steps}"
     write_run(runs, "toy-dilated", 0, {"test": [(s, 0.1) for s in (1000, 2000)]},
-              train=[(s, 7.0 - s / 1000) for s in range(100, steps + 1, 100)])
+              train=[(s, 7.0 - s / 1000) for s in range(100, steps + 1, 100)], steps_per_epoch=100_000)
     metrics, table = read_runs(runs)
     return loss_chart(metrics, table).to_dict()
 
@@ -73,6 +73,10 @@ def test_a_wheel_zoom_stays_drawn_through_new_data_and_a_redrawn_spec(browser, t
     page.evaluate("(spec) => window.model.set(spec, 'k')", more)  # one new row: the data change in place
     page.wait_for_function("(n) => Number(window.el.dataset.draws || 0) > n", arg=1)
     assert 5100 in page.evaluate("() => window.el.nbkitView.data('loss-lines').map(r => r.step)")
+    assert page.evaluate("() => window.el.dataset.updates") == "1"  # in place: the chart was not drawn again
+    fitted = next(p["value"] for p in more["params"] if p["name"] == "ydomain_loss")
+    assert fitted != next(p["value"] for p in first["params"] if p["name"] == "ydomain_loss")
+    assert page.evaluate("() => window.el.nbkitView.signal('ydomain_loss')") == fitted  # the fitted range moved with it
     assert loss_ticks(page) == zoomed
 
     moved = copy.deepcopy(more)  # the same chart with another fitted y range: drawn again whole
