@@ -57,6 +57,10 @@ def chart_call(page, script: str):
                          "'[data-draws]')]); const view = all[0].nbkitView; return eval(script); }", script)
 
 
+X_TICKS = ("[...[...all[0].querySelectorAll('g.role-axis')].find(g => (g.getAttribute('aria-label') || '')"
+           ".startsWith('X-axis')).querySelectorAll('g.role-axis-label text')].map(t => t.textContent)")
+
+
 def wait_for(predicate, seconds: float, what: str):
     deadline = time.time() + seconds
     while time.time() < deadline:
@@ -102,12 +106,16 @@ def test_one_line_per_run_cheap_refresh_and_zoom_that_survives_new_rows(browser,
         before = draws(page)
         page.wait_for_timeout(6000)  # three ticks that find nothing
         assert draws(page) == before
+        ticks = lambda: [float(t) for t in chart_call(page, X_TICKS)]  # the loss panel's x axis, as drawn
+        assert max(ticks()) > 2.5
         chart_call(page, "view.signal('zoom_loss_x', [0.5, 2.5]).runAsync().then(() => true)")  # the user zooms
+        wait_for(lambda: ticks() and 0.5 <= min(ticks()) and max(ticks()) <= 2.5, 10, "the zoom drawn")
         run = next(runs.glob("synthetic/toy-dilated/*"))
         with open(run / "metrics.jsonl", "a") as f:
             f.write(json.dumps({"step": 40, "split": "train", "time": 4.0, "loss": 6.5}) + "\n")
         wait_for(lambda: draws(page) > before, 20, "the new row")
         assert chart_call(page, "view.signal('zoom_loss_x')") == [0.5, 2.5]
+        assert ticks() and 0.5 <= min(ticks()) and max(ticks()) <= 2.5, ticks()  # still zoomed where it is drawn
         assert x_axis.input_value() == "epoch"
         assert 40 in chart_call(page, "view.data('loss-lines').map(r => r.step)")
         fill_form(page, [], str(tmp_path / "missing.tar.xz"), 4, 2, 1, "cpu")  # a sweep that fails at once
