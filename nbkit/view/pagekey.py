@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import polars as pl
 
+MOVING = ("Time", "img/s")  # per-variant columns that change with every training row
+
 
 def _frame(df: pl.DataFrame | None) -> tuple:
     if df is None or df.is_empty():
@@ -15,11 +17,14 @@ def _frame(df: pl.DataFrame | None) -> tuple:
 
 def numbers_key(view, dataset: str | None, comparison: str) -> tuple | None:
     """The answer's, the scorecard's, the sections' and the per-variant and original's tables'
-    inputs: the evaluated numbers per variant and run, the findings and the run set's protocol."""
+    inputs: the evaluated numbers per variant and run, the findings, the run set's protocol and
+    the runs' states (the per-variant table's time and speed not: they follow at evaluations)."""
     if view is None:
         return None
     evaluated = view.metrics.filter(pl.col("split") != "train") if not view.metrics.is_empty() else view.metrics
-    return (dataset, comparison, _frame(view.variant_table), _frame(view.train_200_table), _frame(view.test_table),
+    # time and speed move with every row: they are brought up to date with the rest, at evaluations
+    shown = view.variant_rows.frame.drop([c for c in MOVING if c in view.variant_rows.frame.columns])
+    return (dataset, comparison, _frame(shown), _frame(view.train_200_table), _frame(view.test_table),
             _frame(evaluated.select([c for c in ("path", "step", "split", "acc_top1") if c in evaluated.columns])),
             tuple(view.findings), view.protocol, _frame(view.runs.select("path", "state") if not view.runs.is_empty()
                                                          else None))
