@@ -28,6 +28,7 @@ from nbkit.rundir.runlog import (
     MAX_METRICS_BYTES,
     METRICS,
     STATUS,
+    held_locks,
     lock_held,
     metrics_rows,
     read_config,
@@ -203,6 +204,7 @@ class RunStore:
         changed = bool(set(self.runs) - found)
         for gone in set(self.runs) - found:
             del self.runs[gone]
+        self._locks = ...  # /proc/locks, read at most once a poll, and only while a run says it is running
         for path in sorted(found):
             run = self.runs.setdefault(path, _Run(path))
             changed |= self._poll_run(run)
@@ -224,7 +226,11 @@ class RunStore:
         stamp = _stamp(run.path / METRICS)
         if stamp != run.metrics_stamp:
             changed |= self._read_metrics(run, stamp)
-        held = lock_held(run.path) if (run.status or {}).get("state", "running") == "running" else None
+        held = None
+        if (run.status or {}).get("state", "running") == "running":
+            if self._locks is ...:
+                self._locks = held_locks()
+            held = lock_held(run.path, self._locks)
         changed |= held != run.held  # a process that died leaves its status as it was: its lock tells
         run.held = held
         return changed
