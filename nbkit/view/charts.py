@@ -317,11 +317,12 @@ def dashboard(charts: dict[str, Spec]) -> Spec:
     parts = []
     for c in charts.values():
         spec = c.to_dict()
-        panels = [{k: v for k, v in p.items() if k not in ("params", "$schema", "config", "resolve", "datasets")}
-                  for p in _panels(spec)]
+        panels = copy.deepcopy([{k: v for k, v in p.items() if k not in ("params", "$schema", "config", "resolve",
+                                                                          "datasets")} for p in _panels(spec)])
+        # the data are not copied (they are only read from here on): a copy of every run's rows cost more than the rest
         panels[0] = {**panels[0], "datasets": dict(spec["datasets"]),
                      YDOMAINS: {p["name"]: p["value"] for p in spec.get("params", []) if p["name"].startswith("ydomain_")}}
-        parts += copy.deepcopy(panels)
+        parts += panels
     # one colour scale for every panel (Vega-Lite shares one legend and one range): the union of theirs
     colours = _colour_encodings(parts)
     pairs = dict(pair for c in colours for pair in zip(c["scale"]["domain"], c["scale"]["range"]))

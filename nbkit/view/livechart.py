@@ -7,7 +7,6 @@ reports), so it renders with no network."""
 from __future__ import annotations
 
 import functools
-import json
 
 import anywidget
 import traitlets
@@ -135,7 +134,7 @@ class LiveChart(anywidget.AnyWidget):
 
     def show(self, spec: dict, key: str) -> None:
         """Redraw with this spec; a spec equal to the one shown sends nothing."""
-        if spec != self.spec or key != self.key:
+        if key != self.key or spec != self.spec:
             with self.hold_sync():
                 self.key = key
-                self.spec = json.loads(json.dumps(spec))  # plain JSON types: what the comm carries
+                self.spec = spec  # plain JSON types already (charts build specs from JSON and Python values)
