@@ -7,9 +7,10 @@ the page:
 - an update with one new row per run: from the press of the refresh button to the chart holding
   the new rows (the poll, the view, the cells that run again and the in-place redraw), its median;
 - dimming: the longest stretch any output was dimmed (marimo's `marimo-output-stale`) per update,
-  and how many outputs were dimmed at once.
+  and how many outputs were dimmed at once;
+- with --epochs, the epochs notebook on the shipped runs: to its first chart and its verdict.
 
-    python benchmarks/browser.py [--runs 24 100] [--updates 8]
+    python benchmarks/browser.py [--runs 24 100] [--updates 8] [--epochs]
 
 Prints a line per size and writes benchmarks/results/browser-<time>.json. Goals (issue 33): an
 update under 0.3 s at 100 runs, nothing dimmed for more than 0.1 s, a first page of 24 runs
@@ -150,12 +151,44 @@ def measure(n: int, updates: int, browser) -> dict:
         shutil.rmtree(root, ignore_errors=True)
 
 
+def first_epochs_page(browser) -> dict:
+    """The epochs notebook on the shipped artifacts/runs-epochs: from opening it to its first chart
+    drawn, and to its verdict shown."""
+    port = free_port()
+    log = open(Path(tempfile.mkdtemp(prefix="nbkit-browser-")) / "marimo.log", "w")
+    server = subprocess.Popen([sys.executable, "-m", "marimo", "run", str(REPO / "notebooks" / "epochs.py"), "--headless",
+                               "--host", "127.0.0.1", "--port", str(port), "--no-token", "--", "--runs-dir",
+                               str(REPO / "artifacts" / "runs-epochs")], stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.2)
+        page = browser.new_page(viewport={"width": 1400, "height": 1100})
+        start = time.perf_counter()
+        page.goto(f"http://127.0.0.1:{port}")
+        page.locator("svg.marks").first.wait_for(timeout=300_000)
+        chart_s = time.perf_counter() - start
+        page.get_by_text("Verdict:").first.wait_for(timeout=300_000)
+        verdict_s = time.perf_counter() - start
+        page.close()
+        return {"notebook": "epochs", "runs_dir": "artifacts/runs-epochs", "first_chart_s": round(chart_s, 2),
+                "verdict_s": round(verdict_s, 2)}
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
 def main() -> None:
     from playwright.sync_api import sync_playwright
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, nargs="+", default=[24, 100])
     parser.add_argument("--updates", type=int, default=8)
+    parser.add_argument("--epochs", action="store_true", help="also the epochs notebook's first load")
     args = parser.parse_args()
     out = []
     with sync_playwright() as p:
@@ -166,11 +199,14 @@ def main() -> None:
             print(f"{n} runs: first chart {result['first_chart_s']} s, page {result['first_page_s']} s; update "
                   f"median {result['update_median_s']} s; dimmed at most {max(result['dimmed_longest_s'])} s "
                   f"({max(result['dimmed_most_outputs'])} outputs)", flush=True)
+        epochs = first_epochs_page(browser) if args.epochs else None
+        if epochs:
+            print(f"epochs notebook: first chart {epochs['first_chart_s']} s, verdict {epochs['verdict_s']} s", flush=True)
         browser.close()
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"browser-{datetime.datetime.now():%Y%m%d-%H%M%S}.json"
     path.write_text(json.dumps({"command": "python benchmarks/browser.py " + " ".join(sys.argv[1:]),
-                                "machine": f"{os.cpu_count()} CPUs, shared", "results": out}, indent=1))
+                                "machine": f"{os.cpu_count()} CPUs, shared", "results": out, "epochs": epochs}, indent=1))
     print(path)
 
 

@@ -31,7 +31,8 @@ def test_your_comparison_in_its_report_has_its_baseline_and_none_of_the_original
     page.goto(path.as_uri())
     page.wait_for_selector("#curves svg.marks", timeout=30_000)
     text = page.inner_text("body")
-    assert "Does toy-dilated keep up?" in text and "What you expected" in text and "within 2 points" in text
+    assert "Does toy-dilated keep up?" in text and "What you expected (mine.toml)" in text and "within 2 points" in text
+    assert str(tmp_path) not in text  # no local path in a report
     assert "Its margin over toy-dilated is +0.2000" in text  # the file's baseline, not resnet18
     assert "over resnet18" not in text
     assert "Differs from the original's protocol" not in text and "Same protocol as the original" not in text
