@@ -73,8 +73,9 @@ def exit_code(e: BaseException) -> int:
 
 @contextlib.contextmanager
 def stop_signals(on_signal: Callable[[str], None] | None = None):
-    """While inside, SIGTERM and SIGINT do not kill the process: their names are appended to the
-    yielded list (and passed to on_signal), for the caller to stop at its next safe point.
+    """While inside, SIGTERM, SIGINT and SIGHUP (its terminal closed) do not kill the process: their
+    names are appended to the yielded list (and passed to on_signal), for the caller to stop at its
+    next safe point.
     Outside the main thread, where Python cannot install handlers, signals keep their defaults."""
     requested: list[str] = []
     if threading.current_thread() is not threading.main_thread():
@@ -86,7 +87,7 @@ def stop_signals(on_signal: Callable[[str], None] | None = None):
         if on_signal:
             on_signal(requested[-1])
 
-    old = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
+    old = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
     try:
         yield requested
     finally:

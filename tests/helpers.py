@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import fcntl
 import io
 import json
+import os
 import pickle
 import tarfile
 from pathlib import Path
@@ -11,7 +13,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from nbkit.rundir.runlog import RunWriter, new_run_dir
+from nbkit.rundir.runlog import LOCK, RunWriter, new_run_dir
+
+_HELD: list[int] = []  # locks of the planted "running" runs: held while the tests' process lives, as a trainer's
 
 
 def write_image_folder(root: Path, classes=("cat", "dog", "emu"), per_class=(6, 3), size=8, seed=0) -> Path:
@@ -69,6 +73,10 @@ def write_run(runs_dir: Path, variant: str, seed: int, evals: dict[str, list[tup
     last = max((r["step"] for r in rows), default=0)
     w.status(state, last, images_per_second=100.0, **({"reason": "boom"} if state == "failed" else {}))
     w.close()
+    if state == "running":  # a run still training: its process holds the run's lock
+        fd = os.open(run / LOCK, os.O_CREAT | os.O_RDWR, 0o644)
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        _HELD.append(fd)
     return run
 
 

@@ -87,15 +87,21 @@ def thin(df: pl.DataFrame, max_points: int = 250) -> pl.DataFrame:
     return df.filter((i % k == 0) | (i == pl.len().over(key) - 1))
 
 
+LONG_RUN = 50  # points of a run from which its start is left out of the fitted y range
+
+
 def y_domain(df: pl.DataFrame, skip_start: float = 0.0, bounds: tuple[float, float] | None = None) -> list[float] | None:
     """The y range of what is drawn, padded by 4% (at least 0.01): the lines, their bands, and
-    (when skip_start > 0) without the first skip_start of the steps, where a loss starts far
-    above where it settles; within bounds where the measure has them (top-1: 0 to 1)."""
+    (when skip_start > 0) without the first skip_start of each long run's steps (LONG_RUN points or
+    more), where a loss starts far above where it settles; within bounds where the measure has them (top-1: 0 to 1)."""
     if df.is_empty():
         return None
-    if skip_start > 0:
-        start = df["step"].min() + skip_start * (df["step"].max() - df["step"].min())
-        later = df.filter(pl.col("step") >= start)
+    if skip_start > 0:  # per run, and only a long one's: a short run (a few dozen points) is drawn whole
+        by = "path" if "path" in df.columns else None
+        first, last = (pl.col("step").min(), pl.col("step").max()) if by is None else \
+            (pl.col("step").min().over(by), pl.col("step").max().over(by))
+        points = pl.len() if by is None else pl.len().over(by)
+        later = df.filter((points < LONG_RUN) | (pl.col("step") >= first + skip_start * (last - first)))
         df = later if not later.is_empty() else df
     columns = [c for c in ("value", "low", "high") if c in df.columns]
     values = pl.concat([df[c].cast(pl.Float64) for c in columns]).drop_nulls()

@@ -168,6 +168,6 @@ def run() -> None:
 
     code = main()
     if code == STOPPED:
-        for s in (signal.SIGINT, signal.SIGTERM):
+        for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(s, signal.SIG_IGN)
     sys.exit(code)

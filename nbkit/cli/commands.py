@@ -32,14 +32,17 @@ def cmd_variants(args) -> None:
               f"baseline {c.baseline}" + (f"; expected: {c.expected}" if c.expected else ""))
 
 
-def _progress_printer(every: float = 10.0):
+def _progress_printer(every: float = 10.0, note: str | None = None):
     """The run's progress on stderr: on a terminal one line redrawn at every log window; in a log
-    file a line at each evaluation and at most one every `every` seconds between them."""
+    file a line at each evaluation and at most one every `every` seconds between them. note: said
+    once the run trains (so bad input stays one line)."""
     import time
 
-    tty, last = sys.stderr.isatty(), [0.0]
+    tty, last, pending = sys.stderr.isatty(), [0.0], [note] if note else []
 
     def show(p: dict) -> None:
+        if pending:
+            print(f"nbkit train: {pending.pop()}", file=sys.stderr, flush=True)
         now = time.monotonic()
         if not tty and not p.get("evaluated") and now - last[0] < every:
             return
@@ -68,6 +71,7 @@ def cmd_train(args) -> None:
     definition = _definition(args, study)
     if args.pack_json:
         return _train_pack(args, overrides, definition)
+    note = None  # what was changed for a new run launched here, said once it trains
     if args.resume:
         if args.spec or args.run_dir:
             raise ValueError("give either VARIANT|CONFIG.yml [--run-dir DIR] or --resume RUN_DIR, not both")
@@ -80,11 +84,15 @@ def cmd_train(args) -> None:
         if args.settings_json:  # a sweep's run: its resolved settings, whole
             settings = settings_argument(json_argument(args.settings_json, "--settings-json", "a JSON object of settings"),
                                  "--settings-json").replace(**overrides)
-        elif name in study.own_variants:  # a comparisons file's variant, by name: its model checked first
-            _check_own_models(study, [(name, settings)], load_dataset(settings.dataset, settings.data_dir))
+        else:
+            from nbkit.design.settings import fit_warmup
+
+            settings, note = fit_warmup(settings, "warmup_num_steps" in overrides)  # a new run launched here
+            if name in study.own_variants:  # a comparisons file's variant, by name: its model checked first
+                _check_own_models(study, [(name, settings)], load_dataset(settings.dataset, settings.data_dir))
     main_process = distributed.from_env().main  # under torchrun, rank 0 alone reports
     run_dir = train(name, settings, runs_dir=args.runs_dir, device=args.device, label=args.label,
-                    progress=_progress_printer() if main_process else None,
+                    progress=_progress_printer(note=note) if main_process else None,
                     run_dir=args.resume or args.run_dir, resume=bool(args.resume), restart=args.restart,
                     definition=definition, tune=_tune_record(args))
     if main_process:
@@ -147,6 +155,8 @@ def cmd_sweep(args) -> None:
         ds = load_dataset(first.dataset, first.data_dir)  # fail once, here, and fill the cache for the runs
         if own:
             _check_own_models(study, [(j.variant, j.settings) for j in own], ds, args.pack)
+    for note in dict.fromkeys(j.note for j in jobs if j.note):  # said once the input is known good
+        print(f"nbkit sweep: {note}", file=sys.stderr)
     if args.backend == "ray":
         from nbkit.sweeps.ray_backend import run_sweep_ray
 

@@ -193,6 +193,22 @@ def _check_ranges(s: Settings) -> None:
          f"model_kwargs applies to timm/<name> and package.module:callable models, not {s.model!r}")
 
 
+def fit_warmup(s: Settings, explicit: bool) -> tuple[Settings, str | None]:
+    """A run launched shorter than its learning-rate warm-up (it would end before the rate reaches
+    its peak and barely learn): the warm-up scaled to a tenth of the run, with a note saying so,
+    where the user did not choose it; refused in one line where they did (explicit)."""
+    if s.constant_lr is not None or s.max_iter > s.warmup_num_steps:
+        return s, None
+    short = s.max_iter // 10
+    if explicit:
+        raise SettingsError(f"warmup_num_steps={s.warmup_num_steps} is not shorter than the run (max_iter={s.max_iter}): "
+                            f"the learning rate would never reach its peak; expected a warm-up below {s.max_iter} steps, "
+                            f"e.g. warmup_num_steps={short}")
+    return s.replace(warmup_num_steps=short), (
+        f"the {s.warmup_num_steps}-step learning-rate warm-up is longer than this {s.max_iter}-step run: scaled to "
+        f"{short} steps (a tenth of the run), so the rate reaches its peak; --set warmup_num_steps=N chooses another")
+
+
 def external_model(model: str) -> bool:
     """Whether a model name is a timm architecture (timm/<name>) or an import path (package.module:callable)."""
     return model.startswith("timm/") or ":" in model

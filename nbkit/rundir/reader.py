@@ -28,6 +28,8 @@ from nbkit.rundir.runlog import (
     MAX_METRICS_BYTES,
     METRICS,
     STATUS,
+    held_locks,
+    lock_held,
     metrics_rows,
     read_config,
     read_status,
@@ -70,10 +72,21 @@ def _stamp(path: Path) -> tuple | None:
     return st.st_ino, st.st_size, st.st_mtime_ns
 
 
-def run_row(run_dir: Path, config: dict, status: dict) -> dict:
-    """One run's row: who it is, its state and the few facts the tables show."""
+INTERRUPTED = "interrupted"  # a state no run writes: "running" in status.json with no process holding its lock
+
+
+def interrupted_reason(run_dir: Path) -> str:
+    return (f"its process is gone (no process holds the run's lock): resume it with `nbkit train --resume {run_dir}` "
+            "or run its sweep again")
+
+
+def run_row(run_dir: Path, config: dict, status: dict, held: bool | None = None) -> dict:
+    """One run's row: who it is, its state and the few facts the tables show. held: whether a
+    process holds the run's lock (False turns a "running" run into "interrupted")."""
     status = status or {"state": "running", "step": 0}
     settings = config.get("settings") or {}
+    if status.get("state") == "running" and held is False:
+        status = {**status, "state": INTERRUPTED, "reason": interrupted_reason(run_dir)}
     return {
         "run_id": run_dir.name, "path": str(run_dir),
         "dataset": (config.get("dataset") or {}).get("name") or run_dir.parent.parent.name,
@@ -90,7 +103,11 @@ def run_row(run_dir: Path, config: dict, status: dict) -> dict:
 def run_info(run_dir: Path) -> dict | None:
     """One run's row read from its folder, or None when it has no usable config.json."""
     config = read_config(run_dir)
-    return None if config is None else run_row(run_dir, config, read_status(run_dir))
+    if config is None:
+        return None
+    status = read_status(run_dir)
+    held = lock_held(run_dir) if (status or {}).get("state", "running") == "running" else None
+    return run_row(run_dir, config, status, held)
 
 
 def precision(config: dict) -> str | None:
@@ -160,6 +177,7 @@ class _Run:
     lines: int = 0  # whole metric lines read (warnings name the line)
     rows: list = field(default_factory=list)  # rows read since the frame was last built
     frame: object = None  # pl.DataFrame of the rows read before
+    held: bool | None = None  # whether a process held the run's lock at the last poll (while "running")
 
 
 class RunStore:
@@ -186,6 +204,7 @@ class RunStore:
         changed = bool(set(self.runs) - found)
         for gone in set(self.runs) - found:
             del self.runs[gone]
+        self._locks = ...  # /proc/locks, read at most once a poll, and only while a run says it is running
         for path in sorted(found):
             run = self.runs.setdefault(path, _Run(path))
             changed |= self._poll_run(run)
@@ -207,6 +226,13 @@ class RunStore:
         stamp = _stamp(run.path / METRICS)
         if stamp != run.metrics_stamp:
             changed |= self._read_metrics(run, stamp)
+        held = None
+        if (run.status or {}).get("state", "running") == "running":
+            if self._locks is ...:
+                self._locks = held_locks()
+            held = lock_held(run.path, self._locks)
+        changed |= held != run.held  # a process that died leaves its status as it was: its lock tells
+        run.held = held
         return changed
 
     def _read_metrics(self, run: _Run, stamp: tuple | None) -> bool:
@@ -253,7 +279,7 @@ class RunStore:
         import polars as pl
 
         usable = [r for r in self.runs.values() if r.config is not None]
-        infos = [run_row(r.path, r.config, r.status) for r in usable]
+        infos = [run_row(r.path, r.config, r.status, r.held) for r in usable]
         runs = pl.from_dicts(infos, infer_schema_length=None) if infos else pl.DataFrame()
         if infos:
             runs = with_groups(runs, {str(r.path): r.config for r in usable})

@@ -189,6 +189,31 @@ def new_run_dir(runs_dir: Path, dataset: str, variant: str, run_id: str) -> Path
     raise RuntimeError(f"could not claim a run directory under {parent}")
 
 
+def held_locks() -> set[str] | None:
+    """The files a live process holds an flock on, as /proc/locks names them ("dev:ino", device in
+    hex); None where it cannot be read. Read once for many runs (lock_held)."""
+    try:
+        with open("/proc/locks", "rb") as f:
+            table = f.read(1 << 22).decode("ascii", "replace")
+    except OSError:
+        return None
+    return {parts[5] for parts in (line.split() for line in table.splitlines()) if len(parts) > 5 and parts[1] == "FLOCK"}
+
+
+def lock_held(run_dir: Path, held: set[str] | None = ...) -> bool | None:
+    """Whether a live process holds the run's lock, read from /proc/locks (never by taking the
+    lock: a reader that held it even briefly could refuse a starting run); None where it cannot
+    be told. held: held_locks(), when already read."""
+    try:
+        st = os.stat(run_dir / LOCK, follow_symlinks=False)
+    except OSError:
+        return False  # no lock file: no process ever claimed the run here
+    held = held_locks() if held is ... else held
+    if held is None:
+        return None
+    return f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}" in held
+
+
 @contextlib.contextmanager
 def exclusive(run_dir: Path) -> Iterator[None]:
     """Hold an exclusive lock on the run directory while inside; the OS drops it when the

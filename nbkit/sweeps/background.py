@@ -32,7 +32,8 @@ _CHILDREN: dict[int, subprocess.Popen] = {}  # sweeps this process launched, by 
 
 def sweep_args(runs_dir: str | Path, variants: list[str], dataset: str, max_iter: int, seeds: int,
                device: str = "auto", jobs: int = 1, eval_every: int | None = None, backend: str = "local",
-               address: str = "", comparisons: str | None = None, settings: str = "") -> list[str]:
+               address: str = "", comparisons: str | None = None, settings: str = "",
+               warmup: int | None = None) -> list[str]:
     """`nbkit sweep`'s arguments for a launch. Every value is checked or bound to its option
     (`--dataset=...`), so none can pass for another option (`--set=...`); settings: any other
     settings as KEY=VALUE words (a tuned trial's, say), each checked and bound to its own --set."""
@@ -53,6 +54,11 @@ def sweep_args(runs_dir: str | Path, variants: list[str], dataset: str, max_iter
             "--jobs", str(int(jobs)), f"--device={device}", f"--runs-dir={runs_dir}", "--backend", backend]
     if eval_every:
         args += ["--eval-every", str(int(eval_every))]
+    if warmup is not None:
+        if not 0 <= int(warmup) < int(max_iter):
+            raise ValueError(f"warm-up expects 0 to {int(max_iter) - 1} steps (fewer than the run's {int(max_iter)}, "
+                             f"or the learning rate never reaches its peak), got {int(warmup)}")
+        args += ["--set", f"warmup_num_steps={int(warmup)}"]
     if backend == "ray" and address:
         args += ["--address", address]
     args += [f"--set={k}={v}" for k, v in launch_settings(settings).items()]
@@ -72,7 +78,8 @@ def launch_settings(text: str) -> dict[str, str]:
 
 def launch_sweep(runs_dir: str | Path, variants: list[str], dataset: str, max_iter: int, seeds: int,
                  device: str = "auto", jobs: int = 1, eval_every: int | None = None, backend: str = "local",
-                 address: str = "", comparisons: str | Path | None = None, settings: str = "") -> dict:
+                 address: str = "", comparisons: str | Path | None = None, settings: str = "",
+                 warmup: int | None = None) -> dict:
     """Start `nbkit sweep` in the background; backend "ray" sends the runs to a Ray cluster
     (address: auto, HOST:PORT, or empty for RAY_ADDRESS or a new local instance), whose logs
     land in runs_dir as local ones do; comparisons: a comparisons file whose variants are among
@@ -80,7 +87,7 @@ def launch_sweep(runs_dir: str | Path, variants: list[str], dataset: str, max_it
     runs_dir = Path(runs_dir)
     comparisons = str(Path(comparisons).resolve()) if comparisons else None
     args = sweep_args(runs_dir, variants, dataset, max_iter, seeds, device, jobs, eval_every, backend, address,
-                      comparisons, settings)
+                      comparisons, settings, warmup)
     registry = writable(runs_dir / SWEEPS)  # said before anything starts: a sweep nobody could stop is worse
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     fd, log_path = tempfile.mkstemp(prefix=f"{stamp}-", suffix=".log", dir=registry)
@@ -94,7 +101,8 @@ def launch_sweep(runs_dir: str | Path, variants: list[str], dataset: str, max_it
             "started": stamp, "log": log_path, "runs_dir": str(runs_dir),
             "request": {"variants": list(variants), "dataset": dataset, "max_iter": int(max_iter),
                         "seeds": int(seeds), "eval_every": int(eval_every) if eval_every else None,
-                        "comparisons": comparisons, "settings": launch_settings(settings)}}
+                        "comparisons": comparisons, "settings": launch_settings(settings),
+                        "warmup": int(warmup) if warmup is not None else None}}
     files.write_text(registry / f"{proc.pid}.json", json.dumps(info))
     return info
 
@@ -234,10 +242,13 @@ def sweep_state(info: dict) -> dict:
         state = "stopped"
     else:
         state = "failed" if (code not in (None, 0) or error) else "done"
-    return {"state": state, "error": error if state == "failed" else None, "runs": _planned_runs(info)}
+    # a run without a status is queued only while its sweep goes on: after, it never started
+    never = {"running": "queued", "failed": "not started (the sweep failed)",
+             "stopped": "not started (the sweep was stopped)"}.get(state, "not started")
+    return {"state": state, "error": error if state == "failed" else None, "runs": _planned_runs(info, never)}
 
 
-def _planned_runs(info: dict) -> list[dict]:
+def _planned_runs(info: dict, never: str = "queued") -> list[dict]:
     from nbkit.design.comparisons_file import load_study
     from nbkit.rundir.runlog import read_status
     from nbkit.sweeps.sweep import plan
@@ -248,6 +259,8 @@ def _planned_runs(info: dict) -> list[dict]:
         overrides["eval_every"] = req["eval_every"]
     if isinstance(req.get("settings"), dict):
         overrides.update(req["settings"])
+    if isinstance(req.get("warmup"), int):
+        overrides["warmup_num_steps"] = req["warmup"]
     comparisons = req.get("comparisons") if isinstance(req.get("comparisons"), str) else None
     try:
         jobs = plan(req.get("variants") or [], req.get("seeds") or 1, overrides, info["runs_dir"],
@@ -257,6 +270,6 @@ def _planned_runs(info: dict) -> list[dict]:
     rows = []
     for job in jobs:
         st = read_status(job.run_dir) or {}
-        rows.append({"variant": job.variant, "seed": job.settings.seed, "state": st.get("state") or "queued",
+        rows.append({"variant": job.variant, "seed": job.settings.seed, "state": st.get("state") or never,
                      "step": f"{st.get('step', 0)} of {job.settings.max_iter}", "reason": st.get("reason") or ""})
     return rows

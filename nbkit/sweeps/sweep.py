@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nbkit.design.comparisons import expand
-from nbkit.design.settings import Settings
+from nbkit.design.settings import Settings, fit_warmup
 from nbkit.design.variants import get_variant
 from nbkit.errors import BUSY, stop_signals, terminal
 from nbkit.rundir import files
@@ -36,6 +36,7 @@ class Job:
     run_dir: Path
     definition: dict | None = None  # a comparisons file's variant, whole (Variant.definition): the child needs no file
     tune: dict | None = None  # a tuning trial's study, number and values (nbkit.sweeps.tune): in its config.json
+    note: str | None = None  # what was changed for it when planned (a warm-up longer than the run, scaled)
 
     @property
     def label(self) -> str:
@@ -56,11 +57,11 @@ def plan(names: list[str], seeds: int, overrides: dict, runs_dir: str | Path, st
     jobs = []
     for name in expand(names, study):
         variant = get_variant(name, study)
-        base = variant.settings.replace(**overrides)
+        base, note = fit_warmup(variant.settings.replace(**overrides), "warmup_num_steps" in overrides)
         for seed in range(base.seed, base.seed + seeds):
             s = base.replace(seed=seed)
             run_dir = run_path(runs_dir, dataset_name(s.dataset), name, f"{settings_key(s)}-s{seed}")
-            jobs.append(Job(name, s, run_dir, variant.definition() if variant.source else None))
+            jobs.append(Job(name, s, run_dir, variant.definition() if variant.source else None, note))
     return jobs
 
 

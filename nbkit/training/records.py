@@ -15,6 +15,8 @@ from nbkit.training import seen_probe as seen
 from nbkit.training.schedule import step_lr
 from nbkit.training.state import LoopState, RunParts
 
+STATUS_EVERY_S = 1.0  # at most one status.json write a second from log windows (each is fsynced)
+
 
 def write_train_row(run: RunParts, state: LoopState, stop_requested: list[str]) -> bool:
     """Write the window's means as one train row; under torchrun, also whether any rank was asked to stop."""
@@ -42,6 +44,11 @@ def write_train_row(run: RunParts, state: LoopState, stop_requested: list[str]) 
     row.update(seen.row_columns(stats[4 + len(state.extra_keys):]))  # nothing without the probe
     state.last_loss = stats[0]
     run.log.metrics([row])
+    if time.perf_counter() - state.status_at >= STATUS_EVERY_S:  # status.json's step follows the log
+        state.status_at = time.perf_counter()
+        seconds = state.train_seconds + state.status_at - state.segment_start  # the stretch not yet ended included
+        speed = (state.step - state.first_step) * run.s.batch_size / max(seconds, 1e-9)
+        run.log.status("running", state.step, images_per_second=round(speed, 1))
     report_progress(run, state)
     if nonfinite:
         raise NonFiniteLoss(f"non-finite loss (NaN or Inf) in steps {state.step - len(stacked) + 1}..{state.step}")

@@ -45,6 +45,7 @@ class LoopState:
     train_seconds: float = 0.0  # this process's time in training steps (evaluation excluded)
     segment_start: float = 0.0  # perf_counter when the current stretch of training steps began
     last_loss: float | None = None
+    status_at: float = 0.0  # perf_counter when status.json's step was last moved at a log window
     last_test: float | None = None
 
     def images_per_second(self, batch_size: int) -> float:

@@ -125,7 +125,7 @@ def uses_cuda_graph(s: Settings, dev: torch.device, world: World) -> bool:
 
 def _run(run: RunParts, checkpoint: dict | None, ds: Dataset, label: str | None, **config) -> None:
     """Open the run's log, start or restore, train to the end, and say how it ended; config: more
-    for a new run's config.json. SIGTERM and SIGINT are a stop request from the first file written
+    for a new run's config.json. SIGTERM, SIGINT and SIGHUP are a stop request from the first file written
     to the last: a signal during start or while stopping (a second Ctrl-C) never cuts a checkpoint
     or a status short."""
     state = LoopState()

@@ -33,6 +33,7 @@ SPARSE = 12  # lines of at most this many points show a dot at each
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#222222",
            "#bcbd22", "#7f7f7f", "#a1caf1", "#882d17", "#f3c300", "#604e97", "#8db600", "#f99379", "#0067a5",
            "#b3446c", "#c2b280", "#008856", "#e25822", "#654522", "#dcd300", "#2b3d26", "#875692")
+YDOMAINS = "ydomains"  # a panel's fitted y ranges until finish() makes them parameters ydomain_<key>
 DASHES = ([1, 0], [6, 3], [2, 2], [8, 3, 2, 3], [1, 3])  # seeds of a group: solid, dashed, dotted, ...
 
 
@@ -150,8 +151,9 @@ def panel_spec(df: pl.DataFrame, *, key: str, title: str, y_title: str, x: str =
     for layer in spec["hconcat"][0]["layer"]:  # the fitted y range: the one part that follows the data
         y_scale = layer.get("encoding", {}).get("y", {}).get("scale")
         if isinstance(y_scale, dict) and domain and y_scale.get("type") != "log":
-            y_scale["domain"] = domain
-    return {**spec, "datasets": datasets}
+            y_scale["domain"] = {"expr": f"ydomain_{key}"}
+    # a parameter, like the data: new rows that move it change the drawn chart in place (livechart)
+    return {**spec, "datasets": datasets, **({YDOMAINS: {f"ydomain_{key}": domain}} if domain else {})}
 
 
 def _colour_scale(shown: list[str], palette: dict[str, str]) -> tuple[tuple[str, str], ...]:
@@ -198,7 +200,8 @@ def _template(key: str, title: str, y_title: str, x: str, each_run: bool, log_sc
                       opacity=alt.when(alt.param(name=f"hover_{key}", empty=False)).then(alt.value(0.6))
                       .otherwise(alt.value(0))).properties(name=f"{key}_rules"))
     plot = alt.layer(*layers).properties(title=title, width=width, height=height).to_dict(validate=False)
-    return json.dumps({"hconcat": [plot, readout(key, x_field, x, colour, height)], "spacing": 6})
+    lower_better = y_title == "loss" or y_title.endswith("loss")  # the readout lists the best first
+    return json.dumps({"hconcat": [plot, readout(key, x_field, x, colour, height, lower_better)], "spacing": 6})
 
 
 def color_channel(scale: tuple) -> alt.Color:
@@ -212,13 +215,15 @@ def color_channel(scale: tuple) -> alt.Color:
 
 def finish(parts: list[dict], how: str | None = None, **extra) -> Spec:
     """One chart from panel specs (alone, or stacked), selections at the top."""
-    datasets = {}
+    datasets, ranges = {}, {}
     for part in parts:
         datasets.update(part.pop("datasets", {}))
+        ranges.update(part.pop(YDOMAINS, {}))
         for k in ("params", "$schema", "config"):
             part.pop(k, None)
     spec = dict(parts[0]) if how is None else {how: parts, **extra}
-    return Spec({"$schema": alt.SCHEMA_URL, **spec, "datasets": datasets, "params": selections(spec),
+    fitted = [{"name": name, "value": value} for name, value in ranges.items()]
+    return Spec({"$schema": alt.SCHEMA_URL, **spec, "datasets": datasets, "params": fitted + selections(spec),
                  "resolve": {"scale": {"color": "shared", "strokeDash": "shared"}},
                  "config": {"legend": {"orient": "top"}, "view": {"strokeWidth": 0}}})
 
@@ -247,12 +252,16 @@ def accuracy_chart(metrics, runs, variants=None, splits=("train_200", "test"), x
 
 def accuracy_specs(metrics, runs, variants, splits, x, seeds, smoothing, palette, width) -> list[dict]:
     present = set(metrics["split"].unique()) if not metrics.is_empty() else set()
-    shown = [s for s in splits if s in present]
+    series = {s: curves.series(curves.select(metrics, variants), runs, s, "acc_top1", x, smoothing)
+              for s in splits if s in present}
+    # a panel where no run has two evaluations draws a dot per run, no curve: left out (the tables hold the numbers)
+    shown = [s for s, df in series.items() if not df.is_empty() and int(df.group_by("path").len()["len"].max()) > 1]
     if not shown:
-        return [{**alt.Chart(alt.Data(values=[])).mark_text().properties(title="no evaluation rows yet").to_dict()}]
+        title = ("top-1: one evaluation per run so far (its numbers are in the tables)" if series
+                 else "no evaluation rows yet")
+        return [{**alt.Chart(alt.Data(values=[])).mark_text().properties(title=title).to_dict()}]
     # a panel's key names its selections in Vega expressions: a number, never a split's name from the logs
-    return [panel_spec(curves.series(curves.select(metrics, variants), runs, split, "acc_top1", x, smoothing),
-                       key=f"top1_{i}", title=f"Top-1 on {split}", y_title="top-1", x=x, seeds=seeds,
+    return [panel_spec(series[split], key=f"top1_{i}", title=f"Top-1 on {split}", y_title="top-1", x=x, seeds=seeds,
                        palette=palette, width=width, smoothed=smoothing > 0, bounds=(0.0, 1.0))
             for i, split in enumerate(shown)]
 
@@ -308,10 +317,12 @@ def dashboard(charts: dict[str, Spec]) -> Spec:
     parts = []
     for c in charts.values():
         spec = c.to_dict()
-        panels = [{k: v for k, v in p.items() if k not in ("params", "$schema", "config", "resolve", "datasets")}
-                  for p in _panels(spec)]
-        panels[0] = {**panels[0], "datasets": dict(spec["datasets"])}
-        parts += copy.deepcopy(panels)
+        panels = copy.deepcopy([{k: v for k, v in p.items() if k not in ("params", "$schema", "config", "resolve",
+                                                                          "datasets")} for p in _panels(spec)])
+        # the data are not copied (they are only read from here on): a copy of every run's rows cost more than the rest
+        panels[0] = {**panels[0], "datasets": dict(spec["datasets"]),
+                     YDOMAINS: {p["name"]: p["value"] for p in spec.get("params", []) if p["name"].startswith("ydomain_")}}
+        parts += panels
     # one colour scale for every panel (Vega-Lite shares one legend and one range): the union of theirs
     colours = _colour_encodings(parts)
     pairs = dict(pair for c in colours for pair in zip(c["scale"]["domain"], c["scale"]["range"]))

@@ -12,8 +12,9 @@ READOUT_ROW = 15  # pixels per readout line
 HIGHLIGHT = "highlight"
 
 
-def readout(key: str, x_field: str, x: str, colour: alt.Color, height: int) -> dict:
-    """Every shown line's value at the hovered point, highest first, each in its colour: a run's
+def readout(key: str, x_field: str, x: str, colour: alt.Color, height: int, lowest_first: bool = False) -> dict:
+    """Every shown line's value at the hovered point, the best first (highest, or lowest with
+    lowest_first: a loss), each in its colour, so a long list's "+ N more" hides the worst: a run's
     last point at or before the hovered x, if it lies within one of its own logging intervals
     (so a run that ended earlier, or logs elsewhere, is left out rather than shown stale)."""
     rows = max(2, (height - 24) // READOUT_ROW)
@@ -27,7 +28,8 @@ def readout(key: str, x_field: str, x: str, colour: alt.Color, height: int) -> d
                .transform_filter("datum.px <= datum.hx + 1e-9 && datum.hx - datum.px <= 1.01 * datum.gap + 1e-9")
                .transform_window(recent="row_number()", groupby=["name"], sort=[alt.SortField("px", order="descending")])
                .transform_filter("datum.recent == 1")
-               .transform_window(pos="row_number()", sort=[alt.SortField("value", order="descending")])
+               .transform_window(pos="row_number()", sort=[alt.SortField("value", order="ascending" if lowest_first
+                                                                         else "descending")])
                .transform_joinaggregate(shown="count()")
                .transform_filter(f"datum.pos <= {rows}")
                .transform_calculate(

@@ -18,15 +18,19 @@ BUILTIN_DATASETS = ("cifar10", "cifar100", "synthetic")
 
 
 
-def launch_defaults(runs: pl.DataFrame, dataset: str | None, cfgs: dict | None = None) -> dict:
+def launch_defaults(runs: pl.DataFrame, dataset: str | None, cfgs: dict | None = None,
+                    data_dir: str | Path = "data") -> dict:
     """The launch form's starting values, from the loaded runs of `dataset`: where their data
     came from (only a path that exists here: runs made elsewhere name a path this machine may not
     have), their steps, evaluation interval, seeds and device; the original protocol where there
-    are none. `missing` names a source path that is not here."""
+    are none, where CIFAR-100 is in data_dir (offline it could not be fetched: else a short
+    synthetic run). `missing` names a source path that is not here."""
     out = {"dataset": dataset if dataset in BUILTIN_DATASETS else "cifar100",
-           "max_iter": 5000, "eval_every": 100, "seeds": 2, "device": "auto", "missing": None}
+           "max_iter": 5000, "eval_every": 100, "warmup": 500, "seeds": 2, "device": "auto", "missing": None}
     chosen = runs.filter(pl.col("dataset") == dataset) if dataset and not runs.is_empty() else pl.DataFrame()
     if chosen.is_empty():
+        if out["dataset"] == "cifar100" and not cifar100_here(data_dir):  # offline it could not be fetched: a run that works
+            out.update(dataset="synthetic", max_iter=200, eval_every=20, warmup=20)
         return out
     configs = cfgs if cfgs is not None else present.configs(chosen)
     configs = [configs.get(p) or {} for p in chosen["path"]]
@@ -42,10 +46,28 @@ def launch_defaults(runs: pl.DataFrame, dataset: str | None, cfgs: dict | None =
                         and s[key] >= 1]
     out["max_iter"] = usual(ints("max_iter"), out["max_iter"])
     out["eval_every"] = usual(ints("eval_every"), out["eval_every"])
+    warmups = [s["warmup_num_steps"] for s in settings if isinstance(s.get("warmup_num_steps"), int)
+               and not isinstance(s.get("warmup_num_steps"), bool) and 0 <= s["warmup_num_steps"] < out["max_iter"]]
+    out["warmup"] = usual(warmups, min(out["warmup"], out["max_iter"] // 10))
     seeds = chosen.group_by("variant").len()["len"]
     out["seeds"] = max(1, min(20, int(seeds.max()))) if seeds.len() else out["seeds"]
     out["device"] = "cpu" if usual([c.get("device") for c in configs if c.get("device")], "auto") == "cpu" else "auto"
     return out
+
+
+def cifar100_here(data_dir: str | Path = "data") -> bool:
+    """Whether CIFAR-100's files are under data_dir (unpacked or as the archive), so a run needs no download."""
+    data = Path(data_dir)
+    return (data / "cifar-100-python" / "train").is_file() or (data / "cifar-100-python.tar.gz").is_file()
+
+
+def warmup_problem(max_iter, warmup) -> str | None:
+    """Why a form's warm-up cannot go with its steps (the rate would never reach its peak), or None."""
+    if warmup is None or max_iter is None or int(warmup) < int(max_iter):
+        return None
+    return (f"The warm-up ({int(warmup):,} steps) is not shorter than the run ({int(max_iter):,} steps): the learning "
+            f"rate would never reach its peak and the runs would barely learn. Expected fewer warm-up steps, "
+            f"e.g. {int(max_iter) // 10:,}.")
 
 
 def launch_summary(request: dict) -> str:
@@ -70,10 +92,10 @@ def sweep_status(background, launched: dict | None, root) -> SweepStatus:
 
 def launch_form(comparison: Comparison, runs: pl.DataFrame, dataset: str | None, cfgs: dict | None = None,
                 variants: list[str] | None = None, preset: dict | None = None):
-    """The launch form: variants, dataset, steps, evaluation interval, seeds, device, runs at
-    once, backend. A marimo form: its value (background.launch_sweep's keyword arguments) is
-    exactly what the page shows when Launch is pressed. Defaults come from the loaded runs; preset
-    (a tuned trial's: nbkit.view.tuning_view.presets) fills in its variant and settings."""
+    """The launch form: variants, dataset, steps, evaluation interval, warm-up, seeds, device, runs
+    at once, settings, backend. A marimo form: its value (background.launch_sweep's keyword
+    arguments) is exactly what the page shows when Launch is pressed. Defaults come from the loaded
+    runs; preset (a tuned trial's: nbkit.view.tuning_view.presets) fills in its variant and settings."""
     import marimo as mo
 
     d = launch_defaults(runs, dataset, cfgs)
@@ -87,9 +109,10 @@ def launch_form(comparison: Comparison, runs: pl.DataFrame, dataset: str | None,
                               placeholder="cifar100, cifar10, synthetic or a path to an image folder or archive"),
         "max_iter": mo.ui.number(start=1, stop=100000, value=d["max_iter"], label="steps"),
         "eval_every": mo.ui.number(start=1, stop=100000, value=d["eval_every"], label="evaluate every"),
+        "warmup": mo.ui.number(start=0, stop=100000, value=d["warmup"], label="warm-up steps"),
         "seeds": mo.ui.number(start=1, stop=20, value=d["seeds"], label="seeds"),
         "device": mo.ui.dropdown(["auto", "cpu", "cuda"], value=d["device"], label="device"),
-        "jobs": mo.ui.number(start=1, stop=16, value=2, label="runs per GPU"),
+        "jobs": mo.ui.number(start=1, stop=16, value=2, label="runs at once (per GPU; on the CPU, in all)"),
         "backend": mo.ui.dropdown(["local", "ray"], value="local", label="backend"),
         "address": mo.ui.text(value="", placeholder="auto or HOST:PORT (empty: a local instance)",
                               label="Ray address", full_width=True),
@@ -98,11 +121,16 @@ def launch_form(comparison: Comparison, runs: pl.DataFrame, dataset: str | None,
                                placeholder="warmup_max_lr=0.001 warmup_num_steps=20"),
     }
     layout = mo.md("{variants}\n\n{dataset}\n\n" + " ".join("{" + k + "}" for k in
-                                                            ("max_iter", "eval_every", "seeds", "device", "jobs"))
+                                                            ("max_iter", "eval_every", "warmup", "seeds", "device", "jobs"))
                    + "\n\n{settings}\n\n{backend} {address}")
     return layout.batch(**fields).form(submit_button_label="Launch runs", bordered=False,
-                                       validate=lambda v: None if v["variants"] and str(v["dataset"]).strip()
-                                       else "Pick at least one variant and a dataset.")
+                                       validate=_form_problem)
+
+
+def _form_problem(v: dict) -> str | None:
+    if not (v["variants"] and str(v["dataset"]).strip()):
+        return "Pick at least one variant and a dataset."
+    return warmup_problem(v.get("max_iter"), v.get("warmup"))
 
 
 def sweep_report(launched: dict | None, state: dict | None, active: int):

@@ -33,14 +33,14 @@ def _(comparison, mo, wb):
 
 
 @app.cell(hide_code=True)
-def _(comparison, dataset, get_snapshot, mo, view, wb):
+def _(comparison, dataset, get_shown, mo, wb):
     # the answer first: findings and the scorecard's verdicts, from the runs shown below
-    _snap = get_snapshot()
-    if view is None:
+    _key, _view, _snap = get_shown()
+    if _view is None:
         _out = mo.callout(mo.md(wb.guidance(comparison, str(_snap.root))), kind="info")
     else:
-        _out = mo.md(wb.answer(view, wb.verdicts(_snap, comparison, dataset.value), dataset.value,
-                               wb.answer_lines(view, comparison)))
+        _out = mo.md(wb.answer(_view, wb.verdicts(_snap, comparison, dataset.value), dataset.value,
+                               wb.answer_lines(_view, comparison)))
     mo.vstack([_out, *([mo.md(wb.original(comparison))] if wb.original(comparison) else [])])
     return
 
@@ -63,43 +63,57 @@ def _(choices, comparison, dataset, first, get_catalogue, mo, wb):
 
 
 @app.cell(hide_code=True)
-def _(mo, view):
-    mo.md("## This run set\n" + view.protocol) if view is not None else None
+def _(get_shown, mo):
+    _view = get_shown()[1]
+    mo.md("## This run set\n" + _view.protocol) if _view is not None else None
     return
 
 
 @app.cell(hide_code=True)
-def _(LiveChart, mo, wb):
+def _(LiveChart, comparison, mo, wb):
     chart = mo.ui.anywidget(LiveChart())
-    mo.vstack([mo.md("## Curves\n" + wb.CURVES_NOTE), chart])
+    mo.vstack([mo.md("## Curves\n" + wb.curves_note(comparison)), chart])
     return (chart,)
 
 
 @app.cell(hide_code=True)
-def _(comparison, dataset, get_snapshot, mo, scorecard, view, wb):
-    mo.md(scorecard.section(get_snapshot().metrics, get_snapshot().runs, comparison.name, dataset.value)) \
-        if view is not None and wb.has_claims(comparison) else None
+def _(comparison, dataset, get_shown, mo, scorecard, wb):
+    _key, _view, _snap = get_shown()
+    mo.md(scorecard.section(_snap.metrics, _snap.runs, comparison.name, dataset.value)) \
+        if _view is not None and wb.has_claims(comparison) else None
     return
 
 
 @app.cell(hide_code=True)
-def _(comparison, dataset, mo, view, wb):
+def _(comparison, dataset, get_shown, mo, wb):
     # sections of a comparison's own (the epochs experiment, per-layer temperatures), where its runs logged them
+    _view = get_shown()[1]
     _table = lambda t: mo.ui.table(t, selection=None, show_data_types=False, show_column_summaries=False)
-    mo.vstack([_part for _s in wb.sections(view, comparison, dataset.value)
+    mo.vstack([_part for _s in wb.sections(_view, comparison, dataset.value)
                for _part in (mo.md(f"## {_s.title}\n{_s.text}"), *([_s.chart] if _s.chart is not None else []),
-                             *([_table(_s.table)] if _s.table is not None else []))]) if view is not None else None
+                             *([_table(_s.table)] if _s.table is not None else []))]) if _view is not None else None
     return
 
 
 @app.cell(hide_code=True)
-def _(mo, view, wb):
-    _notes = wb.notes(view) if view is not None else {}
+def _(get_shown, mo, wb):
+    _view = get_shown()[1]
+    _notes = wb.notes(_view) if _view is not None else {}
     _table = lambda t: mo.ui.table(t.frame, format_mapping=t.formats, selection=None, show_data_types=False,
                                    show_column_summaries=False, page_size=25)
-    mo.vstack([mo.md("## Per variant, across seeds\n" + _notes["per variant"]), _table(view.variant_rows),
-               mo.md("## The original's tables\n" + _notes["original"]), _table(view.original_rows),
-               mo.md("## Runs\n" + _notes["runs"]), _table(view.run_rows)]) if view is not None else None
+    mo.vstack([mo.md("## Per variant, across seeds\n" + _notes["per variant"]), _table(_view.variant_rows),
+               mo.md("## The original's tables\n" + _notes["original"]), _table(_view.original_rows)]) \
+        if _view is not None else None
+    return
+
+
+@app.cell(hide_code=True)
+def _(get_rows, mo, wb):
+    _view = get_rows()[1]  # its own cell: its step column moves as runs log, the tables above do not
+    mo.vstack([mo.md("## Runs\n" + wb.notes(_view)["runs"]),
+               mo.ui.table(_view.run_rows.frame, format_mapping=_view.run_rows.formats, selection=None,
+                           show_data_types=False, show_column_summaries=False, page_size=25)]) \
+        if _view is not None else None
     return
 
 
@@ -169,10 +183,10 @@ def _():
 
     from nbkit.rundir import reader
     from nbkit.sweeps import background
-    from nbkit.view import launch, scorecard
+    from nbkit.view import launch, pagekey, scorecard
     from nbkit.view import workbench as wb
     from nbkit.view.livechart import LiveChart
-    return LiveChart, background, launch, mo, reader, scorecard, wb
+    return LiveChart, background, launch, mo, pagekey, reader, scorecard, wb
 
 
 @app.cell(hide_code=True)
@@ -200,8 +214,10 @@ def _(comparison, mo, reader, wb):
     get_launched, set_launched = mo.state(None)  # the sweep launched from this page
     get_sweep, set_sweep = mo.state(None)  # its state, and how many launched sweeps run here
     choices = wb.Choices()  # what the user chose, kept while the controls are rebuilt
-    return (choices, first, get_catalogue, get_launched, get_snapshot, get_sweep, set_catalogue,
-            set_launched, set_snapshot, set_sweep, store)
+    get_shown, set_shown = mo.state((None, None, first))  # (key, view, snapshot) the text and tables show
+    get_rows, set_rows = mo.state((None, None))  # (key, view) the Runs table shows
+    return (choices, first, get_catalogue, get_launched, get_rows, get_shown, get_snapshot, get_sweep,
+            set_catalogue, set_launched, set_rows, set_shown, set_snapshot, set_sweep, store)
 
 
 @app.cell(hide_code=True)
@@ -234,6 +250,18 @@ def _(choices, controls, dataset, get_catalogue, get_snapshot, wb):
     choices.remember(dataset.value, _c, get_catalogue().options(dataset.value))
     view = wb.view_of(get_snapshot(), dataset.value, _c)
     return (view,)
+
+
+@app.cell(hide_code=True)
+def _(comparison, dataset, get_rows, get_shown, get_snapshot, pagekey, set_rows, set_shown, view):
+    # the text, sections and tables redraw when their numbers move (at evaluations), not on every new row
+    _key = pagekey.numbers_key(view, dataset.value, comparison.name)
+    if _key is None or _key != get_shown()[0]:
+        set_shown((_key, view, get_snapshot()))
+    _rows = pagekey.runs_key(view)
+    if _rows is None or _rows != get_rows()[0]:
+        set_rows((_rows, view))
+    return
 
 
 @app.cell(hide_code=True)

@@ -26,12 +26,12 @@ from nbkit.view.launch import launch_defaults, launch_summary
 from nbkit.view.livechart import LiveChart
 from nbkit.view.present import DASH, Table
 from nbkit.view.workbench import (
-    CURVES_NOTE,
     Choices,
     answer,
     answer_lines,
     chart_key,
     comparison_of,
+    curves_note,
     default_runs_dir,
     guidance,
     has_claims,
@@ -92,8 +92,8 @@ class Panel(w.VBox):
         super().__init__([self.head, self.answer, w.HBox([self.runs_dir, self.refresh_button, self.auto]),
                           w.HBox([self.dataset, self.x, self.scalar]), w.HBox([self.variants, self.splits]),
                           w.HBox([self.smoothing, self.log_scale, self.seeds]), self.protocol,
-                          w.HTML(_md("### Curves\n" + CURVES_NOTE)), self.chart, self.scorecard, self.sections,
-                          self.tables, self.launch_box])
+                          w.HTML(_md("### Curves\n" + curves_note(self.comparison))), self.chart, self.scorecard,
+                          self.sections, self.tables, self.launch_box])
         self.store.poll()
         self._take(snapshot(self.store, self.comparison))
 
@@ -141,6 +141,7 @@ class Panel(w.VBox):
                 self.launch_dataset.value, self.launch_steps.value = d["dataset"], d["max_iter"]
                 self.launch_eval.value, self.launch_seeds.value, self.launch_device.value = (d["eval_every"], d["seeds"],
                                                                                              d["device"])
+                self.launch_warmup.value = d["warmup"]
         finally:
             self._quiet = False
         self.show()
@@ -173,7 +174,7 @@ class Panel(w.VBox):
                                           *([LiveChart(s.chart.to_dict())] if s.chart is not None else []),
                                           *([w.HTML(Table(s.table).to_html())] if s.table is not None else [])])
                                   for s in sections(view, self.comparison, dataset)]
-        said = notes(view)
+        said = notes(view, sortable=False)
         self.tables.value = "".join(_md(f"### {title}\n{said[key]}") + f"<div style='overflow-x:auto'>{t.to_html()}</div>"
                                     for title, key, t in (("Per variant, across seeds", "per variant", view.variant_rows),
                                                           ("The original's tables", "original", view.original_rows),
@@ -201,6 +202,7 @@ class Panel(w.VBox):
         self.launch_dataset = w.Text(description="dataset", layout=w.Layout(width="60%"))
         self.launch_steps = w.BoundedIntText(min=1, max=100000, value=5000, description="steps")
         self.launch_eval = w.BoundedIntText(min=1, max=100000, value=100, description="eval every")
+        self.launch_warmup = w.BoundedIntText(min=0, max=100000, value=500, description="warm-up")
         self.launch_seeds = w.BoundedIntText(min=1, max=20, value=2, description="seeds")
         self.launch_device = w.Dropdown(options=["auto", "cpu", "cuda"], description="device")
         self.launch_settings = w.Text(description="settings", placeholder="KEY=VALUE ... (e.g. a tuned trial's)",
@@ -212,7 +214,8 @@ class Panel(w.VBox):
         self.launch_button.on_click(lambda _: self.launch())
         self.stop_button.on_click(lambda _: self.stop())
         self.launch_box = w.VBox([w.HTML("<h3>Launch runs</h3>"), self.launch_variants, self.launch_dataset,
-                                  w.HBox([self.launch_steps, self.launch_eval, self.launch_seeds, self.launch_device]),
+                                  w.HBox([self.launch_steps, self.launch_eval, self.launch_warmup, self.launch_seeds,
+                                          self.launch_device]),
                                   self.launch_settings, w.HBox([self.launch_button, self.stop_button]), self.launch_status])
 
     def launch(self) -> None:
@@ -221,7 +224,7 @@ class Panel(w.VBox):
             self.launched = background.launch_sweep(str(self.store.root), list(self.launch_variants.value),
                                                     self.launch_dataset.value, self.launch_steps.value,
                                                     self.launch_seeds.value, self.launch_device.value,
-                                                    eval_every=self.launch_eval.value,
+                                                    eval_every=self.launch_eval.value, warmup=self.launch_warmup.value,
                                                     settings=self.launch_settings.value,
                                                     comparisons=str(self.study.source) if self.study.source else None)
         except ValueError as e:

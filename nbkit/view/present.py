@@ -246,7 +246,8 @@ def run_table(per_run: pl.DataFrame, cfgs: dict[str, dict], runs: pl.DataFrame |
                      "img/s": _get(r, "images_per_second"), "Device": value(config.get("device")),
                      "Protocol": "as the original" if not gaps else "differs: " + ", ".join(gaps),
                      "Settings apart from the others": diff.get(r["path"], DASH),
-                     "Why it ended": _one_line(reason.get(r["path"])) if r["state"] in ("failed", "stopped") else None,
+                     "Why it ended": _one_line(reason.get(r["path"])) if r["state"] in ("failed", "stopped", "interrupted")
+                     else warmup_note(config),
                      "Run id": r["run_id"]})
     schema = {"Run": pl.String, "Variant": pl.String, "Seed": pl.Int64, "State": pl.String, "Step": pl.Int64,
               "of": pl.Int64, "Best train_200 top-1": pl.Float64, "Best test top-1": pl.Float64, "img/s": pl.Float64,
@@ -259,9 +260,23 @@ def run_table(per_run: pl.DataFrame, cfgs: dict[str, dict], runs: pl.DataFrame |
         same.append("Why it ended")
     if frame.height and (frame["Settings apart from the others"] == DASH).all():
         same.append("Settings apart from the others")
+    frame = frame.with_columns(pl.col(pl.String).fill_null(DASH))  # a missing text reads "—", never "None"
     formats = {"Seed": text, "Step": step, "of": step, "Best train_200 top-1": top1, "Best test top-1": top1,
                "img/s": count}
     return Table(frame.drop(same), formats)
+
+
+def warmup_note(config: dict) -> str | None:
+    """What a run that ends inside its learning-rate warm-up needs said beside its numbers (its rate
+    never reaches the peak, so it barely learns: top-1 near chance is the schedule, not a bug), or None."""
+    s = _settings(config)
+    steps, warm = s.get("max_iter"), s.get("warmup_num_steps")
+    if s.get("constant_lr") is not None or not all(isinstance(v, int) and not isinstance(v, bool) for v in (steps, warm)):
+        return None
+    if steps > warm:
+        return None
+    return (f"ends inside its learning-rate warm-up ({steps:,} of {warm:,} steps): the rate never reaches its peak, "
+            "so it barely learns")
 
 
 def _one_line(reason) -> str | None:
@@ -272,9 +287,9 @@ def _one_line(reason) -> str | None:
     return line if len(line) <= 160 else line[:159] + "…"
 
 
-def protocol(runs: pl.DataFrame, cfgs: dict[str, dict]) -> str:
+def protocol(runs: pl.DataFrame, cfgs: dict[str, dict], against_original: bool = True) -> str:
     """What this run set is (markdown, every string from the runs escaped): per dataset, steps,
-    batch, device and labels, and whether its protocol is the original's."""
+    batch, device and labels, and (against_original) whether its protocol is the original's."""
     if runs.is_empty():
         return ""
     original = Settings().to_dict()
@@ -289,6 +304,9 @@ def protocol(runs: pl.DataFrame, cfgs: dict[str, dict]) -> str:
                f"batch {values(lambda c: _settings(c).get('batch_size'))}, evaluated every "
                f"{values(lambda c: _settings(c).get('eval_every'))} steps; device {values(lambda c: c.get('device'))}")
         out += "; labelled " + "; ".join(f"“{md_text(l)}”" for l in labels) if labels else ""
+        if not against_original:  # a comparison of the user's: its protocol is its own
+            parts.append(out + ".")
+            continue
         out += (f". **Differs from the original's protocol** ({original['dataset']}, {original['max_iter']:,} steps, "
                 f"batch {original['batch_size']}): {md_text(', '.join(gaps))}; compare its numbers with each other, not "
                 "with the original's." if gaps else ". Same protocol as the original.")

@@ -25,8 +25,10 @@ from nbkit.view.workbench import (
     answer,
     answer_lines,
     build_view,
+    curves_note,
     datasets,
     default_scalar,
+    has_claims,
     intro,
     notes,
     original,
@@ -75,8 +77,9 @@ def document(comparison: Comparison, frames: tuple, dataset: str | None = None, 
                          f"`nbkit sweep {comparison.name}`, then run `nbkit report` again."))
         return _page(comparison, parts, None, script)
     view = build_view(metrics, runs, chosen, variants, splits=("train_200", "val", "test"),
-                      scalar=default_scalar(metrics), palette=charts.colours(runs, registry_order()))
-    said = notes(view)
+                      scalar=default_scalar(metrics), palette=charts.colours(runs, registry_order()),
+                      baseline=comparison.baseline, own=not has_claims(comparison))
+    said = notes(view, sortable=False)
     verdicts = {}
     if comparison.source is None:  # the original's claims: nbkit's comparisons only
         card = claims.scorecard(measured(*claims.of_dataset(metrics, runs, chosen)), comparison.name)
@@ -84,7 +87,7 @@ def document(comparison: Comparison, frames: tuple, dataset: str | None = None, 
     extra = sections(view, comparison, chosen)
     parts += [_md(answer(view, verdicts, chosen, answer_lines(view, comparison))), _md(original(comparison)),
               "<h2>This run set</h2>", _md(view.protocol),
-              "<h2>Curves</h2>", _md(said["curves"]), "<div id='curves'></div>",
+              "<h2>Curves</h2>", _md(curves_note(comparison)), "<div id='curves'></div>",
               *([f"<div class='wrap'>{_md(scorecard_text.section(metrics, runs, comparison.name, chosen))}</div>"]
                 if comparison.source is None else []),  # the original's claims: nbkit's comparisons only
               *(part for i, s in enumerate(extra) for part in (

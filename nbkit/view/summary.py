@@ -9,6 +9,7 @@ import polars as pl
 
 from nbkit.analysis.measures import OVERFIT_GAP
 from nbkit.analysis.tables import original_tables, per_variant
+from nbkit.design.comparisons import Comparison
 from nbkit.rundir.reader import read_runs
 from nbkit.view.escape import md_text
 
@@ -113,10 +114,13 @@ def findings(table: pl.DataFrame, runs_per_run: pl.DataFrame, baseline: str = "r
     worst = table.row(table.height - 1, named=True)
     if table.height > 1:
         out.append(f"Lowest test top-1: **{name(worst)}** at {worst['best_test_mean']:.4f}.")
-    if "test_at_best_val_mean" in table.columns:
-        diff = (table["best_test_mean"] - table["test_at_best_val_mean"]).mean()
+    held_out = table.filter(pl.col("test_at_best_val_mean").is_not_null()) if "test_at_best_val_mean" in table.columns \
+        else table.clear()
+    diff = (held_out["best_test_mean"] - held_out["test_at_best_val_mean"]).mean() if held_out.height else None
+    if diff is not None and round(diff, 4) != 0:  # where runs held out a val split, and picking on it changed something
         out.append(f"Picking the step on the test set itself (as the original did) flatters test top-1 by "
-                   f"{diff:.4f} on average over picking it on the val split.")
+                   f"{diff:.4f} on average over picking it on the val split ({held_out.height} of {table.height} "
+                   f"variant(s) held out a val split).")
     return out
 
 
@@ -142,3 +146,20 @@ def _overfitting(runs_per_run: pl.DataFrame) -> list[str]:
     if least["gap"] < OVERFIT_GAP:
         text += f" The smallest gap is {md_text(least[key])}'s ({least['gap']:.3f})."
     return [text]
+
+
+def missing(table: pl.DataFrame, comparison: Comparison) -> list[str]:
+    """The comparison's variants with no evaluated run in the per-variant table, said before any
+    finding: where its question is about ViTs and none was run, that it cannot be answered here."""
+    measured = set() if table.is_empty() else set(table.filter(pl.col("best_test_mean").is_not_null())["variant"])
+    absent = [v for v in comparison.variants if v not in measured]
+    if not absent:
+        return []
+    vits = [v for v in comparison.variants if v.startswith("vit")]
+    if vits and set(vits) <= set(absent) and "ViT" in comparison.question:
+        rest = [v for v in absent if v not in vits]
+        return [f"**No ViT runs in this set: the question cannot be answered here** (none of its {len(vits)} ViT "
+                f"variants has an evaluated run{'; nor ' + ', '.join(md_text(v) for v in rest) if rest else ''}). "
+                "What follows is about the others only."]
+    return [f"No evaluated runs of {', '.join(md_text(v) for v in absent)} here: the answer leaves "
+            f"{'it' if len(absent) == 1 else 'them'} out."]

@@ -120,10 +120,12 @@ def build_view(metrics: pl.DataFrame, runs: pl.DataFrame, dataset: str, variants
                splits=("train_200", "test"), x: str = "step", smoothing: float = 0.0,
                seeds: str = "each run", log_scale: bool = False, scalar: str | None = None,
                palette: dict | None = None, width: int = charts.WIDTH, cfgs: dict | None = None,
-               baseline: str = "resnet18") -> View:
+               baseline: str = "resnet18", own: bool = False) -> View:
     """Everything a comparison shows, for one dataset and a set of variants. palette: each group's
     colour (charts.colours of the whole runs directory, so it is the same in every view of it);
-    cfgs: the runs' config.json by path when already read (nbkit.rundir.reader.RunStore.configs)."""
+    cfgs: the runs' config.json by path when already read (nbkit.rundir.reader.RunStore.configs);
+    baseline: the variant the findings measure margins against; own: a comparison of the user's
+    (nothing is measured against the original's protocol)."""
     palette = palette if palette is not None else charts.colours(runs, registry_order())
     runs = runs.filter((pl.col("dataset") == dataset) & pl.col("variant").is_in(variants)) if not runs.is_empty() else runs
     paths = runs["path"].to_list() if not runs.is_empty() else []
@@ -137,7 +139,7 @@ def build_view(metrics: pl.DataFrame, runs: pl.DataFrame, dataset: str, variants
     return View(metrics, runs, shown, per_variant, per_run, train_200, test,
                 summary.findings(per_variant, per_run, baseline), has_val, present.variant_table(per_variant),
                 present.run_table(per_run, cfgs, runs), present.original_table(train_200, test, runs),
-                present.protocol(runs, cfgs), palette)
+                present.protocol(runs, cfgs, against_original=not own), palette)
 
 
 def guidance(comparison: Comparison, runs_dir: str) -> str:
@@ -161,7 +163,7 @@ def original(comparison: Comparison) -> str:
         return (f"**What the original study reported** (CIFAR-100, 5,000 steps, one run each, best step picked on "
                 f"the test set): {md_text(comparison.original_findings)}")
     if comparison.expected:
-        return f"**What you expected** ({md_code(comparison.source)}): {md_text(comparison.expected)}"
+        return f"**What you expected** ({md_code(Path(str(comparison.source)).name)}): {md_text(comparison.expected)}"
     return ""
 
 
@@ -193,22 +195,31 @@ def answer(view: View, verdicts: dict[str, int] | None, dataset: str, first: lis
     return head + "\n\n" + "\n".join(lines)
 
 
-CURVES_NOTE = ("A line per run (seeds by dash), coloured by variant; runs of a variant at other settings are named "
-               "apart. Hover a chart for every run's value at that point, highest first; drag to pan, scroll to zoom, "
-               "double-click to reset; click a legend entry to highlight it in every chart. Dashed rules on the loss "
-               "mark epoch ends: the original's open puzzle is the loss dropping at each one.")
+CURVES_BASE = ("A line per run (seeds by dash), coloured by variant; runs of a variant at other settings are named "
+               "apart. Hover a chart for every run's value at that point, best first (lowest loss, highest top-1); "
+               "drag to pan, scroll to zoom, double-click to reset; click a legend entry to highlight it in every "
+               "chart. nbkit's own architectures (resnet*, toy-dilated, the ViTs; -tnc aside) keep the original's "
+               "1000-way head whatever the dataset, so their loss starts near ln 1000 = 6.9 and reads high beside a "
+               "fair top-1: the head's unused logits, not a bug. Dashed rules on the loss "
+               "mark epoch ends")
+CURVES_NOTE = CURVES_BASE + ": the original's open puzzle is the loss dropping at each one."
 
 
-def notes(view: View) -> dict[str, str]:
+def curves_note(comparison: Comparison | None = None) -> str:
+    """What the Curves section says: the original's puzzle only on nbkit's own comparisons."""
+    return CURVES_NOTE if comparison is None or has_claims(comparison) else CURVES_BASE + "."
+
+
+def notes(view: View, sortable: bool = True) -> dict[str, str]:
     """What each section of a comparison says above its chart or table (markdown), for the
-    notebook, the Jupyter panel and the reports alike."""
+    notebook, the Jupyter panel and the reports alike; sortable: whether its tables sort (the
+    notebook's do; a report's and the panel's HTML tables do not)."""
     return {
-        "curves": CURVES_NOTE,
         "per variant": "A row per variant (and per set of settings where a variant has runs at several). Best test "
                        "top-1: at the best step chosen on test (its mean step beside it), as the original did"
                        + ("; test top-1 at the step chosen on the val split is the honest pick." if view.has_val
                           else ".") + " ± is the standard deviation across seeds (none with one seed); two runs of "
-                       "one seed count once. The gap is final train_200 minus final test top-1. Columns sort.",
+                       "one seed count once. The gap is final train_200 minus final test top-1." + (" Columns sort." if sortable else ""),
         "original": "Each run's best train_200 top-1 and best test top-1, each with its step (ties go to the earlier "
                     "step), best test first.",
         "runs": "Each run's state, progress, protocol and the settings that set it apart from the others.",
@@ -290,7 +301,8 @@ def view_of(snap: Snapshot, dataset: str | None, controls: dict) -> View | None:
     return build_view(snap.metrics, snap.runs, dataset, controls["variants"], splits=controls["splits"],
                       x=controls["x"], smoothing=controls["smoothing"], seeds=controls["seeds"],
                       log_scale=controls["log_scale"], scalar=None if scalar in (None, "(none)") else scalar,
-                      palette=snap.palette, cfgs=snap.configs, baseline=snap.comparison.baseline)
+                      palette=snap.palette, cfgs=snap.configs, baseline=snap.comparison.baseline,
+                      own=not has_claims(snap.comparison))
 
 
 def chart_key(dataset: str | None, controls: dict) -> str:
@@ -333,16 +345,18 @@ def sections(view: View, comparison: Comparison | None = None, dataset: str | No
 
 
 def answer_lines(view: View, comparison: Comparison) -> list[str]:
-    """What a comparison adds to the answer at the top: the epochs experiment's verdict; whether
-    the conclusion holds once each variant is tuned, where its runs include tuning trials."""
+    """What a comparison adds to the answer at the top: what its runs leave out, the epochs
+    experiment's verdict, and whether the conclusion holds once each variant is tuned, where its
+    runs include tuning trials."""
     from nbkit.view import tuning_view
 
-    tuned = tuning_view.answer_line(view)
+    out = summary.missing(view.variant_table, comparison)
     if comparison.name == "epochs" and comparison.source is None:
         from nbkit.analysis import epochs
 
-        return epochs.findings(view.metrics, view.runs)[-1:] + ([tuned] if tuned else [])
-    return [tuned] if tuned else []
+        out += epochs.findings(view.metrics, view.runs)[-1:]
+    tuned = tuning_view.answer_line(view)
+    return out + ([tuned] if tuned else [])
 
 
 # --- widgets (marimo), defined once for every comparison --------------------------------------

@@ -116,8 +116,9 @@ def test_colours_follow_the_runs_directory_not_the_comparison(tmp_path):
 def test_y_range_fits_what_is_shown_per_split(logs):
     metrics, runs = logs
     chart = charts.accuracy_chart(metrics, runs, ["resnet18"], splits=("train_200", "test")).to_dict()
-    domains = [next(l for l in p["hconcat"][0]["layer"] if l.get("name", "").endswith("_lines"))["encoding"]["y"]
-               ["scale"]["domain"] for p in chart["vconcat"]]
+    exprs = [next(l for l in p["hconcat"][0]["layer"] if l.get("name", "").endswith("_lines"))["encoding"]["y"]
+             ["scale"]["domain"]["expr"] for p in chart["vconcat"]]
+    domains = [next(p["value"] for p in chart["params"] if p["name"] == e) for e in exprs]  # a parameter each
     test = curves.series(curves.select(metrics, ["resnet18"]), runs, "test", "acc_top1")["value"]
     low, high = domains[1]
     assert test.min() - 0.011 < low < test.min() and test.max() < high < test.max() + 0.011  # not 0 to 1
@@ -193,8 +194,25 @@ def test_val_split_puts_test_at_best_val_beside_best_on_test(tmp_path):
     row = tables.per_variant(metrics, runs).row(0, named=True)
     assert row["best_test_mean"] == pytest.approx(0.35) and row["test_at_best_val_mean"] == pytest.approx(0.30)
     text = " ".join(summary.findings(tables.per_variant(metrics, runs), tables.per_run(metrics, runs)))
-    assert "flatters test top-1 by 0.0500" in text
+    assert "flatters test top-1 by 0.0500 on average over picking it on the val split (1 of 1 variant(s)" in text
     assert "at least 0.1 for resnet18 (1.000 against 0.350)" in text
+    write_run(tmp_path, "toy-dilated", 0, {"test": [(100, 0.2)]})  # no val split: it takes no part
+    metrics, runs = read_runs(tmp_path)
+    text = " ".join(summary.findings(tables.per_variant(metrics, runs), tables.per_run(metrics, runs)))
+    assert "flatters test top-1 by 0.0500 on average over picking it on the val split (1 of 2 variant(s)" in text
+
+
+def test_no_val_split_no_word_on_picking_the_step_on_it(tmp_path):
+    """Runs without a val split: the answer says nothing of it (it said "flatters ... by 0.0000")."""
+    write_run(tmp_path, "resnet18", 0, {"test": [(100, 0.30), (200, 0.35)], "train_200": [(200, 1.0)]})
+    write_run(tmp_path, "toy-dilated", 0, {"test": [(100, 0.20)], "train_200": [(100, 0.3)]})
+    metrics, runs = read_runs(tmp_path)
+    text = " ".join(summary.findings(tables.per_variant(metrics, runs), tables.per_run(metrics, runs)))
+    assert "**resnet18** has the best test top-1" in text and "flatters" not in text and "val split" not in text
+    write_run(tmp_path, "resnet18-gn", 0, {"val": [(100, 0.5)], "test": [(100, 0.4)]})  # the same step either way
+    metrics, runs = read_runs(tmp_path)
+    text = " ".join(summary.findings(tables.per_variant(metrics, runs), tables.per_run(metrics, runs)))
+    assert "**resnet18-gn** has the best test top-1" in text and "flatters" not in text  # not "by 0.0000"
 
 
 def test_runs_not_yet_evaluated_count_for_nothing(tmp_path, capsys):
@@ -270,3 +288,14 @@ def test_gradient_norm_is_charted_by_default_where_runs_logged_it(logs):
     assert {r["group"] for r in chart_rows(shown["scalar"]) if "group" in r} == {"vitn-12x256-8x8-lt"}
     without = metrics.filter(pl.col("variant") == "resnet18").drop("grad_norm")
     assert workbench.default_scalar(without) is None
+
+
+def test_the_loss_range_leaves_out_a_long_runs_start_but_draws_a_short_run_whole():
+    """A 5,000-step run's first tenth (loss far above where it settles) is outside the fitted
+    range; a 200-step run of 20 points keeps its first point inside it."""
+    long = pl.DataFrame({"path": "a", "step": list(range(10, 5001, 10)), "value": [7.0] + [2.0] * 499})
+    short = pl.DataFrame({"path": "b", "step": list(range(10, 201, 10)), "value": [6.0] + [3.0] * 19})
+    low, high = curves.y_domain(long, skip_start=0.1)
+    assert high < 7.0
+    low, high = curves.y_domain(pl.concat([long, short]), skip_start=0.1)
+    assert high > 6.0 and low < 2.0  # the short run's first point and the long run's settled loss

@@ -57,6 +57,10 @@ def chart_call(page, script: str):
                          "'[data-draws]')]); const view = all[0].nbkitView; return eval(script); }", script)
 
 
+X_TICKS = ("[...[...all[0].querySelectorAll('g.role-axis')].find(g => (g.getAttribute('aria-label') || '')"
+           ".startsWith('X-axis')).querySelectorAll('g.role-axis-label text')].map(t => t.textContent)")
+
+
 def wait_for(predicate, seconds: float, what: str):
     deadline = time.time() + seconds
     while time.time() < deadline:
@@ -102,12 +106,16 @@ def test_one_line_per_run_cheap_refresh_and_zoom_that_survives_new_rows(browser,
         before = draws(page)
         page.wait_for_timeout(6000)  # three ticks that find nothing
         assert draws(page) == before
+        ticks = lambda: [float(t) for t in chart_call(page, X_TICKS)]  # the loss panel's x axis, as drawn
+        assert max(ticks()) > 2.5
         chart_call(page, "view.signal('zoom_loss_x', [0.5, 2.5]).runAsync().then(() => true)")  # the user zooms
+        wait_for(lambda: ticks() and 0.5 <= min(ticks()) and max(ticks()) <= 2.5, 10, "the zoom drawn")
         run = next(runs.glob("synthetic/toy-dilated/*"))
         with open(run / "metrics.jsonl", "a") as f:
             f.write(json.dumps({"step": 40, "split": "train", "time": 4.0, "loss": 6.5}) + "\n")
         wait_for(lambda: draws(page) > before, 20, "the new row")
         assert chart_call(page, "view.signal('zoom_loss_x')") == [0.5, 2.5]
+        assert ticks() and 0.5 <= min(ticks()) and max(ticks()) <= 2.5, ticks()  # still zoomed where it is drawn
         assert x_axis.input_value() == "epoch"
         assert 40 in chart_call(page, "view.data('loss-lines').map(r => r.step)")
         fill_form(page, [], str(tmp_path / "missing.tar.xz"), 4, 2, 1, "cpu")  # a sweep that fails at once
@@ -132,17 +140,18 @@ def form_shows(page) -> dict:
     number = lambda i: int(texts.nth(i).input_value().replace(",", ""))
     chips = form.locator("button[aria-haspopup=dialog] span.font-mono").all_text_contents()
     return {"variants": chips, "dataset": texts.nth(0).input_value(), "max_iter": number(1), "eval_every": number(2),
-            "seeds": number(3), "device": form.locator("select").first.input_value()}
+            "warmup": number(3), "seeds": number(4), "device": form.locator("select").first.input_value()}
 
 
-def fill_form(page, variants_off: list[str], dataset: str, steps: int, every: int, seeds: int, device: str) -> None:
+def fill_form(page, variants_off: list[str], dataset: str, steps: int, every: int, seeds: int, device: str,
+              warmup: int = 0) -> None:
     form = launch_form(page)
     for name in variants_off:
         form.locator("button[aria-haspopup=dialog]").first.click()
         page.locator("[role=dialog]").get_by_role("option", name=name, exact=True).click()
         page.keyboard.press("Escape")
     texts = form.locator("input[type=text]")
-    for i, value in enumerate((dataset, steps, every, seeds)):
+    for i, value in enumerate((dataset, steps, every, warmup, seeds)):
         texts.nth(i).fill(str(value))
         texts.nth(i).press("Tab")
     form.locator("select").first.select_option(device)
@@ -170,14 +179,18 @@ def test_a_launch_after_a_reload_starts_what_the_page_shows_and_its_runs_appear(
         page.get_by_text("No runs yet").first.wait_for(timeout=60_000)
         page.wait_for_timeout(2000)
         assert form_shows(page)["max_iter"] == 7  # the edits survived the runs directory and the reload
+        fill_form(page, [], "synthetic", 4, 2, 1, "cpu", warmup=500)  # a warm-up longer than the run: refused
+        launch_form(page).get_by_role("button", name="Launch runs").click()
+        page.get_by_text("The warm-up (500 steps) is not shorter than the run (4 steps)").first.wait_for(timeout=30_000)
+        assert not list((runs / ".sweeps").glob("*.json"))
         fill_form(page, [], "synthetic", 4, 2, 1, "cpu")  # what a user sets before pressing Launch
         shown = form_shows(page)
         launch_form(page).get_by_role("button", name="Launch runs").click()
         wait_for(lambda: list((runs / ".sweeps").glob("*.json")), 30, "the sweep's registry entry")
         entry = json.loads(next((runs / ".sweeps").glob("*.json")).read_text())
         request = entry["request"]
-        assert {k: request[k] for k in ("variants", "dataset", "max_iter", "eval_every", "seeds")} == {
-            k: shown[k] for k in ("variants", "dataset", "max_iter", "eval_every", "seeds")}, (shown, request)
+        assert {k: request[k] for k in ("variants", "dataset", "max_iter", "eval_every", "warmup", "seeds")} == {
+            k: shown[k] for k in ("variants", "dataset", "max_iter", "eval_every", "warmup", "seeds")}, (shown, request)
         assert f"--device={shown['device']}" in entry["args"]
         page.get_by_text("Launched sweep (pid").first.wait_for(timeout=30_000)
         logged = lambda: [p for p in runs.glob("synthetic/*/*/metrics.jsonl") if p.stat().st_size > 0]

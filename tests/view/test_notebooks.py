@@ -258,7 +258,8 @@ def test_launch_sends_a_sweep_to_ray_and_reports_an_unreachable_cluster(tmp_path
     assert "nbkit sweep: error: cannot reach the Ray cluster at auto" in log, log
     state = wb.sweep_state(info)  # what the page shows: the sweep, its runs, its one-line error
     assert state["state"] == "failed" and state["error"].startswith("nbkit sweep: error: cannot reach the Ray")
-    assert [(r["variant"], r["seed"], r["state"], r["step"]) for r in state["runs"]] == [("toy-dilated", 0, "queued", "0 of 4")]
+    assert [(r["variant"], r["seed"], r["state"], r["step"]) for r in state["runs"]] == [
+        ("toy-dilated", 0, "not started (the sweep failed)", "0 of 4")]  # never "queued" after the sweep ended
     assert not list(tmp_path.glob("synthetic/*/*/config.json"))
 
 

@@ -143,8 +143,31 @@ def test_launch_form_defaults_follow_the_loaded_runs_and_never_name_a_path_not_h
         (run / "config.json").write_text(json.dumps(config))
     metrics, runs = read_runs(tmp_path / "runs")
     assert launch.launch_defaults(runs, "imgs") == {"dataset": str(source), "max_iter": 200, "eval_every": 40,
-                                                       "seeds": 3, "device": "cpu", "missing": None}
+                                                       "warmup": 20, "seeds": 3, "device": "cpu", "missing": None}
     source.unlink()  # runs made on another machine (the H200's data path): not offered, but said
     d = launch.launch_defaults(runs, "imgs")
     assert d["dataset"] == "" and d["missing"] == str(source)
-    assert launch.launch_defaults(runs.clear(), None)["max_iter"] == 5000  # no runs: the original protocol
+    # no runs: the original protocol where CIFAR-100 is here; else (offline it would fail) a short synthetic run
+    data = tmp_path / "data" / "cifar-100-python"
+    data.mkdir(parents=True)
+    (data / "train").write_bytes(b"")
+    assert launch.launch_defaults(runs.clear(), None, data_dir=tmp_path / "data") == {
+        "dataset": "cifar100", "max_iter": 5000, "eval_every": 100, "warmup": 500, "seeds": 2, "device": "auto",
+        "missing": None}
+    (data / "train").unlink()
+    empty = launch.launch_defaults(runs.clear(), None, data_dir=tmp_path / "data")
+    assert (empty["dataset"], empty["max_iter"], empty["warmup"]) == ("synthetic", 200, 20)
+    assert launch.warmup_problem(40, 500).startswith("The warm-up (500 steps) is not shorter than the run (40 steps)")
+    assert launch.warmup_problem(40, 4) is None
+
+
+def test_the_runs_table_says_why_a_run_inside_its_warmup_barely_learned_and_never_none(tmp_path):
+    """A 40-step run of the 500-step warm-up (top-1 0.0000 otherwise unexplained) says so under
+    'Why it ended'; a done run of a full warm-up reads '—' there, never 'None'."""
+    write_run(tmp_path, "resnet18", 0, {"test": [(40, 0.0)]}, settings={"max_iter": 40, "warmup_num_steps": 500})
+    write_run(tmp_path, "toy-dilated", 0, {"test": [(40, 0.2)]}, settings={"max_iter": 40, "warmup_num_steps": 4})
+    metrics, runs = read_runs(tmp_path)
+    table = present.run_table(tables.per_run(metrics, runs), present.configs(runs), runs).formatted()
+    why = dict(zip(table["Variant"], table["Why it ended"]))
+    assert why["resnet18"].startswith("ends inside its learning-rate warm-up (40 of 500 steps)")
+    assert why["toy-dilated"] == "—"
