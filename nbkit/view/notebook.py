@@ -54,8 +54,8 @@ def _(mo, store):
 
 
 @app.cell(hide_code=True)
-def _(choices, comparison, dataset, first, get_catalogue, mo, wb):
-    controls = wb.view_controls(get_catalogue(), comparison, dataset.value, choices, first.default_scalar)
+def _(choices, comparison, dataset, first, get_catalogue, mo, widgets):
+    controls = widgets.view_controls(get_catalogue(), comparison, dataset.value, choices, first.default_scalar)
     mo.vstack([mo.hstack([dataset, controls["x"], controls["splits"], controls["scalar"]], justify="start"),
                controls["variants"],
                mo.hstack([controls["smoothing"], controls["log_scale"], controls["seeds"]], justify="start")])
@@ -129,7 +129,7 @@ def _(first, mo):
 
 
 @app.cell(hide_code=True)
-def _(comparison, first, launch, mo, study, tuned_pick, wb):
+def _(comparison, first, launch, mo, study, tuned_pick):
     # built once (and again on a tuned pick): what it shows is what Launch sends, whatever the runs directory does
     launch_form = launch.launch_form(comparison, first.runs, first.dataset, first.configs, list(study.variants),
                                      preset=tuned_pick.value if tuned_pick is not None else None)
@@ -183,10 +183,10 @@ def _():
 
     from nbkit.rundir import reader
     from nbkit.sweeps import background
-    from nbkit.view import launch, pagekey, scorecard
+    from nbkit.view import launch, pagekey, scorecard, widgets
     from nbkit.view import workbench as wb
     from nbkit.view.livechart import LiveChart
-    return LiveChart, background, launch, mo, pagekey, reader, scorecard, wb
+    return LiveChart, background, launch, mo, pagekey, reader, scorecard, wb, widgets
 
 
 @app.cell(hide_code=True)
@@ -238,8 +238,8 @@ def _(background, comparison, get_catalogue, get_launched, get_snapshot, get_swe
 
 
 @app.cell(hide_code=True)
-def _(choices, get_catalogue, wb):
-    dataset = wb.dataset_control(get_catalogue(), choices)
+def _(choices, get_catalogue, widgets):
+    dataset = widgets.dataset_control(get_catalogue(), choices)
     return (dataset,)
 
 

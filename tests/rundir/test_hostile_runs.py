@@ -17,7 +17,7 @@ from nbkit.analysis import tables
 from nbkit.analysis.curves import SEED_MODES, X_AXES
 from nbkit.design.comparisons import COMPARISONS
 from nbkit.rundir.reader import RunStore, read_runs
-from nbkit.view import launch, present, report, summary, workbench
+from nbkit.view import launch, present, report, summary, widgets, workbench
 from nbkit.view.scorecard import scorecards_markdown
 from nbkit.view.summary import summary_markdown, variant_markdown
 from tests.helpers import write_run
@@ -135,7 +135,7 @@ def everything_a_view_shows(root: Path):
     store = RunStore(root)
     store.poll()
     snap = workbench.snapshot(store, comparison)  # what the live notebook holds, and its controls
-    controls = workbench.view_controls(snap.catalogue, comparison, dataset, workbench.Choices(), snap.default_scalar)
+    controls = widgets.view_controls(snap.catalogue, comparison, dataset, workbench.Choices(), snap.default_scalar)
     workbench.view_of(snap, dataset, controls.value)
     launch.launch_form(comparison, runs, dataset)
     page = report.document(comparison, (metrics, runs), script="")  # what `nbkit report` writes, charts' code aside

@@ -276,13 +276,13 @@ def test_per_layer_temperature_is_read_at_each_runs_last_logged_step(logs):
 
 
 def test_gradient_norm_is_charted_by_default_where_runs_logged_it(logs):
-    from nbkit.view import workbench
+    from nbkit.view import widgets, workbench
 
     metrics, runs = logs
     assert workbench.default_scalar(metrics) == "train grad_norm"
     cat = workbench.catalogue(metrics, runs, COMPARISONS["models"])
-    controls = workbench.view_controls(cat, COMPARISONS["models"], "synthetic", workbench.Choices(),
-                                       workbench.default_scalar(metrics))
+    controls = widgets.view_controls(cat, COMPARISONS["models"], "synthetic", workbench.Choices(),
+                                     workbench.default_scalar(metrics))
     assert controls["scalar"].value == "train grad_norm"
     shown = charts.main_charts(metrics, runs, ["vitn-12x256-8x8-lt", "resnet18"], scalar="train grad_norm")
     assert {r["group"] for r in chart_rows(shown["scalar"]) if "group" in r} == {"vitn-12x256-8x8-lt"}
