@@ -247,14 +247,14 @@ def _drop_check(claim: Claim, here: Measured, row: dict) -> None:
     its mean over the runs of a, against a t interval over those runs."""
     row["original"] = "seen in its loss figure (no number)"
     drops = here.drops.filter(pl.col("variant").is_in(list(claim.a)) & pl.col("boundary_drop").is_not_null()
-                              & pl.col("mid_epoch_drop").is_not_null())
-    drops = (drops.with_columns((pl.col("boundary_drop") - pl.col("mid_epoch_drop")).alias("d"))
+                              & pl.col("placebo_drop").is_not_null())
+    drops = (drops.with_columns((pl.col("boundary_drop") - pl.col("placebo_drop")).alias("d"))
              .filter(pl.col("d").is_finite()))
     if drops.is_empty():
         return
     d, n = drops["d"].to_list(), drops.height
     mean = sum(d) / n
-    row.update(here=f"{drops['boundary_drop'].mean():.3f} at epoch ends, {drops['mid_epoch_drop'].mean():.3f} "
+    row.update(here=f"{drops['boundary_drop'].mean():.3f} at epoch ends, {drops['placebo_drop'].mean():.3f} "
                     f"mid-epoch ({n} runs)", difference=mean)
     if n < 2:
         row.update(noise="one run", verdict="not judged")

@@ -332,9 +332,9 @@ def sections(view: View, comparison: Comparison | None = None, dataset: str | No
 def answer_lines(view: View, comparison: Comparison) -> list[str]:
     """What a comparison adds to the answer at the top: the epochs experiment's verdict."""
     if comparison.name == "epochs" and comparison.source is None:
-        from nbkit.analysis import epochs
+        from nbkit.analysis import epochs_answer
 
-        return epochs.findings(view.metrics, view.runs)[-1:]
+        return epochs_answer.findings(view.metrics, view.runs)[-1:]
     return []
 
 

@@ -39,7 +39,7 @@ def test_a_planted_drop_at_every_boundary_is_found_and_the_placebo_is_not():
     at = points.filter(pl.col("kind") == "boundary")
     assert at["step"].to_list() == [100, 200, 300, 400, 500]  # 600: no steps after it are logged
     assert at["relative"].min() > 0.15  # about the planted 20%
-    mid = points.filter(pl.col("kind") == "mid-epoch")
+    mid = points.filter(pl.col("kind") == "placebo")
     assert mid["step"].to_list() == [150, 250, 350, 450, 550]
     assert mid["relative"].abs().max() < 0.03
 
