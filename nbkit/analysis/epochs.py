@@ -215,3 +215,13 @@ def switch(metrics: pl.DataFrame, runs: pl.DataFrame) -> pl.DataFrame:
     held = held_out_drops(mine, runs).join(at, on=["path", "step"]).select("path", pl.col("after").alias("held"))
     out = train.join(held, on="path", how="left")
     return out.select(list(SWITCH_SCHEMA)).cast(SWITCH_SCHEMA).sort("variant", "seed")
+
+
+def without_switch(frame: pl.DataFrame, runs: pl.DataFrame, column: str = "step") -> pl.DataFrame:
+    """Rows of boundary_drops (column step) or aligned (column boundary) without the disjoint runs'
+    switch, which is no epoch end like the others (the data change there): it is `switch`'s."""
+    if frame.is_empty() or "switch_epoch" not in runs.columns:
+        return frame
+    at = (runs.filter(pl.col("switch_epoch").is_not_null() & (pl.col("switch_epoch") > 0))
+          .select("path", (pl.col("switch_epoch") * pl.col("steps_per_epoch")).cast(pl.Int64).alias(column)))
+    return frame.join(at, on=["path", column], how="anti") if not at.is_empty() else frame

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from nbkit.analysis import drops
+from nbkit.analysis import drops, epochs
 from nbkit.analysis.epochs import held_out_drops, paired_runs, run_values, seen_by_count, seen_gap, switch, verdicts
 from nbkit.analysis.significance import ALPHA, TTest, holm, one_sample, welch
 
@@ -68,13 +68,13 @@ def _sd_words(r: dict) -> str:
 
 def findings(metrics: pl.DataFrame, runs: pl.DataFrame) -> list[str]:
     """The findings as sentences (markdown), computed from the runs; the last one is the verdict."""
-    points = drops.boundary_drops(metrics, runs)
+    points = epochs.without_switch(drops.boundary_drops(metrics, runs), runs)
     v = {r["variant"]: r for r in verdicts(points).iter_rows(named=True)}
     base = v.get(BASE)
     if base is None:
         return [f"No {BASE} run crosses an epoch boundary with rows on both sides yet: there is no drop to explain. "
                 "`bash benchmarks/epochs_runs.sh` makes the CPU run set."]
-    held_points = held_out_drops(metrics, runs)
+    held_points = epochs.without_switch(held_out_drops(metrics, runs), runs)
     held = {r["variant"]: r["boundary_drop_mean"] for r in drops.drop_per_variant(held_points).iter_rows(named=True)}
     sw = switch(metrics, runs).filter(pl.col("variant") == DISJOINT)
     controls = {
@@ -132,9 +132,10 @@ def _control_words(v: dict, controls: dict[str, Control], sw: pl.DataFrame) -> l
         held = sw["held"].drop_nulls()
         held_words = f"the held-out level is {held.mean():.3f}" if len(held) else "no held-out rows at the switch"
         out.append(f"**The disjoint half** ({DISJOINT}: one half of the training set up to the switch, then the other, "
-                   f"never trained on): at the switch the loss rose to {sw['after'].mean():.3f} (from "
-                   f"{sw['before'].mean():.3f} before it; the trend predicted {sw['trend'].mean():.3f}: "
-                   f"{against(sw['relative'].mean())} against it), {held_words}. The rise "
+                   f"never trained on): at the switch the loss "
+                   f"{'rose' if sw['after'].mean() > sw['before'].mean() else 'fell'} to {sw['after'].mean():.3f} (from "
+                   f"{sw['before'].mean():.3f} before it; the trend predicted {sw['trend'].mean():.3f}), "
+                   f"{held_words}. The rise "
                    + ("is beyond chance" if c.beyond and c.agrees else "is not beyond chance" if c.agrees
                       else "is absent: the loss fell") + f" ({p_words(c.test, c.adjusted)}).")
     if (r := v.get(FIXED)) is not None:

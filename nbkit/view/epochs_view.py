@@ -35,12 +35,14 @@ def sections(metrics: pl.DataFrame, runs: pl.DataFrame, dataset: str, variants: 
         metrics, runs, shown, x="epoch", seeds="mean and min-max band", palette=palette))]
     if (by_seen := seen_chart(metrics, order)) is not None:
         out.append(Section("Loss by how often the examples were trained on", SEEN_TEXT, by_seen))
-    train = epochs.aligned(metrics, runs)
+    train = epochs.without_switch(epochs.aligned(metrics, runs), runs, "boundary")
     if not train.is_empty():
         out.append(Section("Every epoch end overlaid", ALIGNED_TEXT, aligned_chart(train, order, palette)))
-    held = epochs.aligned(metrics, runs, epochs.HELD_OUT)
+    held = epochs.without_switch(epochs.aligned(metrics, runs, epochs.HELD_OUT), runs, "boundary")
     if not held.is_empty():
         out.append(Section("Held-out images at the same steps", HELD_TEXT, held_out_chart(train, held, order)))
+    if (switched := switch_chart(metrics, runs)) is not None:
+        out.append(Section("The disjoint half: a switch to never-seen images", SWITCH_TEXT, switched))
     out.append(Section("The drop at epoch ends", TABLE_TEXT, table=drop_table(metrics, runs, order)))
     out.append(Section("Findings", "\n\n".join(f"- {line}" for line in epochs_answer.findings(metrics, runs))))
     return out
@@ -95,6 +97,10 @@ ALIGNED_TEXT = ("x: steps since an epoch end; y: the training loss against the t
                 "it (0: on the trend; -5%: 5% below it). Thin lines: every epoch end of every run; thick: their mean.")
 HELD_TEXT = ("The same view for the held-out images (never trained on) scored at the same steps, beside the training "
              "batches' mean: a drop that is memorisation shows in the training loss only.")
+SWITCH_TEXT = ("Up to the switch every batch holds images of one half, trained on before; after it, images of the other "
+               "half, never trained on. Memorisation says the training loss jumps up to the held-out images' level "
+               "there; a change in the network itself (BatchNorm statistics, Adam's state, the schedule) says it "
+               "keeps falling.")
 TABLE_TEXT = ("The loss just after an epoch end against the trend (negative: below it, as in the charts), mean ± std "
               "across seeds, beside the same statistic at the placebo points and on the held-out images; beyond chance: "
               "a paired t test of each run's epoch ends against its placebo, the seed as the unit (two-sided p).")
@@ -194,8 +200,8 @@ def drop_table(metrics: pl.DataFrame, runs: pl.DataFrame, order: list[str]) -> p
     """Per variant: seeds, epoch length, epoch ends measured, the loss against the trend at epoch
     ends (mean ± std over seeds), at the placebo, whether the drop is beyond chance with the seed
     as the unit (and its p), and the held-out images at the same ends."""
-    v = epochs.verdicts(drops.boundary_drops(metrics, runs))
-    held = drops.drop_per_variant(epochs.held_out_drops(metrics, runs)).select(
+    v = epochs.verdicts(epochs.without_switch(drops.boundary_drops(metrics, runs), runs))
+    held = drops.drop_per_variant(epochs.without_switch(epochs.held_out_drops(metrics, runs), runs)).select(
         "variant", pl.col("boundary_drop_mean").alias("held"))
     spe = runs.group_by("variant").agg(pl.col("steps_per_epoch").min().alias("spe"))
     rows = []
@@ -218,3 +224,26 @@ def _beyond(r: dict) -> str:
         return f"yes (p = {r['p']:.2g})"
     large = abs(r["boundary_drop_mean"] or 0) >= epochs_answer.LARGE
     return f"no (p = {r['p']:.2g}){': large, seeds disagree' if large else ''}"
+
+
+def switch_chart(metrics: pl.DataFrame, runs: pl.DataFrame) -> charts.Spec | None:
+    """The disjoint runs: the training loss and the held-out images' loss by step (means over
+    seeds), a rule at the switch; None without such runs."""
+    rows = epochs.switch(metrics, runs)
+    if rows.is_empty():
+        return None
+    at = int(rows["step"].min())
+    both = (metrics.filter(pl.col("path").is_in(rows["path"].implode())
+                           & pl.col("split").is_in(list(SPLIT_NAMES)) & pl.col("loss").is_not_null())
+            .group_by("split", "step").agg(pl.col("loss").mean()).sort("step")
+            .with_columns(pl.col("split").replace_strict(SPLIT_NAMES).alias("scored on")).drop("split"))
+    names = list(SPLIT_NAMES.values())
+    line = alt.Chart(_data(both)).mark_line(strokeWidth=2, point=alt.OverlayMarkDef(size=12)).encode(
+        alt.X("step:Q", title="step"), alt.Y("loss:Q", title="loss"),
+        alt.Color("scored on:N", scale=alt.Scale(domain=names, range=["#1f77b4", "#222222"]),
+                  legend=alt.Legend(orient="bottom", labelLimit=0)),
+        tooltip=["scored on:N", "step:Q", alt.Tooltip("loss:Q", format=".3f")])
+    rule = alt.Chart(alt.Data(values=[{"x": at}])).mark_rule(color="#999", strokeDash=[4, 3]).encode(x="x:Q")
+    title = f"{epochs_answer.DISJOINT}: the switch to never-seen images at step {at} (means over seeds)"
+    return charts.Spec(alt.layer(line, rule).properties(title=title, width=3 * PANEL_WIDTH, height=PANEL_HEIGHT)
+                       .to_dict())

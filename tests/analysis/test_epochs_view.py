@@ -248,9 +248,11 @@ def test_the_sections_come_in_order_with_their_charts_and_table(planted, tmp_pat
     assert all(isinstance(s, Section) for s in out)
     assert [s.title for s in out] == ["The experiment", "Training loss, epoch ends marked",
                                       "Loss by how often the examples were trained on", "Every epoch end overlaid",
-                                      "Held-out images at the same steps", "The drop at epoch ends", "Findings"]
-    assert all(isinstance(s.chart, charts.Spec) for s in out[1:5])
-    table = out[5].table
+                                      "Held-out images at the same steps",
+                                      "The disjoint half: a switch to never-seen images", "The drop at epoch ends",
+                                      "Findings"]
+    assert all(isinstance(s.chart, charts.Spec) for s in out[1:6])
+    table = out[6].table
     assert table["variant"].to_list() == ["resnet18", "resnet18-fixed", "resnet18-replacement", "resnet18-disjoint",
                                           "toy-dilated"]
     first = table.row(0, named=True)
