@@ -173,7 +173,8 @@ def mde(se: float, df: float) -> float:
     return (t_quantile(1 - ALPHA / 2, df) + t_quantile(POWER, df)) * se
 
 
-def _test(mean: float, se: float, df: float, n: int) -> TTest:
+def t_test(mean: float, se: float, df: float, n: int) -> TTest:
+    """A TTest from a mean, its standard error and df (two-sided p; se 0: p 0 unless the mean is 0)."""
     if se <= 0:
         p = 0.0 if mean else 1.0
     else:
@@ -191,7 +192,7 @@ def one_sample(values: list[float]) -> TTest | None:
     if len(values) < 2:
         return None
     m, v = _mean_var(values)
-    return _test(m, math.sqrt(v / len(values)), len(values) - 1, len(values))
+    return t_test(m, math.sqrt(v / len(values)), len(values) - 1, len(values))
 
 
 def welch(a: list[float], b: list[float]) -> TTest | None:
@@ -203,7 +204,7 @@ def welch(a: list[float], b: list[float]) -> TTest | None:
     qa, qb = va / len(a), vb / len(b)
     se = math.sqrt(qa + qb)
     df = (qa + qb) ** 2 / (qa ** 2 / (len(a) - 1) + qb ** 2 / (len(b) - 1)) if qa + qb > 0 else len(a) + len(b) - 2
-    return _test(ma - mb, se, df, min(len(a), len(b)))
+    return t_test(ma - mb, se, df, min(len(a), len(b)))
 
 
 def holm(ps: list[float | None]) -> list[float | None]:
