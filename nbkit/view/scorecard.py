@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import polars as pl
 
-from nbkit.analysis.measures import Measured, measured
 from nbkit.analysis.claims import CLAIMS, TABLES, VERDICTS
+from nbkit.analysis.measures import Measured, measured
 from nbkit.analysis.scorecard import agreement_text, of_dataset, scorecard
 from nbkit.design.comparisons import COMPARISONS
 from nbkit.rundir.reader import read_runs
