@@ -225,3 +225,24 @@ def without_switch(frame: pl.DataFrame, runs: pl.DataFrame, column: str = "step"
     at = (runs.filter(pl.col("switch_epoch").is_not_null() & (pl.col("switch_epoch") > 0))
           .select("path", (pl.col("switch_epoch") * pl.col("steps_per_epoch")).cast(pl.Int64).alias(column)))
     return frame.join(at, on=["path", column], how="anti") if not at.is_empty() else frame
+
+
+def around_end(metrics: pl.DataFrame, runs: pl.DataFrame, variant: str, epoch: int, steps: int) -> tuple | None:
+    """The mean training loss over the `steps` steps before and the `steps` after the end of
+    `epoch`, train rows wholly on one side (mean over a variant's runs, each run's rows first), or
+    None where no run of it has rows on both sides."""
+    spe = dict(runs.filter(pl.col("variant") == variant).select("path", "steps_per_epoch").iter_rows())
+    sides = []
+    for path, per_epoch in spe.items():
+        if not isinstance(per_epoch, int):
+            continue
+        end = epoch * per_epoch
+        rows = metrics.filter((pl.col("path") == path) & (pl.col("split") == "train") & pl.col("loss").is_not_null())
+        every = _log_every(rows["step"].sort().to_list())
+        before = rows.filter((pl.col("step") <= end) & (pl.col("step") - every >= end - steps))["loss"]
+        after = rows.filter((pl.col("step") - every >= end) & (pl.col("step") <= end + steps))["loss"]
+        if len(before) and len(after):
+            sides.append((before.mean(), after.mean()))
+    if not sides:
+        return None
+    return sum(b for b, _ in sides) / len(sides), sum(a for _, a in sides) / len(sides)

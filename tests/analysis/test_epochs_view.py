@@ -322,3 +322,14 @@ def test_the_held_out_legend_is_drawn_whole(planted):
     svg = vl_convert.vegalite_to_svg(held_out_chart(train, held, ["resnet18"]).spec)
     assert "held-out images (never trained on)" in svg and "training batches" in svg
     assert "…" not in svg
+
+
+def test_the_loss_around_an_epoch_end_is_read_off_the_train_rows(planted):
+    """The README's "mean training loss over the N steps before and after the end of epoch k"."""
+    metrics, runs = planted
+    row = lambda s: (staircase(s - 2) + staircase(s - 1)) / 2  # a train row: the mean of its two steps
+    before, after = epochs.around_end(metrics, runs, "resnet18", 4, 10)
+    assert before == pytest.approx(sum(row(s) for s in range(72, 81, 2)) / 5, rel=0.01)
+    assert after == pytest.approx(sum(row(s) for s in range(82, 91, 2)) / 5, rel=0.01)
+    assert after < 0.9 * before  # the planted 15% step
+    assert epochs.around_end(metrics, runs, "resnet50", 4, 10) is None
