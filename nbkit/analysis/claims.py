@@ -86,8 +86,8 @@ CLAIMS: tuple[Claim, ...] = (
           "exceeds", _PLAIN_RESNETS, OVERFIT_GAP, "gap"),
     Claim("resnets", INVERSE, "Kendall tau between train_200 (as the original scored it) and test top-1 below 0, "
           "over the 11 ResNets of the figure of the original", "inverse", _FIGURE_RESNETS, None, "train"),
-    Claim("resnets", MIXSTYLE, "best-step gap (best clean train_200 - best test) of MixStyle, its three levels' runs "
-          "as one sample, below that of resnet18 by a tenth of it or more (each level's beside it)", "narrower",
+    Claim("resnets", MIXSTYLE, "best-step gap (best clean train_200 - best test) of MixStyle, the mean of its three levels "
+          "(each beside it), below that of resnet18 by a tenth of it or more", "narrower",
           MIXSTYLES, "resnet18", "gap"),
     Claim("resnets", PUZZLE, "its premise, that the loss drops after each epoch: the training loss falls further "
           "below its trend just after each epoch end than at the placebo points (relative drop, per run); whether it "
