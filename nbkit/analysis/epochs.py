@@ -246,3 +246,41 @@ def around_end(metrics: pl.DataFrame, runs: pl.DataFrame, variant: str, epoch: i
     if not sides:
         return None
     return sum(b for b, _ in sides) / len(sides), sum(a for _, a in sides) / len(sides)
+
+
+def dose_response(metrics: pl.DataFrame, runs: pl.DataFrame) -> tuple[pl.DataFrame, object]:
+    """Per variant with epoch ends: its mean relative drop at them (mean over runs) and its
+    best-step gap (best clean train_200 - best test, nbkit.analysis.measures), and Kendall's tau
+    between the two with its exact permutation test (None under three variants): whether the more
+    a variant overfits, the larger its drop."""
+    from nbkit.analysis.measures import run_measures
+    from nbkit.analysis.significance import kendall_test
+
+    per_run = drops.drop_per_run(without_switch(drops.boundary_drops(metrics, runs), runs)).drop_nulls("boundary_drop")
+    gaps = run_measures(metrics, runs)
+    if per_run.is_empty() or gaps.is_empty():
+        return pl.DataFrame(schema={"variant": pl.String, "drop": pl.Float64, "gap": pl.Float64}), None
+    both = (per_run.join(gaps.select("path", "gap"), on="path").drop_nulls("gap")
+            .group_by("variant").agg(pl.col("boundary_drop").mean().alias("drop"), pl.col("gap").mean())
+            .sort("variant"))
+    test = kendall_test(both["gap"].to_list(), both["drop"].to_list()) if both.height >= 3 else None
+    return both, test
+
+
+def predicted_drops(metrics: pl.DataFrame, points: pl.DataFrame, variant: str, source: str) -> list[dict]:
+    """The seen-count probe's prediction of the drop at the first epoch ends: measured under
+    `source` (replacement sampling) an example trained on k times has `ratio_k` of the loss of one
+    never trained on in the same windows, so at the end of epoch k, where every example goes from
+    k - 1 to k visits, the loss should fall by 1 - ratio_k / ratio_(k-1). Beside it, `variant`'s
+    measured mean relative drop at that end (over its runs)."""
+    ratios = {r["group"]: r["ratio"] for r in seen_by_count(metrics).iter_rows(named=True) if r["variant"] == source}
+    out, before = [], 1.0
+    for k, group in enumerate(("1", "2"), start=1):
+        if group not in ratios or points.is_empty():
+            break
+        at = points.filter((pl.col("variant") == variant) & (pl.col("kind") == "boundary") & (pl.col("epoch") == k))
+        per_run = at.group_by("path").agg(pl.col("relative").mean())["relative"]
+        out.append({"epoch": k, "predicted": 1 - ratios[group] / before,
+                    "measured": per_run.mean() if len(per_run) else None})
+        before = ratios[group]
+    return out

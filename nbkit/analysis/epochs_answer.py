@@ -102,7 +102,7 @@ def findings(metrics: pl.DataFrame, runs: pl.DataFrame) -> list[str]:
                    f"{against(base['boundary_drop_mean'])}; the difference "
                    + ("is beyond chance" if c.beyond and c.agrees else "is within noise") + f" ({p_words(c.test, c.adjusted)}).")
     out += _control_words(v, controls, sw)
-    out += _supporting_words(metrics)
+    out += _supporting_words(metrics, points, runs)
     out.append(_verdict(base, held.get(BASE), v, controls, sw, points))
     return out
 
@@ -157,18 +157,37 @@ def _stands_out(r: dict) -> str:
             f"unit (p = {r['p']:.2g}, {r['seeds']} seeds).")
 
 
-def _supporting_words(metrics: pl.DataFrame) -> list[str]:
-    """The seen-count probe: shown as supporting evidence, not counted in the verdict."""
+def _share(v: float | None) -> str:
+    return "—" if v is None else f"{v * 100:.0f}%"
+
+
+def _supporting_words(metrics: pl.DataFrame, points: pl.DataFrame, runs: pl.DataFrame) -> list[str]:
+    """The seen-count probe and the dose-response across variants: shown as supporting evidence,
+    not counted in the verdict."""
+    out = []
+    both, test = epochs.dose_response(metrics, runs)
+    if test is not None and test.tau is not None:
+        out.append(f"**Supporting evidence, not a test of the verdict: dose and response** (over the {test.n} variants "
+                   "of these runs with epoch ends): the more a variant overfits (its best-step gap, best clean "
+                   "train_200 - best test), the larger its drop at epoch ends: Kendall tau "
+                   f"{test.tau:+.2f}, p = {test.p_above:.2g} (exact, one-sided).")
+    predicted = epochs.predicted_drops(metrics, points, BASE, REPLACEMENT)
+    if predicted:
+        said = [f"{p['predicted'] * 100:.0f}% at the end of epoch {p['epoch']} ({BASE} measured: {_share(p['measured'])})"
+                for p in predicted]
+        out.append(f"**Supporting evidence, not a test: the seen-count prediction.** From {REPLACEMENT}'s loss by "
+                   "visits, an end where every example goes from k - 1 to k visits should lower the loss by "
+                   + "; ".join(said) + ".")
     gap = {r["variant"]: r for r in seen_gap(metrics).iter_rows(named=True)}.get(REPLACEMENT)
     if gap is None:
-        return []
+        return out
     counts = [r for r in seen_by_count(metrics).iter_rows(named=True) if r["variant"] == REPLACEMENT]
     held = "" if gap["held"] is None else f" (the held-out images, over the same steps: {gap['held']:.3f})"
     by_count = ("" if not counts else " By how often they were trained on, each against the never-trained-on "
                 "examples of the same windows: " + ", ".join(
                     f"{COUNT_WORDS.get(c['group'], c['group'])} {c['ratio'] * 100:.0f}%" for c in counts)
                 + " of their loss.")
-    return [f"**Supporting evidence, not a test: seen against unseen at the same weights** ({REPLACEMENT}, second "
+    return out + [f"**Supporting evidence, not a test: seen against unseen at the same weights** ({REPLACEMENT}, second "
             f"half of each run, the same windows): examples trained on before had a mean loss of {gap['seen']:.3f}, "
             f"examples never trained on {gap['unseen']:.3f}{held}: {abs(gap['gap']) * 100:.0f}% "
             f"{'lower' if gap['gap'] >= 0 else 'higher'} for the seen ones." + by_count]

@@ -27,7 +27,7 @@ def staircase(t):
 
 
 def write_planted(root, variant, seed, train_curve, held_curve=smooth, seen_rows=None, spe=SPE, steps=STEPS,
-                  **settings):
+                  train_200=None, **settings):
     """A run whose train rows are means of train_curve over their steps (with a little noise),
     val_dense rows of held_curve within 6 steps of each epoch end, and the seen probe's columns."""
     rng = random.Random(seed)
@@ -43,6 +43,8 @@ def write_planted(root, variant, seed, train_curve, held_curve=smooth, seen_rows
         if s >= spe - 6 and min(s % spe, spe - s % spe) <= 6:
             rows.append({"step": s, "split": "val_dense", "loss": held_curve(s)})
     rows.append({"step": steps, "split": "test", "loss": 1.0, "acc_top1": 0.5})
+    if train_200 is not None:
+        rows.append({"step": steps, "split": "train_200", "loss": 0.5, "acc_top1": train_200})
     w.metrics(rows)
     w.status("done", steps)
     w.close()
@@ -333,3 +335,31 @@ def test_the_loss_around_an_epoch_end_is_read_off_the_train_rows(planted):
     assert after == pytest.approx(sum(row(s) for s in range(82, 91, 2)) / 5, rel=0.01)
     assert after < 0.9 * before  # the planted 15% step
     assert epochs.around_end(metrics, runs, "resnet50", 4, 10) is None
+
+
+def test_the_supporting_evidence_is_computed_and_labelled(planted, tmp_path):
+    """Dose-response: the more a variant overfits, the larger its drop; the seen-count prediction
+    of the drop at the first epoch end. Both shown as supporting evidence, not counted."""
+    variants = ("resnet18", "resnet18-fixed", "resnet18-replacement", "resnet18-half", "toy-dilated")
+    for seed in (0, 1):
+        for k, variant in enumerate(variants):  # drops of 20%, 15%, 10%, 5%, 0%; gaps 0.4 down to 0
+            write_planted(tmp_path, variant, seed, stairs(0.8 + 0.05 * k), train_200=0.9 - 0.1 * k)
+    metrics, runs = read_runs(tmp_path)
+    both, test = epochs.dose_response(metrics, runs)
+    assert both.height == 5 and test.tau == pytest.approx(1.0) and test.p_above == pytest.approx(1 / 120)
+    flat = tmp_path / "flat"  # the drop unrelated to the gap
+    for seed in (0, 1):
+        for k, variant in enumerate(variants):
+            write_planted(flat, variant, seed, stairs((0.9, 0.8, 1.0, 0.85, 0.95)[k]), train_200=0.9 - 0.1 * k)
+    assert epochs.dose_response(*read_runs(flat))[1].p_above > 0.05
+    text = epochs_answer.findings(metrics, runs)
+    assert any(line.startswith("**Supporting evidence, not a test of the verdict: dose and response**")
+               and "Kendall tau +1.00" in line for line in text)
+
+    metrics, runs = planted  # replacement: once-seen examples have 1/1.2 of the unseen loss
+    (first,) = epochs.predicted_drops(metrics, epochs.drops.boundary_drops(metrics, runs), "resnet18",
+                                      "resnet18-replacement")
+    assert first["epoch"] == 1 and first["predicted"] == pytest.approx(1 - 1 / 1.2, rel=1e-3)
+    assert first["measured"] == pytest.approx(0.15, abs=0.02)  # the planted staircase
+    line = next(x for x in epochs_answer.findings(metrics, runs) if "seen-count prediction" in x)
+    assert line.startswith("**Supporting evidence, not a test") and "17% at the end of epoch 1" in line
