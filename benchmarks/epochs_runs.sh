@@ -10,7 +10,8 @@
 # -replacement, -fixed, and the disjoint-half control -disjoint, which trains on one half of the
 # 2,560 images for 6 epochs of 10 steps and then on the other, never-seen half) have SEEDS (6), the
 # number benchmarks/epochs_power.py gives from the 2-seed runs (seeds are the unit of every test).
-# About 2 minutes a run with both cores to itself (vitn-12x256-8x8 12 minutes).
+# The 18 runs added for the seed-level tests took 57 minutes here, two at a time on a 2-core machine
+# shared with other jobs; the 2-seed set before them about 70 (vitn-12x256-8x8 23 of those).
 #
 # On a GPU, the full-scale version (50,000 images, 390 steps an epoch, the original protocol):
 #   python -m nbkit sweep epochs --seeds 6 --jobs 8 --dataset "$DATA" --val-size 5000 \

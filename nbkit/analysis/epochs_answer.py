@@ -253,8 +253,9 @@ def _recency_words(v: dict, points: pl.DataFrame) -> str:
                 "drop needs the reshuffle is open.")
     test = welch(run_values(points, FIXED), run_values(points, BASE))
     if test is not None and test.p < ALPHA and test.mean < 0:
-        return (words + ", clearly smaller: the reshuffle adds to it, bringing back at an epoch's start examples last "
+        return (words + f", clearly smaller (p = {test.p:.2g}, Welch, outside the verdict's four tests): the reshuffle adds to it, bringing back at an epoch's start examples last "
                 "trained on half an epoch earlier on average, where an epoch's last batches hold examples last trained "
                 "on one and a half epochs earlier, and the network remembers the recent ones better.")
-    return (words + ", not clearly smaller: the drop stays without the reshuffle; after every epoch end the batches "
+    said = "" if test is None else f" (p = {test.p:.2g}, Welch)"
+    return (words + f", not clearly smaller{said}: the drop stays without the reshuffle; after every epoch end the batches "
             "hold examples trained on once more, whatever their order.")
