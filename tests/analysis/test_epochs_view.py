@@ -276,7 +276,7 @@ def test_the_verdict_says_the_drop_needs_no_reshuffle_when_a_fixed_order_keeps_i
         write_planted(tmp_path, "resnet18-fixed", seed, staircase)
     verdict = epochs_answer.findings(*read_runs(tmp_path))[-1]
     assert verdict.startswith("**Verdict: memorisation") and "the loss lies -14." in verdict
-    assert "not clearly smaller: the drop stays without the reshuffle" in verdict
+    assert "not clearly smaller (p = " in verdict and "the drop stays without the reshuffle" in verdict
 
 
 def test_a_large_fixed_order_drop_that_seeds_disagree_on_says_both(tmp_path):
