@@ -8,25 +8,24 @@ run logs. Pure Polars; the charts and the notebook's sections are nbkit.view.epo
   (`val_dense` rows, setting boundary_eval), which were never trained on;
 - `seen_series` and `seen_gap`: the loss split by how many times the examples were trained on
   before (setting seen_probe), and under replacement sampling the gap at the same weights;
-- `verdicts`: each variant's drop against its mid-epoch placebo; `findings`: the answer in words.
+- `verdicts`: each variant's drop against its placebo, seeds as the unit; `switch` (below): the
+  disjoint-half control at its switch. The answer in words is nbkit.analysis.epochs_answer's.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from functools import cached_property
 
 import polars as pl
 
 from nbkit.analysis import drops
+from nbkit.analysis.significance import ALPHA, one_sample, t_quantile
 from nbkit.rundir.schema import SEEN_GROUPS, seen_loss_column, seen_share_column
 
 HELD_OUT = "val_dense"  # the held-out probe's rows (nbkit.training.trainer.evaluate_near_epoch_end)
 ALIGNED_SCHEMA = {"path": pl.String, "variant": pl.String, "seed": pl.Int64, "split": pl.String,
                   "boundary": pl.Int64, "offset": pl.Float64, "loss": pl.Float64, "trend": pl.Float64,
                   "deviation": pl.Float64}
-Z = 2.0  # a drop stands out when it exceeds the placebo by Z standard errors of the placebo
 
 
 def _log_every(steps: list[int]) -> int:
@@ -158,225 +157,130 @@ def seen_by_count(metrics: pl.DataFrame) -> pl.DataFrame:
 
 def verdicts(points: pl.DataFrame) -> pl.DataFrame:
     """Per variant: drop_per_variant's numbers and whether the boundary drop stands out from the
-    placebo: exceeds the mean mid-epoch drop by more than `chance`, Z standard errors of that
-    difference were every point as noisy as the mid-epoch points are; null when fewer than three
-    mid-epoch points give no spread to judge by."""
+    placebo with the seed as the unit: each run's mean drop at its epoch ends minus its mean placebo
+    (one number a run), a paired t test over the runs (two-sided p), `chance` the half-width of its
+    95% interval and `mde` the smallest difference these seeds would find (four times in five);
+    null with fewer than two runs. Boundaries are never counted as independent points: under one
+    data order the same batches end every epoch, so a run's ends share its luck."""
     per = drops.drop_per_variant(points)
+    extra = {"p": pl.Float64, "chance": pl.Float64, "mde": pl.Float64, "stands_out": pl.Boolean}
     if per.is_empty():
-        return per.with_columns(pl.lit(None, pl.Float64).alias("chance"), pl.lit(None, pl.Boolean).alias("stands_out"))
-    spread = (points.group_by("variant").agg(
-        pl.col("relative").filter(pl.col("kind") == "mid-epoch").std().alias("mid_std"),
-        (pl.col("kind") == "mid-epoch").sum().alias("mids")))
-    return (per.join(spread, on="variant", how="left")
-            .with_columns(pl.when(pl.col("mids") >= 3).then(
-                Z * pl.col("mid_std") * (1 / pl.col("boundaries") + 1 / pl.col("mids")).sqrt()).alias("chance"))
-            .with_columns(pl.when(pl.col("chance").is_not_null())
-                          .then(pl.col("boundary_drop_mean") - pl.col("mid_epoch_drop_mean").fill_null(0.0)
-                                > pl.col("chance"))
-                          .alias("stands_out"))
-            .drop("mid_std", "mids"))
+        return per.with_columns(*(pl.lit(None, t).alias(c) for c, t in extra.items()))
+    runs = drops.drop_per_run(points)
+    rows = []
+    for variant in per["variant"]:
+        mine = runs.filter(pl.col("variant") == variant).drop_nulls(["boundary_drop", "placebo_drop"])
+        test = one_sample([a - b for a, b in zip(mine["boundary_drop"], mine["placebo_drop"])])
+        rows.append({"variant": variant, "p": None if test is None else test.p,
+                     "chance": None if test is None else test.se * t_quantile(1 - ALPHA / 2, test.df),
+                     "mde": None if test is None else test.mde,
+                     "stands_out": None if test is None else bool(test.p < ALPHA and test.mean > 0)})
+    return per.join(pl.DataFrame(rows, schema={"variant": pl.String, **extra}), on="variant", how="left")
 
 
-# --- the answer in words -------------------------------------------------------------------------
-
-BASE = "resnet18"  # the variant whose staircase the original asked about (a fresh order each epoch)
-
-
-def pct(v: float | None) -> str:
-    return "—" if v is None else f"{v * 100:+.1f}%"
-
-
-def _drop_words(r: dict) -> str:
-    """'+5.2% ± 0.4% (standard deviation over 2 seeds), mid-epoch +0.1%' for one variant's verdicts row."""
-    std = r["boundary_drop_std"]
-    spread = f" ± {abs(std) * 100:.1f}% (standard deviation over {r['seeds']} seeds)" if std is not None else ""
-    return f"{pct(r['boundary_drop_mean'])}{spread}, mid-epoch {pct(r['mid_epoch_drop_mean'])}"
-
-
-def boundary_points(points: pl.DataFrame, variant: str) -> list[float]:
-    """A variant's relative drops at epoch ends, one per boundary of each run."""
+def run_values(points: pl.DataFrame, variant: str, column: str = "boundary_drop") -> list[float]:
+    """One number per run of a variant (drop_per_run's column): what a seed-level test counts."""
     if points.is_empty():
         return []
-    return (points.filter((pl.col("variant") == variant) & (pl.col("kind") == "boundary"))["relative"]
-            .drop_nulls().to_list())
+    return drops.drop_per_run(points).filter(pl.col("variant") == variant)[column].drop_nulls().to_list()
 
 
-def clearly_less(a: list[float], b: list[float]) -> tuple[bool, float | None]:
-    """Whether the mean of the drops a lies below the mean of b by more than Z standard errors of
-    the difference (each boundary of each run counted as one point, as `verdicts` counts them),
-    and that threshold; (False, None) when either has fewer than two points."""
-    if len(a) < 2 or len(b) < 2:
-        return False, None
-    mean = lambda xs: sum(xs) / len(xs)
-    var = lambda xs: sum((x - mean(xs)) ** 2 for x in xs) / (len(xs) - 1)
-    threshold = Z * math.sqrt(var(a) / len(a) + var(b) / len(b))
-    return mean(b) - mean(a) > threshold, threshold
+def paired_runs(train: pl.DataFrame, held: pl.DataFrame, variant: str) -> list[float]:
+    """Per run of a variant: its training drop at epoch ends minus its held-out images' drop there."""
+    a = drops.drop_per_run(train).filter(pl.col("variant") == variant).select("path", "boundary_drop")
+    b = drops.drop_per_run(held).filter(pl.col("variant") == variant).select("path", pl.col("boundary_drop").alias("h"))
+    both = a.join(b, on="path").drop_nulls()
+    return [x - y for x, y in zip(both["boundary_drop"], both["h"])]
 
 
-def findings(metrics: pl.DataFrame, runs: pl.DataFrame) -> list[str]:
-    """The findings as sentences (markdown), computed from the runs; the last one is the verdict."""
-    points = drops.boundary_drops(metrics, runs)
-    v = {r["variant"]: r for r in verdicts(points).iter_rows(named=True)}
-    held_points = held_out_drops(metrics, runs)
-    held = {r["variant"]: r["boundary_drop_mean"] for r in drops.drop_per_variant(held_points).iter_rows(named=True)}
-    gap = {r["variant"]: r for r in seen_gap(metrics).iter_rows(named=True)}
-    counts = [r for r in seen_by_count(metrics).iter_rows(named=True) if r["variant"] == f"{BASE}-replacement"]
-    base = v.get(BASE)
-    if base is None:
-        return [f"No {BASE} run crosses an epoch boundary with rows on both sides yet: there is no drop to explain. "
-                "`bash benchmarks/epochs_runs.sh` makes the CPU run set."]
-    ev = Evidence(base, boundary_points(points, BASE), held.get(BASE), boundary_points(held_points, BASE),
-                  v.get(f"{BASE}-replacement"), boundary_points(points, f"{BASE}-replacement"),
-                  gap.get(f"{BASE}-replacement"), v.get(f"{BASE}-fixed"), boundary_points(points, f"{BASE}-fixed"))
-    out = [f"**The drop.** The relative drop (how much lower the training loss just after an epoch end is than the "
-           f"trend of the steps just before predicts) of {BASE}, a fresh order each epoch, over {base['boundaries']} "
-           f"epoch ends: {_drop_words(base)} (the placebo, where nothing changes in the data). "
-           + _stands_out_words(base)]
-    if ev.held is not None:
-        out.append(f"**Held-out images** (never trained on, scored at the same steps): their loss moved "
-                   f"{pct(ev.held)} against the trend at the same epoch ends, the training loss "
-                   f"{pct(base['boundary_drop_mean'])}" + {
-                       "less": ": the images trained on drop, the others do not.",
-                       "too": ": the images never trained on drop too.",
-                       "open": f", a difference within what chance gives here (± {(ev.held_test[1] or 0) * 100:.1f}%)."
-                   }[ev.held_says()])
-    out += _control_words(v, gap, counts)
-    out.append(_verdict(ev))
+SWITCH_SCHEMA = {"path": pl.String, "variant": pl.String, "seed": pl.Int64, "step": pl.Int64, "before": pl.Float64,
+                 "trend": pl.Float64, "after": pl.Float64, "relative": pl.Float64, "held": pl.Float64}
+
+
+def switch(metrics: pl.DataFrame, runs: pl.DataFrame) -> pl.DataFrame:
+    """The disjoint-half control (sampling disjoint), one row per run: at its switch (the end of
+    epoch switch_epoch, after which every batch holds images never trained on) the training loss
+    before, the trend's prediction after, the loss after, the relative drop (negative: the loss
+    rose above its trend) and the held-out images' loss over the same steps after it (`held`).
+    Memorisation predicts a rise to about the held-out level; a change in the network itself
+    (BatchNorm statistics, Adam's state, the schedule) predicts no rise."""
+    if runs.is_empty() or "switch_epoch" not in runs.columns or "steps_per_epoch" not in runs.columns:
+        return pl.DataFrame(schema=SWITCH_SCHEMA)
+    at = (runs.filter(pl.col("switch_epoch").is_not_null() & (pl.col("switch_epoch") > 0))
+          .select("path", (pl.col("switch_epoch") * pl.col("steps_per_epoch")).alias("step")))
+    if at.is_empty():
+        return pl.DataFrame(schema=SWITCH_SCHEMA)
+    mine = metrics.filter(pl.col("path").is_in(at["path"].implode()))
+    train = drops.boundary_drops(mine, runs).join(at, on=["path", "step"])
+    held = held_out_drops(mine, runs).join(at, on=["path", "step"]).select("path", pl.col("after").alias("held"))
+    out = train.join(held, on="path", how="left")
+    return out.select(list(SWITCH_SCHEMA)).cast(SWITCH_SCHEMA).sort("variant", "seed")
+
+
+def without_switch(frame: pl.DataFrame, runs: pl.DataFrame, column: str = "step") -> pl.DataFrame:
+    """Rows of boundary_drops (column step) or aligned (column boundary) without the disjoint runs'
+    switch, which is no epoch end like the others (the data change there): it is `switch`'s."""
+    if frame.is_empty() or "switch_epoch" not in runs.columns:
+        return frame
+    at = (runs.filter(pl.col("switch_epoch").is_not_null() & (pl.col("switch_epoch") > 0))
+          .select("path", (pl.col("switch_epoch") * pl.col("steps_per_epoch")).cast(pl.Int64).alias(column)))
+    return frame.join(at, on=["path", column], how="anti") if not at.is_empty() else frame
+
+
+def around_end(metrics: pl.DataFrame, runs: pl.DataFrame, variant: str, epoch: int, steps: int) -> tuple | None:
+    """The mean training loss over the `steps` steps before and the `steps` after the end of
+    `epoch`, train rows wholly on one side (mean over a variant's runs, each run's rows first), or
+    None where no run of it has rows on both sides."""
+    spe = dict(runs.filter(pl.col("variant") == variant).select("path", "steps_per_epoch").iter_rows())
+    sides = []
+    for path, per_epoch in spe.items():
+        if not isinstance(per_epoch, int):
+            continue
+        end = epoch * per_epoch
+        rows = metrics.filter((pl.col("path") == path) & (pl.col("split") == "train") & pl.col("loss").is_not_null())
+        every = _log_every(rows["step"].sort().to_list())
+        before = rows.filter((pl.col("step") <= end) & (pl.col("step") - every >= end - steps))["loss"]
+        after = rows.filter((pl.col("step") - every >= end) & (pl.col("step") <= end + steps))["loss"]
+        if len(before) and len(after):
+            sides.append((before.mean(), after.mean()))
+    if not sides:
+        return None
+    return sum(b for b, _ in sides) / len(sides), sum(a for _, a in sides) / len(sides)
+
+
+def dose_response(metrics: pl.DataFrame, runs: pl.DataFrame) -> tuple[pl.DataFrame, object]:
+    """Per variant with epoch ends: its mean relative drop at them (mean over runs) and its
+    best-step gap (best clean train_200 - best test, nbkit.analysis.measures), and Kendall's tau
+    between the two with its exact permutation test (None under three variants): whether the more
+    a variant overfits, the larger its drop."""
+    from nbkit.analysis.measures import run_measures
+    from nbkit.analysis.significance import kendall_test
+
+    per_run = drops.drop_per_run(without_switch(drops.boundary_drops(metrics, runs), runs)).drop_nulls("boundary_drop")
+    gaps = run_measures(metrics, runs)
+    if per_run.is_empty() or gaps.is_empty():
+        return pl.DataFrame(schema={"variant": pl.String, "drop": pl.Float64, "gap": pl.Float64}), None
+    both = (per_run.join(gaps.select("path", "gap"), on="path").drop_nulls("gap")
+            .group_by("variant").agg(pl.col("boundary_drop").mean().alias("drop"), pl.col("gap").mean())
+            .sort("variant"))
+    test = kendall_test(both["gap"].to_list(), both["drop"].to_list()) if both.height >= 3 else None
+    return both, test
+
+
+def predicted_drops(metrics: pl.DataFrame, points: pl.DataFrame, variant: str, source: str) -> list[dict]:
+    """The seen-count probe's prediction of the drop at the first epoch ends: measured under
+    `source` (replacement sampling) an example trained on k times has `ratio_k` of the loss of one
+    never trained on in the same windows, so at the end of epoch k, where every example goes from
+    k - 1 to k visits, the loss should fall by 1 - ratio_k / ratio_(k-1). Beside it, `variant`'s
+    measured mean relative drop at that end (over its runs)."""
+    ratios = {r["group"]: r["ratio"] for r in seen_by_count(metrics).iter_rows(named=True) if r["variant"] == source}
+    out, before = [], 1.0
+    for k, group in enumerate(("1", "2"), start=1):
+        if group not in ratios or points.is_empty():
+            break
+        at = points.filter((pl.col("variant") == variant) & (pl.col("kind") == "boundary") & (pl.col("epoch") == k))
+        per_run = at.group_by("path").agg(pl.col("relative").mean())["relative"]
+        out.append({"epoch": k, "predicted": 1 - ratios[group] / before,
+                    "measured": per_run.mean() if len(per_run) else None})
+        before = ratios[group]
     return out
-
-
-def _stands_out_words(r: dict) -> str:
-    if r["stands_out"] is None:
-        return "Too few mid-epoch points to tell the drop from chance."
-    return (f"It {'stands out from' if r['stands_out'] else 'is within'} what the statistic gives by chance (it "
-            f"must exceed the mid-epoch drop by {r['chance'] * 100:.1f}%, {Z:g} standard errors of the mid-epoch "
-            "points' spread).")
-
-
-def _control_words(v: dict, gap: dict, counts: list[dict]) -> list[str]:
-    out = []
-    if (r := v.get(f"{BASE}-replacement")) is not None:
-        out.append(f"**No epochs** ({BASE}-replacement: every batch drawn with replacement, so the data hold no "
-                   "boundary): "
-                   f"at the same steps {_drop_words(r)}. " + _stands_out_words(r))
-    if (g := gap.get(f"{BASE}-replacement")) is not None:
-        held = "" if g["held"] is None else f" (the held-out images, over the same steps: {g['held']:.3f})"
-        by_count = ("" if not counts else " By how often they were trained on, each against the never-trained-on "
-                    "examples of the same windows: " + ", ".join(
-                        f"{COUNT_WORDS.get(c['group'], c['group'])} {c['ratio'] * 100:.0f}%" for c in counts)
-                    + " of their loss.")
-        out.append(f"**Seen against unseen at the same weights** ({BASE}-replacement, second half of each run, the "
-                   f"same windows): examples trained on before had a mean loss of {g['seen']:.3f}, examples never "
-                   f"trained on "
-                   f"{g['unseen']:.3f}{held}: {abs(g['gap']) * 100:.0f}% {'lower' if g['gap'] >= 0 else 'higher'} "
-                   "for the seen ones." + by_count)
-    if (r := v.get(f"{BASE}-fixed")) is not None:
-        out.append(f"**One fixed order** ({BASE}-fixed: every example comes back exactly one epoch after its last "
-                   "visit): "
-                   f"{_drop_words(r)}. " + _stands_out_words(r))
-    others = [(name, r) for name, r in v.items() if name not in (BASE, f"{BASE}-replacement", f"{BASE}-fixed")]
-    if others:
-        out.append("**The other variants**: " + "; ".join(
-            f"{name} {pct(r['boundary_drop_mean'])}" + ("" if r["stands_out"] is None else
-                                                          " (stands out)" if r["stands_out"] else " (within chance)")
-            for name, r in others) + ".")
-    return out
-
-
-COUNT_WORDS = {"1": "once", "2": "twice", "3+": "three or more times"}
-
-
-@dataclass
-class Evidence:
-    """What the verdict weighs: resnet18's verdicts row and its drops at epoch ends; the held-out
-    images' mean drop and points; the replacement and fixed-order runs' rows and points; the seen
-    gap of the replacement runs."""
-    base: dict
-    base_points: list[float]
-    held: float | None
-    held_points: list[float]
-    replacement: dict | None
-    replacement_points: list[float]
-    gap: dict | None
-    fixed: dict | None
-    fixed_points: list[float]
-
-    @cached_property
-    def held_test(self) -> tuple[bool, float | None]:
-        return clearly_less(self.held_points, self.base_points)
-
-    def held_says(self) -> str:
-        """less: the held-out drop is below the training drop beyond chance and under half of it;
-        too: it is half the training drop or more; open: neither can be told here."""
-        if self.held is not None and self.held >= self.base["boundary_drop_mean"] / 2:
-            return "too"
-        return "less" if self.held_test[0] else "open"
-
-    def replacement_says(self) -> str:
-        """removes: the drop with replacement is below the one with epochs beyond chance and does not
-        stand out itself; stays: it stands out and is not clearly smaller; open: neither."""
-        r = self.replacement
-        if r is None:
-            return "missing"
-        smaller = clearly_less(self.replacement_points, self.base_points)[0]
-        if smaller and r["stands_out"] is not True:
-            return "removes"
-        return "stays" if r["stands_out"] and not smaller else "open"
-
-
-def _verdict(ev: Evidence) -> str:
-    """Memorisation when the drop stands out, the held-out images' drop is clearly below it (they do
-    not drop with it) and sampling with replacement clearly removes it; the seen examples' lower loss
-    at the same weights is said beside it, not counted as proof (any model that fits its data has it)."""
-    base, held = ev.base, ev.held
-    if not base["stands_out"]:
-        return (f"**Verdict: the data do not settle it.** {BASE}'s drop at epoch ends does not stand out from chance "
-                "in these runs, so there is nothing yet to explain: longer runs or more seeds would show whether it "
-                "is there.")
-    if held is None:
-        return ("**Verdict: the data do not settle it.** Without held-out images scored near epoch ends (settings "
-                "val_size and boundary_eval) nothing tells memorisation from a change in the network itself at the "
-                "boundary.")
-    says = ev.held_says()
-    if says == "too":
-        return (f"**Verdict: not memorisation alone.** The held-out images drop at epoch ends too ({pct(held)} against "
-                f"{pct(base['boundary_drop_mean'])}): something changes at the boundary for images never trained on.")
-    if says == "open":
-        return (f"**Verdict: the data do not settle it.** The held-out images' drop ({pct(held)}) cannot be told from "
-                f"the training loss's ({pct(base['boundary_drop_mean'])}) in these runs: more seeds or held-out "
-                "images would.")
-    replacement = ev.replacement_says()
-    if replacement == "stays":
-        return (f"**Verdict: not the data order.** Drawn with replacement, with no epoch boundary in the data, the loss "
-                f"drops at the same steps about as much ({pct(ev.replacement['boundary_drop_mean'])} against "
-                f"{pct(base['boundary_drop_mean'])}): something else happens at those steps.")
-    if replacement != "removes":
-        return ("**Verdict: the data do not settle it.** The held-out images do not drop, but " + (
-            f"without a {BASE}-replacement run (no boundary in the data order) nothing shows the drop needs one."
-            if replacement == "missing" else
-            f"drawn with replacement the drop ({pct(ev.replacement['boundary_drop_mean'])}) is neither clearly "
-            "smaller than with epochs nor clearly there: more seeds would tell."))
-    seen_lower = ev.gap is not None and ev.gap["gap"] > 0
-    return ("**Verdict: memorisation.** The training loss drops at epoch ends, the loss of images never trained on "
-            "does not, and drawing with replacement removes the drop"
-            + (", while at the same weights the examples trained on before have the lower loss" if seen_lower else "")
-            + ": the network fits the particular images it has trained on beyond what it learns of the task."
-            + _recency_words(ev))
-
-
-def _recency_words(ev: Evidence) -> str:
-    """What the fixed order adds: whether the drop needs the reshuffle, where the runs can tell."""
-    fixed = ev.fixed
-    if fixed is None:
-        return ""
-    words = (" With one fixed order, where every example comes back exactly one epoch after its last visit, the drop "
-             f"is {pct(fixed['boundary_drop_mean'])}")
-    if not fixed["stands_out"]:
-        return (words + ", which does not stand out from chance in these runs: whether the drop needs the reshuffle "
-                "is open.")
-    if clearly_less(ev.fixed_points, ev.base_points)[0]:
-        return (words + ", clearly smaller: the reshuffle adds to it, bringing back at an epoch's start examples last "
-                "trained on half an epoch earlier on average, where an epoch's last batches hold examples last trained "
-                "on one and a half epochs earlier, and the network remembers the recent ones better.")
-    return (words + ", not clearly smaller: the drop stays without the reshuffle; after every epoch end the batches "
-            "hold examples trained on once more, whatever their order.")

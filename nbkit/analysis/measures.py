@@ -4,9 +4,15 @@ Per run (failed runs left out, and of each variant only its main group: tables.m
 taken as the original's tables took it: test is the best test top-1 (best step picked on test);
 clean, the best clean train_200 top-1; train, the best
 train_200 as the original scored it (augmented images for an augmented run, where logged); gap,
-clean - test; curve, the mean test top-1 over every evaluation (the area under the test curve per
-step: how fast it converged); tau, the final learned temperature, mean across layers. Per run too:
-the epoch-boundary drop of the training loss (nbkit.analysis.drops).
+clean - test (best minus best: the scorecard's "best-step gap"); curve, the mean test top-1 over
+every evaluation; loss_curve, the mean training loss over every train row (the area under the
+training-loss curve per step: how fast it converged, as the original's loss figure shows it);
+tau, the final learned temperature, mean across layers. Per run too: the epoch-boundary drop of the
+training loss (nbkit.analysis.drops).
+
+Noise is per comparison, with the seed as the unit: Welch's t for a difference of two variants'
+means (each its own spread: pooled over variants, one noisy variant, such as resnet18-aug's
+train_200, would set every band), Student's t for one variant's mean against a number.
 """
 
 from __future__ import annotations
@@ -17,10 +23,10 @@ import polars as pl
 
 from nbkit.analysis import tables
 from nbkit.analysis.drops import boundary_drops, drop_per_run
-from nbkit.analysis.significance import band, pooled_sd
+from nbkit.analysis.significance import TTest, band, one_sample, pooled_sd, t_test, welch
 
 OVERFIT_GAP = 0.1  # clean train_200 top-1 this far above test top-1 counts as overfitting
-MEASURES = ("test", "clean", "train", "gap", "curve", "tau")
+MEASURES = ("test", "clean", "train", "gap", "curve", "loss_curve", "tau")
 
 
 def run_measures(metrics: pl.DataFrame, runs: pl.DataFrame) -> pl.DataFrame:
@@ -38,7 +44,10 @@ def run_measures(metrics: pl.DataFrame, runs: pl.DataFrame) -> pl.DataFrame:
         schema={"path": pl.String, "aug": pl.Float64})
     curve = (metrics.filter(pl.col("split") == "test").group_by("path")
              .agg(pl.col("acc_top1").cast(pl.Float64, strict=False).mean().alias("curve")))
+    loss = (metrics.filter(pl.col("split") == "train").group_by("path")
+            .agg(pl.col("loss").cast(pl.Float64, strict=False).mean().alias("loss_curve")))
     rows = (rows.join(aug, on="path", how="left").join(curve, on="path", how="left")
+            .join(loss, on="path", how="left")
             .join(_taus(metrics), on="path", how="left")
             .with_columns(pl.coalesce("aug", "clean").alias("train"), (pl.col("clean") - pl.col("test")).alias("gap")))
     return rows.with_columns(pl.when(pl.col(c).is_finite()).then(pl.col(c)).alias(c) for c in [*MEASURES, "tau_sd"])
@@ -71,6 +80,7 @@ class Measured:
     runs: pl.DataFrame
     drops: pl.DataFrame
     _noise: dict = field(default_factory=dict)
+    setting: dict = field(default_factory=dict)  # dataset, precision, steps, schedule of the runs (see `measured`)
 
     def values(self, variant: str, measure: str) -> list[float]:
         if self.runs.is_empty():
@@ -80,6 +90,40 @@ class Measured:
     def mean(self, variant: str, measure: str) -> float | None:
         v = self.values(variant, measure)
         return sum(v) / len(v) if v else None
+
+    def values_of(self, variants: str | tuple[str, ...], measure: str) -> list[float]:
+        """The runs of one variant, or of several taken together (one sample)."""
+        names = variants if isinstance(variants, tuple) else (variants,)
+        return [x for v in names for x in self.values(v, measure)]
+
+    def difference(self, measure: str, a: str | tuple[str, ...], b: str) -> TTest | None:
+        """Welch's t of mean(a) - mean(b) over seeds; None when either has one seed."""
+        return welch(self.values_of(a, measure), self.values_of(b, measure))
+
+    def levels_difference(self, measure: str, b: str, levels: tuple[str, ...]) -> TTest | None:
+        """mean(b) - the mean of the levels' means (several variants of one method, each level
+        weighted alike), with the seeds' spread of each (Welch-Satterthwaite df): the spread between
+        levels is the method's, not noise. None when any has one seed."""
+        groups = [self.values(v, measure) for v in levels]
+        base = self.values(b, measure)
+        if len(base) < 2 or any(len(g) < 2 for g in groups):
+            return None
+        k = len(groups)
+        var = lambda xs: sum((x - sum(xs) / len(xs)) ** 2 for x in xs) / (len(xs) - 1)
+        parts = [(var(g) / len(g) / k ** 2, len(g) - 1) for g in groups] + [(var(base) / len(base), len(base) - 1)]
+        se2 = sum(q for q, _ in parts)
+        df = se2 ** 2 / sum(q ** 2 / d for q, d in parts) if se2 > 0 else sum(d for _, d in parts)
+        diff = sum(base) / len(base) - sum(sum(g) / len(g) for g in groups) / k
+        return t_test(diff, se2 ** 0.5, df, min(len(base), *(len(g) for g in groups)))
+
+    def against(self, measure: str, a: str, number: float, sign: float = 1.0) -> TTest | None:
+        """Student's t of sign x (mean(a) - number) over a's seeds; None with one seed."""
+        return one_sample([sign * (x - number) for x in self.values(a, measure)])
+
+    def seeds(self, *variants: str | tuple[str, ...]) -> int:
+        """The fewest seeds of the variants (each of a tuple counted alone)."""
+        names = [n for v in variants for n in (v if isinstance(v, tuple) else (v,))]
+        return min((len(self.values(n, "test")) for n in names), default=0)
 
     def noise(self, measure: str) -> tuple[float | None, int]:
         """The seeds' std of a measure pooled over every variant with two or more seeds, and its df."""
@@ -110,7 +154,18 @@ def measured(metrics: pl.DataFrame, runs: pl.DataFrame) -> Measured:
     measures = run_measures(metrics, runs)
     drops = drop_per_run(boundary_drops(metrics, runs))
     kept = measures["path"].to_list() if not measures.is_empty() else []
-    return Measured(measures, drops.filter(pl.col("path").is_in(kept)))
+    return Measured(measures, drops.filter(pl.col("path").is_in(kept)), setting=setting_of(runs, kept))
+
+
+def setting_of(runs: pl.DataFrame, kept: list[str]) -> dict:
+    """What the runs' conditions are, for each verdict to name what differs from the original's:
+    datasets, precisions, the fewest steps, and whether every run used the original's schedule."""
+    mine = runs.filter(pl.col("path").is_in(kept)) if kept else runs.clear()
+    col = lambda c: sorted({str(v) for v in mine[c].drop_nulls()}) if c in mine.columns else []
+    steps = mine["max_iter"].drop_nulls() if "max_iter" in mine.columns else pl.Series([], dtype=pl.Int64)
+    original = "original_schedule" in mine.columns and mine.height and bool(mine["original_schedule"].fill_null(False).all())
+    return {"datasets": col("dataset"), "precisions": col("precision"),
+            "steps": int(steps.min()) if len(steps) else None, "original_schedule": bool(original)}
 
 
 def short(variant: str) -> str:

@@ -143,3 +143,76 @@ def pooled_sd(groups: list[list[float]]) -> tuple[float | None, int]:
 def band(sd: float, df: int, *counts: int) -> float:
     """Half the two-sided 95% interval of a mean (one count) or a difference of means (two)."""
     return t_quantile(1 - ALPHA / 2, df) * sd * math.sqrt(sum(1 / n for n in counts))
+
+
+# --- seeds as the unit: t tests, Holm's correction, the smallest effect a test can see ------------
+
+POWER = 0.8  # the minimum detectable effect: found beyond chance four times in five
+
+
+@dataclass(frozen=True)
+class TTest:
+    """A mean (one sample, or a difference of two means), its standard error, degrees of freedom,
+    the two-sided p of no difference, and the smallest effect these seeds would find (see mde)."""
+    mean: float
+    se: float
+    df: float
+    n: int  # observations (runs); for two samples the smaller group's
+    p: float
+    mde: float
+
+
+def t_sf(t: float, df: float) -> float:
+    """P(T >= t), any t."""
+    return 1 - t_cdf(t, df) if t >= 0 else t_cdf(-t, df)
+
+
+def mde(se: float, df: float) -> float:
+    """The smallest true effect a two-sided test at ALPHA finds with probability POWER, for this
+    standard error and df (the normal-approximation formula with t quantiles)."""
+    return (t_quantile(1 - ALPHA / 2, df) + t_quantile(POWER, df)) * se
+
+
+def t_test(mean: float, se: float, df: float, n: int) -> TTest:
+    """A TTest from a mean, its standard error and df (two-sided p; se 0: p 0 unless the mean is 0)."""
+    if se <= 0:
+        p = 0.0 if mean else 1.0
+    else:
+        p = min(1.0, 2 * t_sf(abs(mean / se), df))
+    return TTest(mean, se, df, n, p, mde(se, df) if se > 0 else 0.0)
+
+
+def _mean_var(xs: list[float]) -> tuple[float, float]:
+    m = sum(xs) / len(xs)
+    return m, sum((x - m) ** 2 for x in xs) / (len(xs) - 1)
+
+
+def one_sample(values: list[float]) -> TTest | None:
+    """Student's t of mean(values) against 0 (paired differences: one per run); None under two values."""
+    if len(values) < 2:
+        return None
+    m, v = _mean_var(values)
+    return t_test(m, math.sqrt(v / len(values)), len(values) - 1, len(values))
+
+
+def welch(a: list[float], b: list[float]) -> TTest | None:
+    """Welch's t of mean(a) - mean(b) (each its own variance, Welch-Satterthwaite df); None when
+    either has fewer than two values."""
+    if len(a) < 2 or len(b) < 2:
+        return None
+    (ma, va), (mb, vb) = _mean_var(a), _mean_var(b)
+    qa, qb = va / len(a), vb / len(b)
+    se = math.sqrt(qa + qb)
+    df = (qa + qb) ** 2 / (qa ** 2 / (len(a) - 1) + qb ** 2 / (len(b) - 1)) if qa + qb > 0 else len(a) + len(b) - 2
+    return t_test(ma - mb, se, df, min(len(a), len(b)))
+
+
+def holm(ps: list[float | None]) -> list[float | None]:
+    """Holm's step-down adjusted p-values (None stays None): the family's error rate stays at ALPHA."""
+    known = sorted((p, i) for i, p in enumerate(ps) if p is not None)
+    out: list[float | None] = [None] * len(ps)
+    running, m = 0.0, len(known)
+    for rank, (p, i) in enumerate(known):
+        running = max(running, min(1.0, (m - rank) * p))
+        out[i] = running
+    return out

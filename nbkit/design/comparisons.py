@@ -70,8 +70,8 @@ COMPARISONS: dict[str, Comparison] = {
         "epochs",
         "Why does the ResNet training loss drop at each epoch boundary? Is it memorisation of the examples "
         "trained on, and does loss on images never trained on drop there too?",
-        ("resnet18", "resnet18-fixed", "resnet18-replacement", "resnet18-half", "resnet18-aug", "toy-dilated",
-         "vitn-12x256-8x8"),
+        ("resnet18", "resnet18-fixed", "resnet18-replacement", "resnet18-disjoint", "resnet18-half", "resnet18-aug",
+         "toy-dilated", "vitn-12x256-8x8"),
         "The original left it open: \"Why does the loss suddenly drop periodically (after each epoch) for "
         "ResNet? Is it because of memorization?\" Its ResNet training curves step down at every epoch end.",
     ),

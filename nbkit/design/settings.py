@@ -70,6 +70,7 @@ class Settings:
     train_fraction: float = 1.0  # then on the first share of those (nested: a half set lies in the whole)
     seen_probe: bool = False  # log each window's loss by how many times its examples were trained on before
     boundary_eval: int = 0  # steps either side of each epoch end in which val is also scored every log_every steps
+    switch_epoch: int = 0  # sampling disjoint: epochs on one half of the training set before the other, unseen half
 
     def __post_init__(self):
         for f in fields(self):
@@ -92,11 +93,12 @@ class Settings:
 _NOT_LATER = object()
 KEYS = tuple(f.name for f in fields(Settings))
 PRECISIONS = ("auto", "bf16", "fp32")
-SAMPLINGS = ("epoch", "fixed", "replacement")
+SAMPLINGS = ("epoch", "fixed", "replacement", "disjoint")
 # settings added after runs were shipped: at their default they are left out of a run's identity
 # (sweep folder names, checkpoint checks), so earlier runs keep theirs
 LATER_KEYS = {"precision": "auto", "cuda_graph": True, "original_schedule": False, "model_kwargs": {},
-              "sampling": "epoch", "train_size": 0, "train_fraction": 1.0, "seen_probe": False, "boundary_eval": 0}
+              "sampling": "epoch", "train_size": 0, "train_fraction": 1.0, "seen_probe": False, "boundary_eval": 0,
+              "switch_epoch": 0}
 MAX_INT = 2**63 - 1  # what a seed generator and a run log's integer column hold
 _TYPES = typing.get_type_hints(Settings)
 
@@ -224,6 +226,12 @@ def _check_epochs(s: Settings, need) -> None:
     need(s.boundary_eval >= 0, f"boundary_eval expects >= 0 steps, got {s.boundary_eval}")
     need(not s.boundary_eval or s.val_size > 0,
          f"boundary_eval {s.boundary_eval} scores the held-out val split; set val_size too (e.g. val_size=1000)")
+    need(s.switch_epoch >= 0, f"switch_epoch expects >= 0 epochs, got {s.switch_epoch}")
+    need(s.sampling != "disjoint" or s.switch_epoch >= 1,
+         "sampling disjoint trains on one half of the training set, then on the other: set switch_epoch to the "
+         "epochs before the switch (e.g. switch_epoch=6)")
+    need(not s.switch_epoch or s.sampling == "disjoint",
+         f"switch_epoch {s.switch_epoch} applies to sampling disjoint only, not {s.sampling!r}")
 
 
 def parse_assignments(pairs: list[str]) -> dict[str, str]:

@@ -79,6 +79,8 @@ VARIANTS: dict[str, Variant] = dict([
          model="resnet18", sampling="replacement"),
     _own("resnet18-half", "resnet18 on the first half of its training set: epochs half as long (not in the original)",
          model="resnet18", train_fraction=0.5),
+    _own("resnet18-disjoint", "resnet18 on one half of its training set for 6 epochs, then on the other, never-seen "
+         "half (not in the original)", model="resnet18", sampling="disjoint", switch_epoch=6),
 ])
 
 

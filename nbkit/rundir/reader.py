@@ -94,7 +94,8 @@ def run_row(run_dir: Path, config: dict, status: dict, held: bool | None = None)
         "state": status["state"], "last_step": status.get("step", 0),
         "images_per_second": status.get("images_per_second"), "reason": status.get("reason"),
         "parameters": config.get("parameters"), "steps_per_epoch": config.get("steps_per_epoch"),
-        "max_iter": settings.get("max_iter"), "label": config.get("label"),
+        "max_iter": settings.get("max_iter"), "switch_epoch": settings.get("switch_epoch"),
+        "original_schedule": settings.get("original_schedule"), "label": config.get("label"),
         "use_augmentation": settings.get("use_augmentation"), "precision": precision(config),
         "start_time": config.get("start_time") if isinstance(config.get("start_time"), str) else None,
     }

@@ -149,7 +149,8 @@ CONFIG = Record("config", required={}, optional={
 DATASET = Record("config's dataset", required={}, optional={"name": text, "source": text})
 SETTINGS = Record("config's settings", required={}, optional={
     "max_iter": integer(1), "seed": integer(), "eval_every": integer(1), "use_augmentation": boolean,
-    "precision": one_of("auto", "bf16", "fp32")})
+    "precision": one_of("auto", "bf16", "fp32"), "switch_epoch": integer(),
+    "original_schedule": boolean})
 STATUS = Record("status", required={"state": one_of(*STATES)}, optional={
     "step": integer(), "images_per_second": number(0), "wall_seconds": number(0), "reason": text,
     "peak_rss_mb": number(0), "gpu_memory_mb": number(0)})

@@ -5,7 +5,9 @@ The data order (the setting `sampling`) is drawn from the run's generator, one e
 a time: batch i of an epoch is order[i*B:(i+1)*B], drop_last. `epoch` draws a fresh permutation
 each epoch (the original's); `fixed` draws one and keeps it every epoch; `replacement` draws every
 example uniformly with replacement, so an "epoch" is only a count of steps, with no boundary in
-the data. Under torchrun every rank draws the same order and trains on its slice of each batch,
+the data; `disjoint` splits the training set into two halves (a fixed seeded split, the same for
+every run) and draws a fresh permutation of the first half each epoch up to `switch_epoch`, then of
+the other half, never trained on before (an epoch is half the set's length). Under torchrun every rank draws the same order and trains on its slice of each batch,
 so the order is the single-process one.
 """
 
@@ -37,11 +39,12 @@ def prepare(x: Tensor, fmt: torch.memory_format, generator: torch.Generator | No
 
 def check_one_batch(ds: Dataset, s: Settings) -> None:
     """At least one batch of training images, or a one-line error saying what set their number."""
-    n = ds.size("train")
+    n = ds.size("train") // (2 if s.sampling == "disjoint" else 1)
     if n // s.batch_size == 0:
         cut = f" (train_size {s.train_size or 'all'} x train_fraction {s.train_fraction:g})" if (
             s.train_size or s.train_fraction != 1.0) else ""
-        raise ValueError(f"batch_size {s.batch_size} exceeds the {n} training images{cut}; expected a training "
+        half = " in each half (sampling disjoint)" if s.sampling == "disjoint" else ""
+        raise ValueError(f"batch_size {s.batch_size} exceeds the {n} training images{half}{cut}; expected a training "
                          f"set of at least one batch")
 
 
@@ -57,12 +60,19 @@ class TrainBatches:
     """
 
     def __init__(self, ds: Dataset, batch_size: int, world: World, dev: torch.device,
-                 generator: torch.Generator, augmented: bool, sampling: str = "epoch", count_seen: bool = False):
+                 generator: torch.Generator, augmented: bool, sampling: str = "epoch", count_seen: bool = False,
+                 switch_epoch: int = 0):
         self.B, self.world, self.dev, self.generator = batch_size, world, dev, generator
         self.augmented, self.fmt, self.sampling = augmented, memory_format(dev), sampling
         self.n = ds.size("train")
         self.b = batch_size // world.size  # this rank's part of a batch
         self.steps = self.n // batch_size  # per epoch, drop_last
+        self.switch_epoch, self.halves = switch_epoch, None
+        if sampling == "disjoint":  # two fixed halves, the same split whatever the run's seed
+            split = torch.randperm(self.n, generator=torch.Generator().manual_seed(0)).to(dev)
+            half = self.n // 2
+            self.halves = (split[:half], split[half:2 * half])
+            self.steps = half // batch_size
         x, y = ds.images["train"], ds.labels["train"]
         if world.launched:
             self.host = (x.pin_memory() if dev.type == "cuda" else x, y)
@@ -76,14 +86,17 @@ class TrainBatches:
     def __call__(self, step: int) -> tuple[Tensor, Tensor]:
         i = step % self.steps
         if i == 0 and (self.perm is None or self.sampling != "fixed"):
-            self._epoch(self._draw())
+            self._epoch(self._draw(step // self.steps))
         x, y = self._slice(i)
         if self.seen is not None:
             self.groups = self.seen.visit(self.perm[i * self.B:(i + 1) * self.B], self.world.part(self.B))
         generator = self.generator if self.augmented else None
         return prepare(x, self.fmt, generator, part=self.world.part(self.B), total=self.B), y
 
-    def _draw(self) -> Tensor:
+    def _draw(self, epoch: int) -> Tensor:
+        if self.halves is not None:
+            pool = self.halves[int(epoch >= self.switch_epoch)]
+            return pool[torch.randperm(len(pool), device=self.dev, generator=self.generator)]
         if self.sampling == "replacement":
             return torch.randint(self.n, (self.steps * self.B,), device=self.dev, generator=self.generator)
         return torch.randperm(self.n, device=self.dev, generator=self.generator)

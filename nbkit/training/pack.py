@@ -192,7 +192,8 @@ def _build(variant: str, settings: list[Settings], ds: Dataset, world, dev: torc
     for s in settings:
         generator = torch.Generator(dev).manual_seed(s.seed)  # data order and augmentation, as alone
         batches = TrainBatches(ds, s.batch_size, world, dev, generator, augmented=s.use_augmentation,
-                               sampling=s.sampling, count_seen=s.seen_probe)
+                               sampling=s.sampling, count_seen=s.seen_probe,
+                           switch_epoch=s.switch_epoch)
         members.append(PackMember(RunParts(variant, s, world, dev, None, None, None, batches, evals, generator, None)))
     return _assemble(Packed.of(models).train(), members, settings[0], dev, world)
 

@@ -113,7 +113,8 @@ def _build(variant: str, s: Settings, ds: Dataset, world: World, dev: torch.devi
                      capture=uses_cuda_graph(s, dev, world), example_losses=s.seen_probe)
     generator = torch.Generator(dev).manual_seed(s.seed)  # data order and augmentation, the same on every rank
     batches = TrainBatches(ds, s.batch_size, world, dev, generator, augmented=s.use_augmentation,
-                           sampling=s.sampling, count_seen=s.seen_probe)
+                           sampling=s.sampling, count_seen=s.seen_probe,
+                           switch_epoch=s.switch_epoch)
     return RunParts(variant, s, world, dev, model, opt, step, batches, eval_shards(ds, world, dev), generator, progress)
 
 

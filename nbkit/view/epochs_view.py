@@ -7,7 +7,7 @@ from __future__ import annotations
 import altair as alt
 import polars as pl
 
-from nbkit.analysis import drops, epochs
+from nbkit.analysis import drops, epochs, epochs_answer
 from nbkit.design.comparisons import get_comparison
 from nbkit.rundir.schema import SEEN_GROUPS
 from nbkit.view import charts
@@ -35,14 +35,16 @@ def sections(metrics: pl.DataFrame, runs: pl.DataFrame, dataset: str, variants: 
         metrics, runs, shown, x="epoch", seeds="mean and min-max band", palette=palette))]
     if (by_seen := seen_chart(metrics, order)) is not None:
         out.append(Section("Loss by how often the examples were trained on", SEEN_TEXT, by_seen))
-    train = epochs.aligned(metrics, runs)
+    train = epochs.without_switch(epochs.aligned(metrics, runs), runs, "boundary")
     if not train.is_empty():
         out.append(Section("Every epoch end overlaid", ALIGNED_TEXT, aligned_chart(train, order, palette)))
-    held = epochs.aligned(metrics, runs, epochs.HELD_OUT)
+    held = epochs.without_switch(epochs.aligned(metrics, runs, epochs.HELD_OUT), runs, "boundary")
     if not held.is_empty():
         out.append(Section("Held-out images at the same steps", HELD_TEXT, held_out_chart(train, held, order)))
+    if (switched := switch_chart(metrics, runs)) is not None:
+        out.append(Section("The disjoint half: a switch to never-seen images", SWITCH_TEXT, switched))
     out.append(Section("The drop at epoch ends", TABLE_TEXT, table=drop_table(metrics, runs, order)))
-    out.append(Section("Findings", "\n\n".join(f"- {line}" for line in epochs.findings(metrics, runs))))
+    out.append(Section("Findings", "\n\n".join(f"- {line}" for line in epochs_answer.findings(metrics, runs))))
     return out
 
 
@@ -73,11 +75,17 @@ memorisation. Each variant here changes one thing around that drop:
   last visit;
 - **resnet18-replacement**: every batch drawn with replacement: no epoch boundary in the data at all, and examples
   trained on before meet examples never trained on in the same batch;
+- **resnet18-disjoint**: one half of the training set for 6 epochs, then the other half, never trained on: if the
+  drop is memorisation the loss jumps up to the held-out level at the switch; if it is anything in the network
+  itself (BatchNorm statistics, Adam's state, the schedule) it keeps falling;
 - **resnet18-half**: the first half of the same training set: epochs half as long;
 - **resnet18-aug**, **toy-dilated**, **vitn-12x256-8x8**: augmentation, a 62 k-parameter CNN and a ViT.
 
 The drop is measured against the trend: a line fitted to log(loss) just before each epoch end, extrapolated over the
-steps just after it (nbkit.analysis.drops). Mid-epoch points, where nothing changes in the data, are the placebo. Runs with
+steps just after it (nbkit.analysis.drops); every number here is the loss against that trend (-30%: 30% below it),
+in the charts and in the words. The placebo is the same statistic one window before each epoch end, where nothing
+changes in the data and the curve bends as it does where the trend is fitted. Every test takes the seed (a run) as
+its unit: a run's epoch ends are averaged first, since under one order the same batches end every epoch. Runs with
 `seen_probe` also log the loss split by how many times the examples were trained on before, and runs with
 `boundary_eval` score held-out images (the `val` split) densely around each epoch end."""
 LOSS_TEXT = "Mean over seeds (band: min to max); dashed rules at epoch ends. x is epochs, so shorter epochs line up."
@@ -89,8 +97,13 @@ ALIGNED_TEXT = ("x: steps since an epoch end; y: the training loss against the t
                 "it (0: on the trend; -5%: 5% below it). Thin lines: every epoch end of every run; thick: their mean.")
 HELD_TEXT = ("The same view for the held-out images (never trained on) scored at the same steps, beside the training "
              "batches' mean: a drop that is memorisation shows in the training loss only.")
-TABLE_TEXT = ("Relative drop (how much lower the loss just after an epoch end is than the trend predicts), mean ± std "
-              "across seeds, beside the same statistic at mid-epoch points (the placebo) and on the held-out images.")
+SWITCH_TEXT = ("Up to the switch every batch holds images of one half, trained on before; after it, images of the other "
+               "half, never trained on. Memorisation says the training loss jumps up to the held-out images' level "
+               "there; a change in the network itself (BatchNorm statistics, Adam's state, the schedule) says it "
+               "keeps falling.")
+TABLE_TEXT = ("The loss just after an epoch end against the trend (negative: below it, as in the charts), mean ± std "
+              "across seeds, beside the same statistic at the placebo points and on the held-out images; beyond chance: "
+              "a paired t test of each run's epoch ends against its placebo, the seed as the unit (two-sided p).")
 
 
 # --- charts ----------------------------------------------------------------------------------------
@@ -172,7 +185,8 @@ def held_out_chart(train: pl.DataFrame, held: pl.DataFrame, order: list[str]) ->
     def layers(variant, rows):
         return [*_zero_rules(), alt.Chart(_data(rows)).mark_line(strokeWidth=2, point=True).encode(
             X_OFFSET, Y_DEVIATION,
-            alt.Color("scored on:N", scale=alt.Scale(domain=names, range=["#1f77b4", "#222222"])),
+            alt.Color("scored on:N", scale=alt.Scale(domain=names, range=["#1f77b4", "#222222"]),
+                      legend=alt.Legend(orient="bottom", labelLimit=0)),
             alt.StrokeDash("scored on:N", scale=alt.Scale(domain=names, range=[[1, 0], [5, 3]])),
             tooltip=["scored on:N", "offset:Q", alt.Tooltip("deviation:Q", format="+.2%")])]
 
@@ -183,19 +197,53 @@ def held_out_chart(train: pl.DataFrame, held: pl.DataFrame, order: list[str]) ->
 # --- the table ---------------------------------------------------------------------------------------
 
 def drop_table(metrics: pl.DataFrame, runs: pl.DataFrame, order: list[str]) -> pl.DataFrame:
-    """Per variant: seeds, epoch length, epoch ends measured, the drop at epoch ends (mean ± std),
-    the placebo, whether the drop stands out, and the held-out images' drop at the same ends."""
-    v = epochs.verdicts(drops.boundary_drops(metrics, runs))
-    held = drops.drop_per_variant(epochs.held_out_drops(metrics, runs)).select(
+    """Per variant: seeds, epoch length, epoch ends measured, the loss against the trend at epoch
+    ends (mean ± std over seeds), at the placebo, whether the drop is beyond chance with the seed
+    as the unit (and its p), and the held-out images at the same ends."""
+    v = epochs.verdicts(epochs.without_switch(drops.boundary_drops(metrics, runs), runs))
+    held = drops.drop_per_variant(epochs.without_switch(epochs.held_out_drops(metrics, runs), runs)).select(
         "variant", pl.col("boundary_drop_mean").alias("held"))
     spe = runs.group_by("variant").agg(pl.col("steps_per_epoch").min().alias("spe"))
     rows = []
     for r in v.join(held, on="variant", how="left").join(spe, on="variant", how="left").iter_rows(named=True):
         std = "" if r["boundary_drop_std"] is None else f" ± {r['boundary_drop_std'] * 100:.1f}%"
         rows.append({"variant": r["variant"], "seeds": r["seeds"], "steps per epoch": r["spe"],
-                     "epoch ends": r["boundaries"], "drop at epoch ends": epochs.pct(r["boundary_drop_mean"]) + std,
-                     "mid-epoch (placebo)": epochs.pct(r["mid_epoch_drop_mean"]),
-                     "stands out": {None: "—", True: "yes", False: "no"}[r["stands_out"]],
-                     "held-out drop": epochs.pct(r["held"])})
+                     "epoch ends": r["boundaries"],
+                     "at epoch ends (against trend)": epochs_answer.against(r["boundary_drop_mean"]) + std,
+                     "placebo": epochs_answer.against(r["placebo_drop_mean"]),
+                     "beyond chance": _beyond(r), "held-out images": epochs_answer.against(r["held"])})
     rank = {v: i for i, v in enumerate(order)}
     return pl.DataFrame(sorted(rows, key=lambda r: rank.get(r["variant"], len(rank)))) if rows else pl.DataFrame()
+
+
+def _beyond(r: dict) -> str:
+    """yes / no with the seed-level p; a large drop that is not beyond chance says both."""
+    if r["stands_out"] is None:
+        return "— (one seed)"
+    if r["stands_out"]:
+        return f"yes (p = {r['p']:.2g})"
+    large = abs(r["boundary_drop_mean"] or 0) >= epochs_answer.LARGE
+    return f"no (p = {r['p']:.2g}){': large, seeds disagree' if large else ''}"
+
+
+def switch_chart(metrics: pl.DataFrame, runs: pl.DataFrame) -> charts.Spec | None:
+    """The disjoint runs: the training loss and the held-out images' loss by step (means over
+    seeds), a rule at the switch; None without such runs."""
+    rows = epochs.switch(metrics, runs)
+    if rows.is_empty():
+        return None
+    at = int(rows["step"].min())
+    both = (metrics.filter(pl.col("path").is_in(rows["path"].implode())
+                           & pl.col("split").is_in(list(SPLIT_NAMES)) & pl.col("loss").is_not_null())
+            .group_by("split", "step").agg(pl.col("loss").mean()).sort("step")
+            .with_columns(pl.col("split").replace_strict(SPLIT_NAMES).alias("scored on")).drop("split"))
+    names = list(SPLIT_NAMES.values())
+    line = alt.Chart(_data(both)).mark_line(strokeWidth=2, point=alt.OverlayMarkDef(size=12)).encode(
+        alt.X("step:Q", title="step"), alt.Y("loss:Q", title="loss"),
+        alt.Color("scored on:N", scale=alt.Scale(domain=names, range=["#1f77b4", "#222222"]),
+                  legend=alt.Legend(orient="bottom", labelLimit=0)),
+        tooltip=["scored on:N", "step:Q", alt.Tooltip("loss:Q", format=".3f")])
+    rule = alt.Chart(alt.Data(values=[{"x": at}])).mark_rule(color="#999", strokeDash=[4, 3]).encode(x="x:Q")
+    title = f"{epochs_answer.DISJOINT}: the switch to never-seen images at step {at} (means over seeds)"
+    return charts.Spec(alt.layer(line, rule).properties(title=title, width=3 * PANEL_WIDTH, height=PANEL_HEIGHT)
+                       .to_dict())

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import polars as pl
 
+from nbkit.analysis.claims import CLAIMS, TABLES, VERDICTS
 from nbkit.analysis.measures import Measured, measured
-from nbkit.analysis.scorecard import CLAIMS, TABLES, VERDICTS, agreement_text, of_dataset, scorecard
+from nbkit.analysis.scorecard import agreement_text, of_dataset, scorecard
 from nbkit.design.comparisons import COMPARISONS
 from nbkit.rundir.reader import read_runs
 from nbkit.view.escape import md_text
@@ -15,7 +16,13 @@ from nbkit.view.summary import markdown_table
 
 
 def _counts(card: pl.DataFrame) -> str:
-    return ", ".join(f"{v} {n}" for v in VERDICTS if (n := card.filter(pl.col("verdict") == v).height)) or "no claims"
+    """Verdicts counted by kind ("partly measured: 1 of 10" counts as partly measured)."""
+    kinds = [v.split(":")[0] for v in card["verdict"]] if not card.is_empty() else []
+    return ", ".join(f"{v} {kinds.count(v)}" for v in VERDICTS if v in kinds) or "no claims"
+
+
+def _p(p: float | None, adjusted: float | None) -> str:
+    return "—" if p is None else f"{p:.2g} ({adjusted:.2g})" if adjusted is not None else f"{p:.2g}"
 
 
 def _shown(card: pl.DataFrame) -> pl.DataFrame:
@@ -26,7 +33,10 @@ def _shown(card: pl.DataFrame) -> pl.DataFrame:
         pl.Series("claim", [q if i == 0 or q != quote[i - 1] else "(as above)" for i, q in enumerate(quote)]),
         pl.col("difference").map_elements(lambda v: "—" if v is None else f"{v:+.4f}", return_dtype=pl.String,
                                           skip_nulls=False),
-        *(pl.col(c).fill_null("—") for c in ("original", "here", "noise")))
+        pl.col("mde").map_elements(lambda v: "—" if v is None else f"{v:.4f}", return_dtype=pl.String,
+                                   skip_nulls=False),
+        pl.Series("p (Holm)", [_p(p, a) for p, a in zip(card["p"], card["p_holm"])], dtype=pl.String),
+        *(pl.col(c).fill_null("—") for c in ("original", "here", "noise", "conditions")))
 
 
 def scorecard_markdown(here: Measured, comparison: str) -> str:
@@ -41,20 +51,25 @@ def scorecard_markdown(here: Measured, comparison: str) -> str:
     if not words.is_empty():
         parts.append(markdown_table(_shown(words).rename({"claim": "the original's words", "tested_as": "tested as"}),
                                     ["the original's words", "tested as", "original", "here", "difference", "noise",
-                                     "verdict"], "lllllll"))
+                                     "p (Holm)", "mde", "verdict", "conditions"], "llllllllll"))
     if not read.is_empty():
         parts.append(markdown_table(_shown(read).rename({"tested_as": TABLES}),
-                                    [TABLES, "original", "here", "difference", "noise", "verdict"], "llllll"))
+                                    [TABLES, "original", "here", "difference", "noise", "p (Holm)", "mde", "verdict",
+                                     "conditions"], "lllllllll"))
     return "\n\n".join(parts)
 
 
-NOTE = ("The original ran CIFAR-100 for 5,000 steps, one run per variant: where these runs use another dataset "
-        "or protocol, compare directions, not values. Numbers are each run's best evaluation (the best step "
-        "picked on test, as the original's tables did), mean over seeds; the gap is best clean train_200 minus "
-        "best test top-1. Difference: positive is the claim's way. Noise: a t interval (95%) on the seeds' "
-        "standard deviation of that measure, pooled over every variant with two or more seeds; *holds* / *does "
-        "not hold*: beyond it either way; *within noise*: inside it; *not judged*: one seed, or ties that leave "
-        "the test unable to reach p ≤ 0.05. Rank correlations: Kendall tau-b with an exact permutation p-value "
+NOTE = ("The original ran CIFAR-100 in fp32 for 5,000 steps with its own schedule, one run per variant; each row's "
+        "conditions say what differs here, and runs shorter than 5,000 steps are *not comparable* (the numbers stay "
+        "shown). Numbers are each run's best evaluation (the best step picked on test, as the original's tables "
+        "did), mean over seeds; the best-step gap is best clean train_200 minus best test top-1. Difference: "
+        "positive is the claim's way. The seed is the unit: noise is Welch's t between two variants (each its own "
+        "spread), Student's t for one against a number, the 95% interval shown; a claim of no gain allows a gain "
+        "under 0.01. p (Holm): the two-sided p of the row's test, and in brackets Holm-adjusted over the "
+        "comparison's rows with a p; *holds* / *does not hold*: the adjusted p below 0.05 the claim's way or the "
+        "other; *within noise*: not; *not judged*: one seed, or ties that leave the test unable to reach p ≤ 0.05; "
+        "*partly measured: k of n*: judged on k of the n rivals. mde: the smallest difference these seeds would "
+        "find four times in five. Rank correlations: Kendall tau-b with an exact permutation p-value "
         "(one-sided, ties kept).")
 
 

@@ -56,8 +56,12 @@ def summary_markdown(runs_dir: str | Path, dataset: str | None = None, variants=
     return "\n\n".join(parts)
 
 
+FINAL_GAP = "final-step gap"  # final train_200 - final test; the scorecard's "best-step gap" is best minus best
+
+
 def variant_markdown(runs_dir: str | Path, dataset: str | None = None, variants=None) -> str:
-    """Per variant across seeds: best and final test top-1 (mean +- std), train_200 - test gap,
+    """Per variant across seeds: best and final test top-1 (mean +- std), the final-step gap
+    (final train_200 - final test; the scorecard's is the best-step gap, best minus best),
     parameters, images/s and the precision trained in; variants: only theirs (None: every variant)."""
     metrics, runs = of_variants(read_runs(runs_dir, dataset), variants)
     table = per_variant(metrics, runs)
@@ -69,14 +73,14 @@ def variant_markdown(runs_dir: str | Path, dataset: str | None = None, variants=
             lambda r: pm(r["best_test_mean"], r["best_test_std"]), return_dtype=pl.String).alias("best test top-1"),
         pl.struct("final_test_mean", "final_test_std").map_elements(
             lambda r: pm(r["final_test_mean"], r["final_test_std"]), return_dtype=pl.String).alias("final test top-1"),
-        pl.col("gap_mean").round(4).cast(pl.String).alias("train_200 - test"),
+        pl.col("gap_mean").round(4).cast(pl.String).alias(FINAL_GAP),
         pl.col("seeds").cast(pl.String), pl.col("parameters").cast(pl.String),
         pl.col("images_per_second_mean").round(0).cast(pl.String).alias("img/s"))
     if "precision" not in table.columns:
         table = table.with_columns(pl.lit(None, pl.String).alias("precision"))
     table = table.with_columns(pl.col("precision").fill_null("—").replace("", "—"))
     table = table.with_columns(pl.col("group").alias("variant")) if "group" in table.columns else table
-    return markdown_table(table, ["variant", "seeds", "best test top-1", "final test top-1", "train_200 - test",
+    return markdown_table(table, ["variant", "seeds", "best test top-1", "final test top-1", FINAL_GAP,
                                   "parameters", "img/s", "precision"], "lrrrrrrl")
 
 

@@ -352,9 +352,9 @@ def answer_lines(view: View, comparison: Comparison) -> list[str]:
 
     out = summary.missing(view.variant_table, comparison)
     if comparison.name == "epochs" and comparison.source is None:
-        from nbkit.analysis import epochs
+        from nbkit.analysis import epochs_answer
 
-        out += epochs.findings(view.metrics, view.runs)[-1:]
+        out += epochs_answer.findings(view.metrics, view.runs)[-1:]
     tuned = tuning_view.answer_line(view)
     return out + ([tuned] if tuned else [])
 

@@ -223,7 +223,7 @@ def test_variants_lists_the_files_variants_with_their_parameters(module, capsys)
     out = capsys.readouterr().out
     tiny = next(l for l in out.splitlines() if l.startswith("tiny "))
     assert "{:,}".format(3 * 8 * 9 + 8 + 8 * 10 + 10) in tiny and "a one-convolution net" in tiny
-    assert f"29 variants (23 of the original study, 3 of nbkit's own, 3 of {path})" in out
+    assert f"30 variants (23 of the original study, 4 of nbkit's own, 3 of {path})" in out
     assert "comparison mine" in out and "baseline resnet18; expected: no" in out
 
 

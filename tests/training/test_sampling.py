@@ -28,10 +28,11 @@ def indexed(n=N) -> Dataset:
     return Dataset("indexed", ["x"], "test", {"train": images}, {"train": torch.arange(n)})
 
 
-def loader(sampling, seed=0, n=N, count_seen=False) -> TrainBatches:
+def loader(sampling, seed=0, n=N, count_seen=False, switch_epoch=0) -> TrainBatches:
     generator = torch.Generator().manual_seed(seed)
+    switch_epoch = switch_epoch or (2 if sampling == "disjoint" else 0)
     return TrainBatches(indexed(n), B, SINGLE, torch.device("cpu"), generator, augmented=False,
-                        sampling=sampling, count_seen=count_seen)
+                        sampling=sampling, count_seen=count_seen, switch_epoch=switch_epoch)
 
 
 def epochs(batches: TrainBatches, count: int, start: int = 0) -> list[list[int]]:
@@ -64,13 +65,33 @@ def test_replacement_sampling_repeats_examples_within_an_epoch():
     assert order[0] != order[1]
 
 
-@pytest.mark.parametrize("sampling", ["epoch", "fixed", "replacement"])
+def test_disjoint_sampling_trains_on_one_half_then_on_the_other_never_seen_half():
+    n = 48  # halves of 24: 3 steps an epoch
+    batches = loader("disjoint", n=n, switch_epoch=2, count_seen=True)
+    assert batches.steps == n // 2 // B  # an epoch is half the set
+    order = epochs(batches, 4)
+    first, second = set(order[0]), set(order[2])
+    assert all(len(e) == len(set(e)) == n // 2 for e in order)  # each epoch a permutation of one half
+    assert set(order[1]) == first and set(order[3]) == second and order[0] != order[1]
+    assert not first & second and first | second == set(range(n))  # disjoint halves of the whole set
+    assert first != set(range(n // 2))  # a seeded split, not the split's own (class-sorted) order
+    # the halves are the same for every seed (one split), the order within them is the run's
+    other = epochs(loader("disjoint", seed=5, n=n, switch_epoch=2), 4)
+    assert set(other[0]) == first and other[0] != order[0]
+    # the seen probe: once in the second epoch, never trained on in the first epoch after the switch
+    fresh = loader("disjoint", n=n, switch_epoch=2, count_seen=True)
+    groups = [fresh(step) and fresh.groups.tolist() for step in range(4 * fresh.steps)]
+    assert all(g == 1 for g in groups[fresh.steps]) and all(g == 0 for g in groups[2 * fresh.steps])
+    assert all(g == 1 for g in groups[3 * fresh.steps])
+
+
+@pytest.mark.parametrize("sampling", ["epoch", "fixed", "replacement", "disjoint"])
 def test_each_order_is_seeded(sampling):
     assert epochs(loader(sampling, seed=3), 2) == epochs(loader(sampling, seed=3), 2)
     assert epochs(loader(sampling, seed=3), 2) != epochs(loader(sampling, seed=4), 2)
 
 
-@pytest.mark.parametrize("sampling", ["epoch", "fixed", "replacement"])
+@pytest.mark.parametrize("sampling", ["epoch", "fixed", "replacement", "disjoint"])
 @pytest.mark.parametrize("at", [3, 5, 10])  # mid-epoch, and at the end of the first and second epochs
 def test_each_order_and_the_seen_counts_continue_exactly_from_the_saved_state(sampling, at):
     steps = 15  # three epochs
@@ -152,8 +173,13 @@ def test_a_smaller_training_set_lies_inside_a_larger_one_and_val_stays():
 
 
 @pytest.mark.parametrize("changes, message", [
-    ({"sampling": "epochs"}, "sampling expects one of epoch, fixed, replacement, got 'epochs'; did you mean 'epoch'?"),
-    ({"sampling": "shuffle"}, "sampling expects one of epoch, fixed, replacement, got 'shuffle'$"),
+    ({"sampling": "epochs"}, "sampling expects one of epoch, fixed, replacement, disjoint, got 'epochs'; "
+                             "did you mean 'epoch'?"),
+    ({"sampling": "shuffle"}, "sampling expects one of epoch, fixed, replacement, disjoint, got 'shuffle'$"),
+    ({"sampling": "disjoint"}, "sampling disjoint trains on one half of the training set, then on the other: set "
+                               "switch_epoch"),
+    ({"switch_epoch": 3}, "switch_epoch 3 applies to sampling disjoint only, not 'epoch'"),
+    ({"sampling": "disjoint", "switch_epoch": -1}, "switch_epoch expects >= 0 epochs, got -1"),
     ({"train_size": 100}, r"train_size 100 is below one batch \(batch_size 128\); expected at least 128"),
     ({"train_fraction": 0.0}, r"train_fraction expects a share in \(0, 1\], got 0.0"),
     ({"train_fraction": 1.5}, r"train_fraction expects a share in \(0, 1\], got 1.5"),
