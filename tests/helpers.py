@@ -73,11 +73,16 @@ def write_run(runs_dir: Path, variant: str, seed: int, evals: dict[str, list[tup
     last = max((r["step"] for r in rows), default=0)
     w.status(state, last, images_per_second=100.0, **({"reason": "boom"} if state == "failed" else {}))
     w.close()
-    if state == "running":  # a run still training: its process holds the run's lock
-        fd = os.open(run / LOCK, os.O_CREAT | os.O_RDWR, 0o644)
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        _HELD.append(fd)
+    if state == "running":
+        hold_lock(run)
     return run
+
+
+def hold_lock(run: Path) -> None:
+    """A planted run still training: its process holds the run's lock (held while the tests' process lives)."""
+    fd = os.open(run / LOCK, os.O_CREAT | os.O_RDWR, 0o644)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    _HELD.append(fd)
 
 
 def workbench_runs(root: Path, dataset: str = "synthetic") -> Path:
@@ -122,4 +127,6 @@ def trial_run(root, variant, trial, val, test, state="done", reason=None, study=
     (d / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in sorted(rows, key=lambda r: r["step"])))
     (d / "status.json").write_text(json.dumps({"state": state, "step": max(val) if val else 0,
                                                **({"reason": reason} if reason else {})}))
+    if state == "running":
+        hold_lock(d)
     return d

@@ -61,7 +61,7 @@ def plan(names: list[str], seeds: int, overrides: dict, runs_dir: str | Path, st
         for seed in range(base.seed, base.seed + seeds):
             s = base.replace(seed=seed)
             run_dir = run_path(runs_dir, dataset_name(s.dataset), name, f"{settings_key(s)}-s{seed}")
-            jobs.append(Job(name, s, run_dir, variant.definition() if variant.source else None, note))
+            jobs.append(Job(name, s, run_dir, variant.definition() if variant.source else None, note=note))
     return jobs
 
 

@@ -172,9 +172,16 @@ class Tuner:
         self.storage = storage_url(storage, self.runs_dir)
         self.shown_storage = _shown(storage) if storage else f"{STORAGE_FILE} in the runs directory"
         pruner = o.pruners.SuccessiveHalvingPruner() if prune else o.pruners.NopPruner()
-        self.studies = {s.variant: o.create_study(study_name=s.name, storage=self.storage, direction="maximize",
-                                                  sampler=make_sampler(sampler, seed), pruner=pruner,
-                                                  load_if_exists=True) for s in items}
+        # one process at a time creates the database and its studies: two creating one SQLite file at
+        # once race on its schema (a UNIQUE constraint error in Optuna's version table)
+        guard = _Lock(self.runs_dir / LOCKS / "storage.lock")
+        try:
+            guard.take(block=True)
+            self.studies = {s.variant: o.create_study(study_name=s.name, storage=self.storage, direction="maximize",
+                                                      sampler=make_sampler(sampler, seed), pruner=pruner,
+                                                      load_if_exists=True) for s in items}
+        finally:
+            guard.close()
         self.held: dict[tuple[str, int], _Lock] = {}
         self.pruned: set[Path] = set()
         self.reported: dict[Path, int] = {}
