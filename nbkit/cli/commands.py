@@ -58,7 +58,7 @@ def _progress_printer(every: float = 10.0):
 def cmd_train(args) -> None:
     from nbkit.design.comparisons_file import load_study
     from nbkit.design.variants import resolve
-    from nbkit.rundir.runlog import resume_settings
+    from nbkit.rundir.resume import resumable
     from nbkit.training import distributed
     from nbkit.training.data import load_dataset
     from nbkit.training.trainer import train
@@ -69,9 +69,13 @@ def cmd_train(args) -> None:
     if args.pack_json:
         return _train_pack(args, overrides, definition)
     if args.resume:
-        if args.spec or args.run_dir:
+        if args.run_dir or (args.spec and not args.settings_json):
             raise ValueError("give either VARIANT|CONFIG.yml [--run-dir DIR] or --resume RUN_DIR, not both")
-        name, settings = resume_settings(args.resume, overrides)
+        asked = None
+        if args.settings_json:  # a sweep's resume: the run it asked for, refused when the folder records another
+            asked = (args.spec, settings_argument(json_argument(args.settings_json, "--settings-json",
+                                                                "a JSON object of settings"), "--settings-json"))
+        name, settings = resumable(args.resume, overrides, asked, study)
     elif not args.spec:
         raise ValueError("train expects a VARIANT or CONFIG.yml (see `nbkit variants`), or --resume RUN_DIR")
     else:

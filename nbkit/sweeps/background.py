@@ -186,7 +186,7 @@ def last_error(log: str | Path) -> str | None:
     from nbkit.sweeps.sweep import clip
 
     try:
-        lines = [l.strip() for l in Path(log).read_text(errors="replace").splitlines() if l.strip()]
+        lines = files.tail_lines(log)  # its end only, however long the log
     except OSError:
         return None
     return next((clip(l) for l in reversed(lines) if "error:" in l or l.startswith("FAILED")), None)
@@ -195,7 +195,7 @@ def last_error(log: str | Path) -> str | None:
 def _final_counts(log: str | Path) -> dict[str, int]:
     """The counts of a sweep's final line ("sweep: 2 done, 0 skipped, 0 failed, 1 stopped"), or {}."""
     try:
-        lines = Path(log).read_text(errors="replace").splitlines()
+        lines = files.tail_lines(log)
     except OSError:
         return {}
     final = next((l for l in reversed(lines) if l.startswith("sweep: ") and " stopped" in l), "")

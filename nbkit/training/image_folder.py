@@ -89,8 +89,8 @@ def load_image_folder(path: Path, cache_dir: Path):
     arrays = decode_splits(members, path)
     cache_dir.mkdir(parents=True, exist_ok=True)
     train_x, train_y, test_x, test_y, classes = arrays
-    with files.replacing(cache) as tmp:  # whole or not at all
-        np.savez(tmp, train_x=train_x, train_y=train_y, test_x=test_x, test_y=test_y, classes=np.array(classes))
+    with files.replacing(cache) as f:  # whole or not at all, through the descriptor that made it
+        np.savez(f, train_x=train_x, train_y=train_y, test_x=test_x, test_y=test_y, classes=np.array(classes))
     return arrays
 
 
