@@ -2,6 +2,8 @@
 sent, can make nbkit do: never write through a link, never read without bound or block."""
 
 import os
+import subprocess
+import sys
 import tempfile
 
 import numpy as np
@@ -53,3 +55,78 @@ def test_arrays_and_figures_are_written_through_their_descriptor(tmp_path, swapp
             chart.save(tmp_path / name)
     assert swapped.read_bytes() == b"precious"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["victim"]
+
+
+def _sparse(path, size: int, head: bytes = b"", tail: bytes = b""):
+    """A file of `size` bytes that takes no disk: head, zeros, tail."""
+    with open(path, "wb") as f:
+        f.write(head)
+        f.truncate(size - len(tail))
+        f.seek(size - len(tail))
+        f.write(tail)
+    return path
+
+
+def _peak(fn) -> int:
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        fn()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_a_resume_cuts_a_huge_metrics_file_without_reading_it_whole(tmp_path):
+    from nbkit.rundir.runlog import truncate_metrics
+
+    rows = b'{"step": 1, "split": "train"}\n{"step": 9, "split": "train"}\n'
+    path = _sparse(tmp_path / "metrics.jsonl", 200 << 20, head=rows, tail=b'\n{"step": 2, "split": "test"}\n')
+    assert _peak(lambda: truncate_metrics(path, 5)) < 16 << 20  # 200 MiB read whole took twice that
+    assert path.read_bytes() == b'{"step": 1, "split": "train"}\n{"step": 2, "split": "test"}\n'
+
+
+def test_a_failed_childs_huge_log_is_tailed_for_its_last_line(tmp_path):
+    from nbkit.sweeps.background import last_error
+    from nbkit.sweeps.sweep import last_line
+
+    log = _sparse(tmp_path / "train.log", 300 << 20, tail=b"\nnbkit train: error: boom\n")
+    said = []
+    assert _peak(lambda: said.extend([last_line(log), last_error(log)])) < 16 << 20
+    assert said == ["nbkit train: error: boom"] * 2
+
+
+def test_special_files_at_train_log_fail_their_run_alone(tmp_path):
+    from nbkit.rundir.runlog import read_status
+    from nbkit.sweeps.sweep import plan
+
+    overrides = {"dataset": "synthetic", "max_iter": 2, "batch_size": 16, "eval_every": 2}
+    fifo, link, folder, good = plan(["toy-dilated"], 4, overrides, tmp_path)
+    for job in (fifo, link, folder):
+        job.run_dir.mkdir(parents=True)
+    os.mkfifo(fifo.run_dir / "train.log")
+    (link.run_dir / "train.log").symlink_to(tmp_path / "elsewhere.log")
+    (folder.run_dir / "train.log").mkdir()
+    done = subprocess.run([sys.executable, "-m", "nbkit", "sweep", "toy-dilated", "--seeds", "4", "--dataset",
+                           "synthetic", "--max-iter", "2", "--batch-size", "16", "--eval-every", "2", "--device",
+                           "cpu", "--runs-dir", str(tmp_path)], capture_output=True, text=True, timeout=240)
+    assert done.returncode == 1 and "sweep: 1 done, 0 skipped, 3 failed" in done.stderr, done.stderr
+    assert read_status(good.run_dir)["state"] == "done"
+    for job in (fifo, link, folder):
+        status = read_status(job.run_dir)
+        assert status["state"] == "failed" and status["reason"].startswith("cannot start: train.log: ")
+    assert not (tmp_path / "elsewhere.log").exists()
+
+
+def test_a_tmp_debris_folder_leaves_a_run_resumable(tmp_path):
+    from nbkit.rundir.runlog import RunWriter, open_run
+
+    run = tmp_path / "run"
+    run.mkdir()
+    RunWriter(run).config({"variant": "toy-dilated", "seed": 0})
+    (run / ".metrics.jsonl.x.tmp").mkdir()
+    (run / ".status.json.y.tmp").write_text("half")
+    with open_run(run, tmp_path, "synthetic", "toy-dilated", 0, resume=True) as opened:
+        assert opened == run
+    assert sorted(p.name for p in run.iterdir() if p.name.startswith(".") and "tmp" in p.name) == [".metrics.jsonl.x.tmp"]
