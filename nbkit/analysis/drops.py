@@ -15,6 +15,8 @@ import math
 
 import polars as pl
 
+from nbkit.analysis.steps import marks_near
+
 POINTS_SCHEMA = {"path": pl.String, "run_id": pl.String, "variant": pl.String, "seed": pl.Int64,
                  "kind": pl.String, "epoch": pl.Float64, "step": pl.Int64, "before": pl.Float64,
                  "trend": pl.Float64, "after": pl.Float64, "drop": pl.Float64, "relative": pl.Float64}
@@ -28,16 +30,13 @@ def default_window(steps_per_epoch: int, log_every: int) -> int:
     return max(1, min(max(3 * log_every, steps_per_epoch // 4), steps_per_epoch // 2))
 
 
-def _points(steps_per_epoch: int, last_step: int) -> list[tuple[str, int, float]]:
-    """(kind, step, epoch) of every boundary and every mid-epoch point after the first epoch."""
-    out = []
-    for k in range(1, last_step // steps_per_epoch + 1):
-        b = k * steps_per_epoch
-        out.append(("boundary", b, float(k)))
-        mid = b + steps_per_epoch // 2
-        if mid < last_step:
-            out.append(("mid-epoch", mid, mid / steps_per_epoch))
-    return out
+def _points(steps_per_epoch: int, steps: list[int], reach: int) -> list[tuple[str, int, float]]:
+    """(kind, step, epoch) of every boundary and every mid-epoch point after the first epoch that
+    lies within reach of a logged step (bounded by the rows: nbkit.analysis.steps)."""
+    spe, last_step = steps_per_epoch, steps[-1]
+    out = [("boundary", b, b / spe) for b in marks_near(steps, spe, reach)]
+    out += [("mid-epoch", m, m / spe) for m in marks_near(steps, spe, reach, offset=spe // 2) if m < last_step]
+    return sorted(out, key=lambda p: p[1])
 
 
 def _fit_line(xs: list[float], ys: list[float]) -> tuple[float, float] | None:
@@ -64,7 +63,7 @@ def _run_drops(steps: list[int], losses: list[float], spe: int, window: int | No
     w = window or default_window(spe, log_every)
     mid = [(s - (log_every - 1) / 2, s, y) for s, y in zip(steps, losses)]  # x: the row's centre
     out = []
-    for kind, b, epoch in _points(spe, steps[-1]):
+    for kind, b, epoch in _points(spe, steps, w + log_every):
         before = [(x, y) for x, s, y in mid if b - w < s - log_every + 1 and s <= b]
         after = [(x, y) for x, s, y in mid if s - log_every >= b and s <= b + w]
         if len(before) < MIN_BEFORE or not after:
