@@ -130,3 +130,15 @@ def test_a_tmp_debris_folder_leaves_a_run_resumable(tmp_path):
     with open_run(run, tmp_path, "synthetic", "toy-dilated", 0, resume=True) as opened:
         assert opened == run
     assert sorted(p.name for p in run.iterdir() if p.name.startswith(".") and "tmp" in p.name) == [".metrics.jsonl.x.tmp"]
+
+
+def test_an_image_folders_cache_key_reads_files_in_chunks(tmp_path):
+    from nbkit.training.image_folder import _content_key
+    from tests.helpers import write_image_folder
+
+    folder = write_image_folder(tmp_path / "imgs")
+    before = _content_key(folder)
+    _sparse(folder / "train" / "cat" / "big.png", 512 << 20, head=b"\x89PNG\r\n\x1a\n")
+    keys = []
+    assert _peak(lambda: keys.append(_content_key(folder))) < 16 << 20  # read whole, it took 512 MiB
+    assert keys[0] != before  # still by content
