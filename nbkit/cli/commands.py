@@ -11,14 +11,15 @@ from nbkit.cli.options import existing_runs_dir, json_argument, setting_override
 def cmd_variants(args) -> None:
     from nbkit.design.comparisons_file import check_models, load_study
     from nbkit.design.models import variant_table
+    from nbkit.errors import terminal
 
     study = load_study(args.comparisons)
     check_models(study, num_classes=args.num_classes)
     rows = variant_table(num_classes=args.num_classes, study=study)
     width = max(len(r["variant"]) for r in rows)
     print(f"{'variant':<{width}}  {'params':>11}  description")
-    for r in rows:
-        print(f"{r['variant']:<{width}}  {r['parameters']:>11,}  {r['description']}")
+    for r in rows:  # a comparisons file's names and descriptions are data: no escape sequence reaches the terminal
+        print(f"{terminal(r['variant']):<{width}}  {r['parameters']:>11,}  {terminal(r['description'])}")
     from nbkit.design.variants import VARIANTS
 
     own = sum(not v.original for v in VARIANTS.values())
@@ -28,8 +29,8 @@ def cmd_variants(args) -> None:
           "(only -tnc sizes its head to the classes; the others keep the original's 1000-way head"
           + ("; timm and your own models are always sized to the classes)" if study.own_variants else ")"))
     for c in study.own_comparisons:
-        print(f"\ncomparison {c.name} ({args.comparisons}): {c.question}\n  {', '.join(c.variants)}; "
-              f"baseline {c.baseline}" + (f"; expected: {c.expected}" if c.expected else ""))
+        print(terminal(f"\ncomparison {c.name} ({args.comparisons}): {c.question}\n  {', '.join(c.variants)}; "
+                       f"baseline {c.baseline}" + (f"; expected: {c.expected}" if c.expected else "")))
 
 
 def _progress_printer(every: float = 10.0):
