@@ -142,3 +142,16 @@ def test_an_image_folders_cache_key_reads_files_in_chunks(tmp_path):
     keys = []
     assert _peak(lambda: keys.append(_content_key(folder))) < 16 << 20  # read whole, it took 512 MiB
     assert keys[0] != before  # still by content
+
+
+def test_the_ray_copy_of_a_run_takes_its_regular_files_only(tmp_path):
+    from nbkit.sweeps.ray_backend import _local_files
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text("{}")
+    (tmp_path / "secret").write_text("not the run's")
+    (run / "metrics.jsonl").symlink_to(tmp_path / "secret")
+    os.mkfifo(run / "train.log")
+    (run / "status.json").symlink_to("/dev/zero")
+    assert _local_files(run) == {"config.json": b"{}"}
