@@ -161,7 +161,7 @@ def original(comparison: Comparison) -> str:
         return (f"**What the original study reported** (CIFAR-100, 5,000 steps, one run each, best step picked on "
                 f"the test set): {md_text(comparison.original_findings)}")
     if comparison.expected:
-        return f"**What you expected** ({md_code(comparison.source)}): {md_text(comparison.expected)}"
+        return f"**What you expected** ({md_code(Path(comparison.source).name)}): {md_text(comparison.expected)}"
     return ""
 
 
