@@ -135,6 +135,14 @@ def _ours(info, where: Path) -> bool:
             and _proc_cmdline(pid) == info.get("command") and secrets.compare_digest(_proc_token(pid) or "", token))
 
 
+def _here(info, runs_dir: str | Path) -> bool:
+    """Whether an entry's sweep writes this runs directory (not the one a copied entry came from)."""
+    try:
+        return os.path.samefile(info.get("runs_dir"), runs_dir)
+    except (AttributeError, TypeError, ValueError, OSError):
+        return False
+
+
 def _own_file(path: Path) -> bool:
     try:
         return path.lstat().st_uid == os.getuid()  # the entry itself: a link to a file of ours is not ours
@@ -158,6 +166,8 @@ def active_sweeps(runs_dir: str | Path) -> list[dict]:
             info = json.loads(files.read_regular(f, 1 << 16))
         except (OSError, ValueError, RecursionError):
             warnings.warn(f"{f}: ignoring a launched-sweep entry that is not readable JSON", stacklevel=2)
+            continue
+        if not _here(info, runs_dir):  # an entry copied with a runs folder: its sweep writes the original
             continue
         if _ours(info, f):
             out.append(info)

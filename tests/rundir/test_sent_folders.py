@@ -155,3 +155,23 @@ def test_the_ray_copy_of_a_run_takes_its_regular_files_only(tmp_path):
     os.mkfifo(run / "train.log")
     (run / "status.json").symlink_to("/dev/zero")
     assert _local_files(run) == {"config.json": b"{}"}
+
+
+def test_stop_on_a_copied_runs_folder_never_stops_the_originals_sweep(tmp_path):
+    import shutil
+    import time
+
+    from nbkit.sweeps import background
+
+    original, copy = tmp_path / "original", tmp_path / "copy"
+    info = background.launch_sweep(original, ["toy-dilated"], "synthetic", max_iter=100000, seeds=1, device="cpu")
+    try:
+        shutil.copytree(original / ".sweeps", copy / ".sweeps")  # the entry travels with a copy of the folder
+        background._CHILDREN.clear()  # as after a notebook restart: the sweep is known only from /proc
+        assert background.active_sweeps(copy) == [] and background.stop_sweeps(copy) == 0
+        assert [s["pid"] for s in background.active_sweeps(original)] == [info["pid"]]
+    finally:
+        os.kill(info["pid"], 15)
+        deadline = time.time() + 120
+        while background.active_sweeps(original) and time.time() < deadline:
+            time.sleep(0.2)
