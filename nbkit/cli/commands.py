@@ -138,10 +138,11 @@ def cmd_sweep(args) -> None:
     overrides = setting_overrides(args)
     study = load_study(args.comparisons)
     jobs = plan(args.names, args.seeds, overrides, args.runs_dir, study)
-    first, own = jobs[0].settings, [j for j in jobs if j.definition]
-    if first.dataset != "synthetic" or own:
-        ds = load_dataset(first.dataset, first.data_dir)  # fail once, here, and fill the cache for the runs
-        if own:
+    own = [j for j in jobs if j.definition]
+    subsets = {(s.dataset, s.data_dir, s.val_size, s.train_size, s.train_fraction): None for s in (j.settings for j in jobs)}
+    for n, subset in enumerate(subsets):  # fail once, here, before any run folder (a train_size the data
+        ds = load_dataset(*subset)        # cannot give among them), and fill the cache for the runs
+        if own and n == 0:
             _check_own_models(study, [(j.variant, j.settings) for j in own], ds, args.pack)
     if args.backend == "ray":
         from nbkit.sweeps.ray_backend import run_sweep_ray

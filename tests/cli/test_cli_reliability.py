@@ -21,3 +21,12 @@ def test_a_mistyped_option_is_one_line(args, capsys):
     assert e.value.code == 2
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert line.startswith(f"nbkit {args[0]}: error: argument ") and line.endswith(f"(see nbkit {args[0]} --help)")
+
+
+def test_a_sweep_whose_train_size_the_data_cannot_give_starts_no_run(tmp_path, capsys):
+    code = main(["sweep", "toy-dilated", "--dataset", "synthetic", "--max-iter", "2", "--device", "cpu",
+                 "--runs-dir", str(tmp_path / "runs"), "--set", "train_size=999999"])
+    assert code == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("nbkit sweep: error: train_size 999999 exceeds the 2000 training images")
+    assert not (tmp_path / "runs").exists() or not list((tmp_path / "runs").rglob("status.json"))
