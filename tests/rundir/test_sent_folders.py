@@ -175,3 +175,17 @@ def test_stop_on_a_copied_runs_folder_never_stops_the_originals_sweep(tmp_path):
         deadline = time.time() + 120
         while background.active_sweeps(original) and time.time() < deadline:
             time.sleep(0.2)
+
+
+def test_every_run_of_a_pack_that_failed_before_its_status_records_the_packs_error(tmp_path, monkeypatch):
+    import io
+
+    from nbkit.rundir.runlog import read_status
+    from nbkit.sweeps import sweep
+
+    jobs = sweep.plan(["toy-dilated"], 2, {"dataset": "synthetic", "max_iter": 2}, tmp_path)
+    monkeypatch.setattr(sweep, "pack_command", lambda unit, device, label: [
+        sys.executable, "-c", "import sys; sys.exit('nbkit train: error: boom')"])
+    outcome = sweep.run_sweep(jobs, device="cpu", pack=2, stream=io.StringIO(), poll=0.05)
+    assert len(outcome["failed"]) == 2
+    assert [read_status(j.run_dir)["reason"] for j in jobs] == ["nbkit train: error: boom"] * 2
