@@ -134,13 +134,13 @@ def truncate_metrics(path: Path, last_step: int) -> None:
         read = 0
         while read < MAX_METRICS_BYTES and (line := f.readline(MAX_ROW_BYTES + 1)):
             read += len(line)
-            if not line.endswith(b"\n"):  # a row longer than any nbkit writes (or a cut last one)
-                while read < MAX_METRICS_BYTES and (rest := f.readline(1 << 20)) and not rest.endswith(b"\n"):
-                    read += len(rest)
+            if len(line) > MAX_ROW_BYTES:  # a row longer than any nbkit writes: skipped to its end
+                while (not line.endswith(b"\n") and read < MAX_METRICS_BYTES and (line := f.readline(1 << 20))):
+                    read += len(line)
                 continue
-            try:
+            try:  # a last line without its line break is kept when it is a whole row, as before
                 if json.loads(line)["step"] <= last_step:
-                    out.write(line)
+                    out.write(line if line.endswith(b"\n") else line + b"\n")
             except (ValueError, KeyError, TypeError, IndexError, RecursionError):
                 continue  # a cut or garbage line is dropped here
 
