@@ -167,10 +167,9 @@ def active_sweeps(runs_dir: str | Path) -> list[dict]:
         except (OSError, ValueError, RecursionError):
             warnings.warn(f"{f}: ignoring a launched-sweep entry that is not readable JSON", stacklevel=2)
             continue
-        if not _here(info, runs_dir):  # an entry copied with a runs folder: its sweep writes the original
-            continue
         if _ours(info, f):
-            out.append(info)
+            if _here(info, runs_dir):  # not an entry copied with a runs folder (its sweep writes the original)
+                out.append(info)
         elif isinstance(info, dict) and isinstance(info.get("pid"), int) and info["pid"] > 1:
             try:
                 f.unlink()
