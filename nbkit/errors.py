@@ -15,13 +15,15 @@ import signal
 import threading
 from typing import Callable, Iterable
 
-_TERMINAL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # what a terminal obeys (escapes, bells, C1)
+# what a terminal obeys (escapes, bells, C1) or reorders the line by (bidirectional controls)
+_TERMINAL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 
 def terminal(value) -> str:
     """Text for a terminal: control characters (escape sequences, bells, carriage returns) as
     visible \\x.. codes, so a name can neither rewrite the screen nor hide what precedes it."""
-    return _TERMINAL.sub(lambda m: f"\\x{ord(m.group()):02x}", str(value))
+    return _TERMINAL.sub(lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 0x100 else f"\\u{ord(m.group()):04x}",
+                         str(value))
 
 
 # exit codes of `nbkit` (and of each run a sweep starts)

@@ -19,6 +19,8 @@ import math
 
 import polars as pl
 
+from nbkit.analysis.steps import marks_near
+
 POINTS_SCHEMA = {"path": pl.String, "run_id": pl.String, "variant": pl.String, "seed": pl.Int64,
                  "kind": pl.String, "epoch": pl.Float64, "step": pl.Int64, "before": pl.Float64,
                  "trend": pl.Float64, "after": pl.Float64, "drop": pl.Float64, "relative": pl.Float64}
@@ -32,17 +34,16 @@ def default_window(steps_per_epoch: int, log_every: int) -> int:
     return max(1, min(max(3 * log_every, steps_per_epoch // 4), steps_per_epoch // 2))
 
 
-def _points(steps_per_epoch: int, last_step: int, window: int) -> list[tuple[str, int, float]]:
-    """(kind, step, epoch) of every boundary and, in every epoch after the first that ends by
-    last_step, the placebo one window before its end (its after-window ends at the boundary)."""
-    out = []
-    for k in range(1, last_step // steps_per_epoch + 1):
-        b = k * steps_per_epoch
-        out.append(("boundary", b, float(k)))
-        end = b + steps_per_epoch
-        if end <= last_step and end - 2 * window >= b:
-            out.append(("placebo", end - window, (end - window) / steps_per_epoch))
-    return out
+def _points(steps_per_epoch: int, steps: list[int], window: int, reach: int) -> list[tuple[str, int, float]]:
+    """(kind, step, epoch) of every boundary and, in every epoch after the first that ends by the
+    last step, the placebo one window before its end (its after-window ends at the boundary); only
+    those within reach of a logged step, so the work is bounded by the rows (nbkit.analysis.steps)."""
+    spe, last_step = steps_per_epoch, steps[-1]
+    out = [("boundary", b, b / spe) for b in marks_near(steps, spe, reach)]
+    if spe >= 2 * window:
+        out += [("placebo", p, p / spe) for p in marks_near(steps, spe, reach, offset=spe - window)
+                if p + window <= last_step]
+    return sorted(out, key=lambda p: p[1])
 
 
 def _fit_line(xs: list[float], ys: list[float]) -> tuple[float, float] | None:
@@ -69,7 +70,7 @@ def _run_drops(steps: list[int], losses: list[float], spe: int, window: int | No
     w = window or default_window(spe, log_every)
     mid = [(s - (log_every - 1) / 2, s, y) for s, y in zip(steps, losses)]  # x: the row's centre
     out = []
-    for kind, b, epoch in _points(spe, steps[-1], w):
+    for kind, b, epoch in _points(spe, steps, w, w + log_every):
         before = [(x, y) for x, s, y in mid if b - w < s - log_every + 1 and s <= b]
         after = [(x, y) for x, s, y in mid if s - log_every >= b and s <= b + w]
         if len(before) < MIN_BEFORE or not after:

@@ -20,6 +20,7 @@ import polars as pl
 
 from nbkit.analysis import drops
 from nbkit.analysis.significance import ALPHA, one_sample, t_quantile
+from nbkit.analysis.steps import marks_near
 from nbkit.rundir.schema import SEEN_GROUPS, seen_loss_column, seen_share_column
 
 HELD_OUT = "val_dense"  # the held-out probe's rows (nbkit.training.trainer.evaluate_near_epoch_end)
@@ -42,7 +43,7 @@ def _run_aligned(steps: list[int], losses: list[float], spe: int, window: int | 
     width = L if means else 1
     points = [(s - (width - 1) / 2, s, y) for s, y in zip(steps, losses) if y > 0]  # (x: the row's centre, step, loss)
     out = []
-    for b in range(spe, steps[-1] + 1, spe):
+    for b in marks_near(steps, spe, w + width):  # the boundaries near a logged row: bounded by the rows
         near = [(x, s, y) for x, s, y in points if b - w < s - width + 1 and s <= b + w]
         before = [(x, math.log(y)) for x, s, y in near if s <= b]
         line = drops._fit_line(*zip(*before)) if len(before) >= drops.MIN_BEFORE else None

@@ -12,8 +12,17 @@ from nbkit.cli.options import add_comparisons, add_runs_dir, add_setting_flags, 
 from nbkit.cli.tune import add_tune_parser
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse's parser with a mistyped option said in one line (not the usage's ten)."""
+
+    def error(self, message: str):
+        from nbkit.errors import terminal
+
+        self.exit(2, f"{self.prog}: error: {terminal(message)} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="nbkit", description="Compare image-classification models.")
+    parser = Parser(prog="nbkit", description="Compare image-classification models.")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("variants", help="list the variants with description and parameter count")
     p.add_argument("--num-classes", type=at_least_one, default=100, help="class count of the dataset (default 100)")

@@ -11,14 +11,15 @@ from nbkit.cli.options import existing_runs_dir, json_argument, setting_override
 def cmd_variants(args) -> None:
     from nbkit.design.comparisons_file import check_models, load_study
     from nbkit.design.models import variant_table
+    from nbkit.errors import terminal
 
     study = load_study(args.comparisons)
     check_models(study, num_classes=args.num_classes)
     rows = variant_table(num_classes=args.num_classes, study=study)
     width = max(len(r["variant"]) for r in rows)
     print(f"{'variant':<{width}}  {'params':>11}  description")
-    for r in rows:
-        print(f"{r['variant']:<{width}}  {r['parameters']:>11,}  {r['description']}")
+    for r in rows:  # a comparisons file's names and descriptions are data: no escape sequence reaches the terminal
+        print(f"{terminal(r['variant']):<{width}}  {r['parameters']:>11,}  {terminal(r['description'])}")
     from nbkit.design.variants import VARIANTS
 
     own = sum(not v.original for v in VARIANTS.values())
@@ -28,8 +29,8 @@ def cmd_variants(args) -> None:
           "(only -tnc sizes its head to the classes; the others keep the original's 1000-way head"
           + ("; timm and your own models are always sized to the classes)" if study.own_variants else ")"))
     for c in study.own_comparisons:
-        print(f"\ncomparison {c.name} ({args.comparisons}): {c.question}\n  {', '.join(c.variants)}; "
-              f"baseline {c.baseline}" + (f"; expected: {c.expected}" if c.expected else ""))
+        print(terminal(f"\ncomparison {c.name} ({args.comparisons}): {c.question}\n  {', '.join(c.variants)}; "
+                       f"baseline {c.baseline}" + (f"; expected: {c.expected}" if c.expected else "")))
 
 
 def _progress_printer(every: float = 10.0, note: str | None = None):
@@ -61,7 +62,7 @@ def _progress_printer(every: float = 10.0, note: str | None = None):
 def cmd_train(args) -> None:
     from nbkit.design.comparisons_file import load_study
     from nbkit.design.variants import resolve
-    from nbkit.rundir.runlog import resume_settings
+    from nbkit.rundir.resume import resumable
     from nbkit.training import distributed
     from nbkit.training.data import load_dataset
     from nbkit.training.trainer import train
@@ -73,9 +74,13 @@ def cmd_train(args) -> None:
         return _train_pack(args, overrides, definition)
     note = None  # what was changed for a new run launched here, said once it trains
     if args.resume:
-        if args.spec or args.run_dir:
+        if args.run_dir or (args.spec and not args.settings_json):
             raise ValueError("give either VARIANT|CONFIG.yml [--run-dir DIR] or --resume RUN_DIR, not both")
-        name, settings = resume_settings(args.resume, overrides)
+        asked = None
+        if args.settings_json:  # a sweep's resume: the run it asked for, refused when the folder records another
+            asked = (args.spec, settings_argument(json_argument(args.settings_json, "--settings-json",
+                                                                "a JSON object of settings"), "--settings-json"))
+        name, settings = resumable(args.resume, overrides, asked, study)
     elif not args.spec:
         raise ValueError("train expects a VARIANT or CONFIG.yml (see `nbkit variants`), or --resume RUN_DIR")
     else:
@@ -150,10 +155,11 @@ def cmd_sweep(args) -> None:
     overrides = setting_overrides(args)
     study = load_study(args.comparisons)
     jobs = plan(args.names, args.seeds, overrides, args.runs_dir, study)
-    first, own = jobs[0].settings, [j for j in jobs if j.definition]
-    if first.dataset != "synthetic" or own:
-        ds = load_dataset(first.dataset, first.data_dir)  # fail once, here, and fill the cache for the runs
-        if own:
+    own = [j for j in jobs if j.definition]
+    subsets = {(s.dataset, s.data_dir, s.val_size, s.train_size, s.train_fraction): None for s in (j.settings for j in jobs)}
+    for n, subset in enumerate(subsets):  # fail once, here, before any run folder (a train_size the data
+        ds = load_dataset(*subset)        # cannot give among them), and fill the cache for the runs
+        if own and n == 0:
             _check_own_models(study, [(j.variant, j.settings) for j in own], ds, args.pack)
     for note in dict.fromkeys(j.note for j in jobs if j.note):  # said once the input is known good
         print(f"nbkit sweep: {note}", file=sys.stderr)

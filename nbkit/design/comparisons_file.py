@@ -25,7 +25,10 @@ can), so a model that cannot be built, or whose output is not (batch, classes), 
 
 from __future__ import annotations
 
+import errno
+import os
 import re
+import stat
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +41,8 @@ from nbkit.errors import SettingsError, closest
 FILE_KEYS = ("variants", "comparisons")
 VARIANT_KEYS = ("base", "description")  # and any setting
 COMPARISON_KEYS = ("question", "variants", "baseline", "expected")
+MAX_FILE_BYTES = 1 << 20  # a comparisons file is a few KiB
+MAX_BASES = 100  # a chain of bases (a variant of a variant of ...)
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,99}")  # a run folder's and a report file's name
 
 
@@ -106,8 +111,10 @@ def _searches(tables: dict, kind: str, path: Path) -> dict:
 
 def read_file(path: Path) -> dict:
     """The file's top-level mapping: TOML (.toml) or YAML (.yml, .yaml); duplicate keys refused."""
+    if path.suffix not in (".toml", ".yml", ".yaml"):  # said before anything is read (/dev/zero is no such file)
+        raise StudyError(path, "", "expected a comparisons file ending in .toml, .yml or .yaml")
     try:
-        text = path.read_text(encoding="utf-8")
+        text = _read_bounded(path).decode("utf-8")
     except (OSError, UnicodeDecodeError) as e:
         raise StudyError(path, "", f"cannot read the comparisons file ({type(e).__name__}: {e.strerror or e})"
                          if isinstance(e, OSError) else "cannot read the comparisons file (not UTF-8 text)") from None
@@ -122,6 +129,19 @@ def read_file(path: Path) -> dict:
     return data
 
 
+def _read_bounded(path: Path) -> bytes:
+    """The bytes of a regular file of at most MAX_FILE_BYTES; OSError for a FIFO or device (refused
+    at once, never waited on or read without end) or a larger file."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file")
+        data = f.read(MAX_FILE_BYTES + 1)
+    if len(data) > MAX_FILE_BYTES:
+        raise OSError(errno.EFBIG, f"larger than {MAX_FILE_BYTES:,} bytes")
+    return data
+
+
 def _toml(text: str, path: Path) -> dict:
     try:
         import tomllib
@@ -133,8 +153,8 @@ def _toml(text: str, path: Path) -> dict:
                                        "YAML (.yml)") from None
     try:
         return tomllib.loads(text)
-    except (tomllib.TOMLDecodeError, RecursionError) as e:  # duplicate keys among them
-        raise StudyError(path, "", f"not valid TOML ({e or 'nested too deeply'})") from None
+    except (ValueError, RecursionError) as e:  # duplicate keys, and a number of thousands of digits, among them
+        raise StudyError(path, "", f"not valid TOML ({str(e):.200}{'' if e else 'nested too deeply'})") from None
 
 
 def _yaml(text: str, path: Path):
@@ -156,8 +176,8 @@ def _yaml(text: str, path: Path):
     Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, mapping)
     try:
         return yaml.load(text, Loader=Loader)  # noqa: S506 - a SafeLoader that refuses duplicate keys
-    except (yaml.YAMLError, RecursionError) as e:
-        raise StudyError(path, "", f"not valid YAML ({' '.join(str(e).split()) or 'nested too deeply'})") from None
+    except (yaml.YAMLError, ValueError, RecursionError) as e:  # a number of thousands of digits among them
+        raise StudyError(path, "", f"not valid YAML ({' '.join(str(e).split())[:200] or 'nested too deeply'})") from None
 
 
 def _check_keys(entry: dict, allowed, path: Path, key: str, expected: str) -> None:
@@ -203,6 +223,9 @@ def _variants(raw: dict, path: Path) -> dict[str, Variant]:
             return out[name]
         if name in chain:
             raise StudyError(path, f"variants.{chain[0]}.base", f"circular bases: {' -> '.join([*chain, name])}")
+        if len(chain) >= MAX_BASES:
+            raise StudyError(path, f"variants.{chain[0]}.base", f"bases chained more than {MAX_BASES} deep; "
+                                                                "expected a variant a few changes from nbkit's or a model")
         out[name] = _variant(name, raw[name], path, tuple(raw), lambda base: resolve(base, (*chain, name)))
         return out[name]
 
@@ -225,7 +248,7 @@ def _variant(name: str, entry: dict, path: Path, file_names: tuple[str, ...], fi
         if not isinstance(base, str) or (base not in VARIANTS and base not in file_names):
             raise StudyError(path, f"{key}.base", f"unknown variant {base!r}{closest(str(base), [*VARIANTS, *file_names])}")
         parent = VARIANTS[base] if base in VARIANTS else file_variant(base)
-        options = dict(parent.definition()["options"])
+        options = parent.defined_options()  # settings alone: reading the file imports no model
     options.update(own)
     try:
         settings = Settings(**options)

@@ -100,6 +100,7 @@ LATER_KEYS = {"precision": "auto", "cuda_graph": True, "original_schedule": Fals
               "sampling": "epoch", "train_size": 0, "train_fraction": 1.0, "seen_probe": False, "boundary_eval": 0,
               "switch_epoch": 0}
 MAX_INT = 2**63 - 1  # what a seed generator and a run log's integer column hold
+MAX_STEP = 10**10  # ten billion steps (years of training): a run log's step beyond it is absurd, left out
 _TYPES = typing.get_type_hints(Settings)
 
 
@@ -182,6 +183,7 @@ def _check_ranges(s: Settings) -> None:
     need(0 <= s.finetune_level <= 5, f"finetune_level expects 0..5, got {s.finetune_level}")
     for key in ("batch_size", "eval_batch_size", "max_iter", "eval_every", "save_every", "log_every"):
         need(getattr(s, key) > 0, f"{key} expects a positive integer, got {getattr(s, key)}")
+    need(s.max_iter <= MAX_STEP, f"max_iter expects at most {MAX_STEP:,} steps, got {s.max_iter}")
     need(s.warmup_num_steps >= 0, f"warmup_num_steps expects >= 0, got {s.warmup_num_steps}")
     need(s.val_size >= 0, f"val_size expects >= 0, got {s.val_size}")
     for key in ("warmup_min_lr", "warmup_max_lr", "gradient_clipping"):

@@ -28,9 +28,14 @@ class Variant:
     def settings(self) -> Settings:
         return Settings(**{"model": self.name, **self.options})
 
+    def defined_options(self) -> dict:
+        """The settings it sets (its model always), as plain JSON; imports nothing."""
+        return {k: v for k, v in self.settings.to_dict().items() if k in self.options or k == "model"}
+
     def definition(self) -> dict:
-        """Everything that defines it, as plain JSON (a run's config.json records it whole)."""
-        options = {k: v for k, v in self.settings.to_dict().items() if k in self.options or k == "model"}
+        """Everything that defines it, as plain JSON (a run's config.json records it whole); for a
+        model of the user's code, the file defining it (imported: for a run or a check only)."""
+        options = self.defined_options()
         out = {"name": self.name, "description": self.description, "base": self.base, "options": options,
                "source": self.source or "nbkit"}
         if ":" in options["model"] and not options["model"].startswith("timm/"):  # the user's code: where it is

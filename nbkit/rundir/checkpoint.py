@@ -30,8 +30,8 @@ def save_checkpoint(run_dir: Path, checkpoint: dict) -> None:
     import torch
 
     try:
-        with files.replacing(run_dir / CHECKPOINT) as tmp:
-            torch.save(checkpoint, tmp)
+        with files.replacing(run_dir / CHECKPOINT) as f:  # written through its descriptor, never reopened by name
+            torch.save(checkpoint, f)
             if (run_dir / CHECKPOINT).exists():  # renamed only once the new one is whole
                 os.replace(run_dir / CHECKPOINT, run_dir / PREVIOUS)
     except Exception:

@@ -16,25 +16,32 @@ import os
 import stat
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import BinaryIO, Iterator
 
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)  # read once: a temporary file gets the mode an ordinary one would
 
 
 @contextlib.contextmanager
-def replacing(path: str | Path) -> Iterator[Path]:
-    """A fresh temporary path beside `path` to write to (ending as `path` does, for writers that
-    go by the suffix); renamed over `path` when the block ends without an error, removed when it
-    raises."""
+def replacing(path: str | Path) -> Iterator[BinaryIO]:
+    """A fresh temporary file beside `path`, open to write (binary): written through the
+    descriptor that created it, never reopened by name (which another writer of a shared folder
+    could swap for a link); renamed over `path` when the block ends without an error, removed
+    when it raises."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{path.suffix}", dir=path.parent)
     try:
         os.fchmod(fd, 0o666 & ~_UMASK)
-        os.close(fd)
-        yield Path(tmp)
+        with os.fdopen(fd, "wb") as f:
+            fd = None  # the file object owns it now
+            yield f
+            f.flush()
+            if not os.path.samestat(os.fstat(f.fileno()), os.lstat(tmp)):  # the name now points elsewhere
+                raise OSError(errno.EEXIST, "temporary file replaced while it was written", tmp)
         os.replace(tmp, path)
     except BaseException:
+        if fd is not None:
+            os.close(fd)
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
@@ -42,13 +49,11 @@ def replacing(path: str | Path) -> Iterator[Path]:
 
 def write_bytes(path: str | Path, data: bytes, fsync: bool = True) -> None:
     """Replace `path` with `data`, whole or not at all."""
-    with replacing(path) as tmp:
-        fd = os.open(tmp, os.O_WRONLY | os.O_TRUNC | os.O_NOFOLLOW)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            if fsync:
-                os.fsync(f.fileno())
+    with replacing(path) as f:
+        f.write(data)
+        f.flush()
+        if fsync:
+            os.fsync(f.fileno())
 
 
 def write_text(path: str | Path, text: str, fsync: bool = True) -> None:
@@ -61,9 +66,17 @@ def open_in_place(path: str | Path):
 
 
 def open_append(path: str | Path, mode: str = "a"):
-    """A file opened for appending (created if missing), refusing to follow a link."""
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o666)
-    return os.fdopen(fd, mode)
+    """A file opened for appending (created if missing), refusing (OSError) a link at its name and
+    anything but a regular file (a FIFO is refused at once, never waited on)."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o666)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", str(path))
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, mode)
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def open_regular(path: str | Path, mode: str = "rb"):
@@ -87,3 +100,16 @@ def read_regular(path: str | Path, limit: int) -> bytes:
     if len(data) > limit:
         raise OSError(errno.EFBIG, f"larger than {limit} bytes", str(path))
     return data
+
+
+def tail_lines(path: str | Path, limit: int = 64 << 10) -> list[str]:
+    """The non-blank lines of a regular file's last `limit` bytes (a log's end, however long the
+    log), stripped; OSError as open_regular raises it."""
+    with open_regular(path) as f:
+        size = os.fstat(f.fileno()).st_size
+        f.seek(max(0, size - limit))
+        data = f.read(limit)
+    lines = data.decode("utf-8", errors="replace").splitlines()
+    if size > limit and lines:
+        lines = lines[1:]  # the first is cut
+    return [line.strip() for line in lines if line.strip()]

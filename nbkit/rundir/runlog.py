@@ -39,6 +39,7 @@ CONFIG, METRICS, STATUS = "config.json", "metrics.jsonl", "status.json"
 TRAIN_LOG, LOCK, SWEEPS = "train.log", ".lock", ".sweeps"
 RUNS_DIR_ENV = "NBKIT_RUNS_DIR"
 MAX_METRICS_BYTES = 256 << 20  # read at most this much of one metrics.jsonl
+MAX_ROW_BYTES = 1 << 20  # a metrics row nbkit writes is a few hundred bytes
 MAX_JSON_BYTES = 4 << 20  # a config.json or status.json larger than this is not one nbkit wrote
 
 
@@ -129,16 +130,19 @@ def truncate_metrics(path: Path, last_step: int) -> None:
     """Keep only whole rows up to last_step (a resumed run redoes the rest); atomic rewrite."""
     if not path.exists():
         return
-    keep = []
-    with files.open_regular(path) as f:
-        text = f.read().decode("utf-8", errors="replace")
-    for line in text.split("\n"):
-        try:
-            if json.loads(line)["step"] <= last_step:
-                keep.append(line + "\n")
-        except (ValueError, KeyError, TypeError, IndexError, RecursionError):
-            continue  # a cut or garbage line is dropped here
-    files.write_text(path, "".join(keep))
+    with files.open_regular(path) as f, files.replacing(path) as out:  # line by line: never the file whole
+        read = 0
+        while read < MAX_METRICS_BYTES and (line := f.readline(MAX_ROW_BYTES + 1)):
+            read += len(line)
+            if len(line) > MAX_ROW_BYTES:  # a row longer than any nbkit writes: skipped to its end
+                while (not line.endswith(b"\n") and read < MAX_METRICS_BYTES and (line := f.readline(1 << 20))):
+                    read += len(line)
+                continue
+            try:  # a last line without its line break is kept when it is a whole row, as before
+                if json.loads(line)["step"] <= last_step:
+                    out.write(line if line.endswith(b"\n") else line + b"\n")
+            except (ValueError, KeyError, TypeError, IndexError, RecursionError):
+                continue  # a cut or garbage line is dropped here
 
 
 def mark(run_dir: Path, state: str, reason: str) -> None:
@@ -255,7 +259,8 @@ def open_run(run_dir: str | Path | None, runs_dir: str | Path, dataset: str, var
         elif not resume and (run_dir / CONFIG).exists():
             raise ValueError(f"{run_dir} already holds a run; use --resume to continue it")
         for debris in run_dir.glob(".*.tmp*"):  # half-written files of a process that died writing them
-            debris.unlink(missing_ok=True)
+            if not debris.is_dir():  # a folder of that name is no file of nbkit's: left alone
+                debris.unlink(missing_ok=True)
         yield run_dir
 
 

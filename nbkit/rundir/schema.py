@@ -13,6 +13,8 @@ import math
 import warnings
 from typing import Any, Callable
 
+from nbkit.design.settings import MAX_STEP
+
 STATES = ("running", "done", "failed", "stopped")
 MAX_INT = 2**63 - 1  # what a Polars Int64 column holds
 MAX_TEXT = 1000  # characters of a name, label or reason worth showing
@@ -148,13 +150,13 @@ CONFIG = Record("config", required={}, optional={
 })
 DATASET = Record("config's dataset", required={}, optional={"name": text, "source": text})
 SETTINGS = Record("config's settings", required={}, optional={
-    "max_iter": integer(1), "seed": integer(), "eval_every": integer(1), "use_augmentation": boolean,
+    "max_iter": integer(1, MAX_STEP), "seed": integer(), "eval_every": integer(1), "use_augmentation": boolean,
     "precision": one_of("auto", "bf16", "fp32"), "switch_epoch": integer(),
     "original_schedule": boolean})
 STATUS = Record("status", required={"state": one_of(*STATES)}, optional={
-    "step": integer(), "images_per_second": number(0), "wall_seconds": number(0), "reason": text,
+    "step": integer(0, MAX_STEP), "images_per_second": number(0), "wall_seconds": number(0), "reason": text,
     "peak_rss_mb": number(0), "gpu_memory_mb": number(0)})
-METRICS_ROW = Record("metrics row", required={"step": integer(), "split": text},
+METRICS_ROW = Record("metrics row", required={"step": integer(0, MAX_STEP), "split": text},
                      optional={"time": number(0), "acc_top1": measure(0, 1), "loss": measure(0), "lr": measure(0),
                                "loss_total": measure(0), "grad_norm": measure(0)},
                      other=measure())

@@ -154,6 +154,14 @@ def _ours(info, where: Path) -> bool:
             and _proc_cmdline(pid) == info.get("command") and secrets.compare_digest(_proc_token(pid) or "", token))
 
 
+def _here(info, runs_dir: str | Path) -> bool:
+    """Whether an entry's sweep writes this runs directory (not the one a copied entry came from)."""
+    try:
+        return os.path.samefile(info.get("runs_dir"), runs_dir)
+    except (AttributeError, TypeError, ValueError, OSError):
+        return False
+
+
 def _own_file(path: Path) -> bool:
     try:
         return path.lstat().st_uid == os.getuid()  # the entry itself: a link to a file of ours is not ours
@@ -179,7 +187,8 @@ def active_sweeps(runs_dir: str | Path) -> list[dict]:
             warnings.warn(f"{f}: ignoring a launched-sweep entry that is not readable JSON", stacklevel=2)
             continue
         if _ours(info, f):
-            out.append(info)
+            if _here(info, runs_dir):  # not an entry copied with a runs folder (its sweep writes the original)
+                out.append(info)
         elif isinstance(info, dict) and isinstance(info.get("pid"), int) and info["pid"] > 1:
             try:
                 f.unlink()
@@ -205,7 +214,7 @@ def last_error(log: str | Path) -> str | None:
     from nbkit.sweeps.sweep import clip
 
     try:
-        lines = [l.strip() for l in Path(log).read_text(errors="replace").splitlines() if l.strip()]
+        lines = files.tail_lines(log)  # its end only, however long the log
     except OSError:
         return None
     return next((clip(l) for l in reversed(lines) if "error:" in l or l.startswith("FAILED")), None)
@@ -214,7 +223,7 @@ def last_error(log: str | Path) -> str | None:
 def _final_counts(log: str | Path) -> dict[str, int]:
     """The counts of a sweep's final line ("sweep: 2 done, 0 skipped, 0 failed, 1 stopped"), or {}."""
     try:
-        lines = Path(log).read_text(errors="replace").splitlines()
+        lines = files.tail_lines(log)
     except OSError:
         return {}
     final = next((l for l in reversed(lines) if l.startswith("sweep: ") and " stopped" in l), "")

@@ -37,7 +37,7 @@ from pathlib import Path
 from nbkit.design.settings import Settings
 from nbkit.errors import stop_signals
 from nbkit.rundir.checkpoint import CHECKPOINT, PREVIOUS
-from nbkit.rundir.files import write_bytes, write_text
+from nbkit.rundir.files import open_append, read_regular, write_bytes, write_text
 from nbkit.rundir.runlog import CONFIG, METRICS, STATUS, SWEEPS, TRAIN_LOG, mark, read_status
 from nbkit.sweeps.sweep import Display, Job, Outcome, begin, command, dies_with_parent, job_state, status_stamp
 
@@ -136,7 +136,7 @@ class RunActor:
         if spec["device"] == "cpu":
             env.update(OMP_NUM_THREADS=str(spec["threads"]), CUDA_VISIBLE_DEVICES="")
         cwd = spec["cwd"] if Path(spec["cwd"]).is_dir() else None  # relative dataset paths resolve there
-        with open(self.run_dir / TRAIN_LOG, "a") as log:
+        with open_append(self.run_dir / TRAIN_LOG) as log:
             # the child is SIGKILLed when the worker dies; the run then goes on elsewhere from its checkpoint
             self.proc = subprocess.Popen(dies_with_parent(cmd, signal.SIGKILL), cwd=cwd, stdout=log,
                                          stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
@@ -163,8 +163,8 @@ class RunActor:
                 stamp = self._stamp(name)
                 if stamp is not None and stamp != self.sent.get(name):
                     try:
-                        files[name] = (self.run_dir / name).read_bytes()
-                    except FileNotFoundError:
+                        files[name] = read_run_file(self.run_dir / name)
+                    except OSError:  # gone, or no regular file of nbkit's (a link, a FIFO): not copied
                         continue
                     self.sent[name] = stamp
         return {"returncode": returncode, "files": files}
@@ -212,9 +212,25 @@ def _write_back(run_dir: Path, files: dict[str, bytes]) -> None:
         write_bytes(run_dir / name, data, fsync=False)  # a fresh temporary name, then a rename
 
 
+MAX_COPY_BYTES = 16 << 30  # a run file copied between driver and worker (a ViT-B checkpoint is about 1 GiB)
+
+
+def read_run_file(path: Path) -> bytes:
+    """A run file to copy: a regular file (no link followed at its name, no FIFO or device waited
+    on) of at most MAX_COPY_BYTES; OSError otherwise."""
+    return read_regular(path, MAX_COPY_BYTES)
+
+
 def _local_files(run_dir: Path) -> dict[str, bytes]:
-    """The driver's copy of a run, sent to a worker that does not see the runs directory."""
-    return {name: (run_dir / name).read_bytes() for name in RUN_FILES if (run_dir / name).is_file()}
+    """The driver's copy of a run, sent to a worker that does not see the runs directory: its
+    regular files only (a link or special file at a run file's name is left behind)."""
+    out = {}
+    for name in RUN_FILES:
+        try:
+            out[name] = read_run_file(run_dir / name)
+        except OSError:
+            continue
+    return out
 
 
 def run_sweep_ray(jobs: list[Job], runs_dir: str | Path, address: str | None = None, device: str = "auto",

@@ -8,6 +8,7 @@ through this module's public surface: plan, Job, job_state, command, Display, Ou
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -78,8 +79,9 @@ def command(job: Job, device: str, label: str | None = None) -> list[str]:
     """The child's command line: resume from the checkpoint, begin again, or start. The settings
     travel whole, as JSON: the child trains with exactly the job's."""
     cmd = [sys.executable, "-m", "nbkit", "train"]
-    if job_state(job) == "resume":
-        return cmd + ["--resume", str(job.run_dir), "--device", device]
+    if job_state(job) == "resume":  # with the run asked for: a folder that records another is refused, never built
+        return cmd + [job.variant, "--resume", str(job.run_dir), "--device", device,
+                      "--settings-json", json.dumps(job.settings.to_dict()), *_definition(job)]
     # an attempt that never reached a checkpoint begins again (the child clears it under its lock)
     restart = ["--restart"] if (job.run_dir / CONFIG).exists() else []
     return cmd + [job.variant, "--run-dir", str(job.run_dir), "--device", device, *restart,
@@ -221,10 +223,13 @@ class Outcome(dict):
     def __init__(self):
         super().__init__(done=[], skipped=[], failed=[], stopped=[], busy=[])
 
-    def settle(self, job: Job, returncode: int, stopping: bool, display: Display, status_before=None) -> None:
+    def settle(self, job: Job, returncode: int, stopping: bool, display: Display, status_before=None,
+               log: Path | None = None) -> None:
         """File a finished child's run (from its exit code and status.json). status_before: the
         status file's stamp when the child started; a child that failed before writing one has
-        its own error (the last line it printed) recorded, not the earlier attempt's state."""
+        its own error (the last line it printed, in `log`: default its train.log) recorded, not
+        the earlier attempt's state."""
+        log = log or job.run_dir / TRAIN_LOG
         state = read_status(job.run_dir).get("state")
         if state == "running" and returncode == 0:  # a pack that left it to another process writing it
             returncode = BUSY
@@ -236,7 +241,7 @@ class Outcome(dict):
                                      f"running the sweep again {again}")
         elif returncode > 0 and returncode != BUSY and status_stamp(job.run_dir) == status_before:
             state = "failed"  # it failed before it could write a status (e.g. an unreadable checkpoint)
-            mark(job.run_dir, state, last_line(job.run_dir / TRAIN_LOG))
+            mark(job.run_dir, state, last_line(log))
         if returncode == 0 and state == "done":
             drop_previous(job.run_dir)  # a copied-back fallback checkpoint (Ray) is not needed either
             self["done"].append(job)
@@ -249,7 +254,7 @@ class Outcome(dict):
             display.event(f"stopped {job.label} (resume by running the sweep again)")
         else:
             self["failed"].append(job)
-            why = read_status(job.run_dir).get("reason") or last_line(job.run_dir / TRAIN_LOG)
+            why = read_status(job.run_dir).get("reason") or last_line(log)
             display.event(f"FAILED {job.label}: {terminal(why)}")  # a reason is data from the run folder
 
     def counts(self, queued: int) -> dict:
@@ -311,10 +316,22 @@ def clip(line: str, limit: int = MAX_TEXT) -> str:
 def last_line(path: Path) -> str:
     """The last line a child wrote (its error, when it failed before writing a status)."""
     try:
-        lines = [l for l in path.read_text(errors="replace").splitlines() if l.strip()]
-        return clip(lines[-1].strip()) if lines else "no output"
+        lines = files.tail_lines(path)  # its end only, and never a FIFO or a link
+        return clip(lines[-1]) if lines else "no output"
     except OSError:
         return "no output"
+
+
+def _start(unit: list[Job], slot: tuple, label: str | None) -> subprocess.Popen:
+    """The child process of a unit (one run or a pack), its output in the first run's train.log."""
+    for job in unit:
+        job.run_dir.mkdir(parents=True, exist_ok=True)
+    for job in unit[1:]:  # one process, one output: the pack's first run keeps it
+        with files.open_append(job.run_dir / TRAIN_LOG) as log:
+            log.write(f"nbkit: trained in a pack; the process's output is in {unit[0].run_dir / TRAIN_LOG}\n")
+    with files.open_append(unit[0].run_dir / TRAIN_LOG) as log:  # a killed sweep's runs stop, checkpointed
+        return subprocess.Popen(dies_with_parent(pack_command(unit, slot[0], label), signal.SIGTERM),
+                                stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **slot[1]})
 
 
 def run_sweep(jobs: list[Job], device: str = "auto", jobs_per_device: int = 1, poll: float = 0.5,
@@ -334,16 +351,19 @@ def run_sweep(jobs: list[Job], device: str = "auto", jobs_per_device: int = 1, p
         while units or running:
             while units and free and not stop_requested:
                 unit, slot = units.pop(0), free.pop(0)
-                for job in unit:
-                    job.run_dir.mkdir(parents=True, exist_ok=True)
                 action = "resuming" if job_state(unit[0]) == "resume" else "starting"
                 before = [status_stamp(job.run_dir) for job in unit]
-                for job in unit[1:]:  # one process, one output: the pack's first run keeps it
-                    with files.open_append(job.run_dir / TRAIN_LOG) as log:
-                        log.write(f"nbkit: trained in a pack; the process's output is in {unit[0].run_dir / TRAIN_LOG}\n")
-                with files.open_append(unit[0].run_dir / TRAIN_LOG) as log:  # a killed sweep's runs stop, checkpointed
-                    p = subprocess.Popen(dies_with_parent(pack_command(unit, slot[0], label), signal.SIGTERM),
-                                         stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **slot[1]})
+                try:
+                    p = _start(unit, slot, label)
+                except OSError as e:  # its folder's own files (a FIFO, link or folder named train.log): it alone fails
+                    free.append(slot)
+                    why = f"cannot start: {Path(e.filename or '?').name}: {e.strerror or type(e).__name__}"
+                    for job in unit:
+                        with contextlib.suppress(OSError):
+                            mark(job.run_dir, "failed", why)
+                        outcome["failed"].append(job)
+                        display.event(f"FAILED {job.label}: {terminal(why)}")
+                    continue
                 running[p] = (unit, slot, before)
                 packed = f" (packed with {', '.join(j.label for j in unit[1:])})" if len(unit) > 1 else ""
                 display.event(f"{action} {unit[0].label}{packed} -> {unit[0].run_dir}")
@@ -353,8 +373,9 @@ def run_sweep(jobs: list[Job], device: str = "auto", jobs_per_device: int = 1, p
             for p in [p for p in running if p.poll() is not None]:
                 unit, slot, before = running.pop(p)
                 free.append(slot)
-                for job, stamp in zip(unit, before):
-                    outcome.settle(job, p.returncode, bool(stop_requested), display, status_before=stamp)
+                for job, stamp in zip(unit, before):  # a pack's output (its error) is in its first run's log
+                    outcome.settle(job, p.returncode, bool(stop_requested), display, status_before=stamp,
+                                   log=unit[0].run_dir / TRAIN_LOG)
             if stop_requested:
                 outcome["stopped"] += [job for unit in units for job in unit]
                 units = []

@@ -64,17 +64,28 @@ def folder_name(path: Path) -> str:
 
 
 def _content_key(path: Path) -> str:
-    h = hashlib.sha256()
+    """A hash of an archive's bytes or a folder's images (names and bytes), read in chunks and at
+    most max_dataset_bytes() in all (what loading refuses beyond): never a file whole in memory."""
+    h, budget = hashlib.sha256(), max_dataset_bytes() + 1
     if path.is_file():
-        with open(path, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
+        budget = _hash_chunks(h, path, budget)
     else:  # by content: pixels may change while sizes and times stay
         for p in sorted(path.rglob("*")):
-            if p.is_file() and _is_image(PurePosixPath(p.relative_to(path).as_posix())):
+            if budget > 0 and p.is_file() and _is_image(PurePosixPath(p.relative_to(path).as_posix())):
                 h.update(f"{p.relative_to(path)}\0".encode())
-                h.update(hashlib.sha256(p.read_bytes()).digest())
+                one = hashlib.sha256()
+                budget = _hash_chunks(one, p, budget)
+                h.update(one.digest())
     return h.hexdigest()[:20]
+
+
+def _hash_chunks(h, path: Path, budget: int) -> int:
+    """Feed up to budget bytes of path to h, 1 MiB at a time; the budget left."""
+    with open(path, "rb") as f:
+        while budget > 0 and (chunk := f.read(min(1 << 20, budget))):
+            h.update(chunk)
+            budget -= len(chunk)
+    return budget
 
 
 def load_image_folder(path: Path, cache_dir: Path):
@@ -89,8 +100,8 @@ def load_image_folder(path: Path, cache_dir: Path):
     arrays = decode_splits(members, path)
     cache_dir.mkdir(parents=True, exist_ok=True)
     train_x, train_y, test_x, test_y, classes = arrays
-    with files.replacing(cache) as tmp:  # whole or not at all
-        np.savez(tmp, train_x=train_x, train_y=train_y, test_x=test_x, test_y=test_y, classes=np.array(classes))
+    with files.replacing(cache) as f:  # whole or not at all, through the descriptor that made it
+        np.savez(f, train_x=train_x, train_y=train_y, test_x=test_x, test_y=test_y, classes=np.array(classes))
     return arrays
 
 

@@ -74,7 +74,9 @@ def train(variant: str, s: Settings, runs_dir: str | Path | None = None, device:
         ds = dataset if dataset is not None else load_dataset(s.dataset, s.data_dir, s.val_size, s.train_size,
                                                               s.train_fraction)
         check_one_batch(ds, s)
-        run = _build(variant, s, ds, world, dev, progress)
+        # a resumed run's checkpoint is checked before the model it names is built; a new run's model
+        # is built before its folder is made (an error leaves none behind)
+        run = None if resume else _build(variant, s, ds, world, dev, progress)
         with contextlib.ExitStack() as held:
             with distributed.agreed(world, dev):  # rank 0 owns the run directory; the others only read
                 if world.main:
@@ -83,6 +85,7 @@ def train(variant: str, s: Settings, runs_dir: str | Path | None = None, device:
                 # with restart, open_run has cleared a run none of whose checkpoints can be read
                 resuming = resume and (not restart or has_checkpoint(run_dir))
                 checkpoint = load_checkpoint(run_dir, dev, s, variant) if resuming else None
+            run = run or _build(variant, s, ds, world, dev, progress)
             run.run_dir = Path(run_dir) if run_dir is not None else None  # None on ranks > 0 of a new run
             _run(run, checkpoint, ds, label, **({"definition": definition} if definition else {}),
                  **({"tune": tune} if tune else {}))

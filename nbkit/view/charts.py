@@ -23,6 +23,7 @@ import altair as alt
 import polars as pl
 
 from nbkit.analysis import curves
+from nbkit.rundir import files
 from nbkit.view.interaction import HIGHLIGHT, nodes, readout, selections
 
 X_TITLES = {"step": "step", "epoch": "epoch", "wall time": "wall time (s)"}
@@ -60,10 +61,10 @@ class Spec:
         import vl_convert as vlc
 
         path, spec = Path(path), static(self.spec)
-        if path.suffix == ".png":
-            path.write_bytes(vlc.vegalite_to_png(spec, scale=scale_factor))
+        if path.suffix == ".png":  # a fresh temporary file written through its descriptor, then renamed
+            files.write_bytes(path, vlc.vegalite_to_png(spec, scale=scale_factor), fsync=False)
         elif path.suffix == ".svg":
-            path.write_text(vlc.vegalite_to_svg(spec))
+            files.write_text(path, vlc.vegalite_to_svg(spec), fsync=False)
         else:
             raise ValueError(f"charts save as .png or .svg, got {path.name}")
 

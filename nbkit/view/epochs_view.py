@@ -11,6 +11,7 @@ from nbkit.analysis import drops, epochs, epochs_answer
 from nbkit.design.comparisons import get_comparison
 from nbkit.rundir.schema import SEEN_GROUPS
 from nbkit.view import charts
+from nbkit.view.escape import md_text
 from nbkit.view.present import Section
 
 PANEL_WIDTH, PANEL_HEIGHT, COLUMNS = 250, 150, 3
@@ -27,7 +28,7 @@ def sections(metrics: pl.DataFrame, runs: pl.DataFrame, dataset: str, variants: 
     order = list(variants or get_comparison("epochs").variants)
     metrics, runs = _of(metrics, runs, dataset, order)
     if metrics.is_empty() or runs.is_empty():
-        return [experiment(), Section("No runs yet", f"No runs of the epochs comparison on {dataset} yet: "
+        return [experiment(), Section("No runs yet", f"No runs of the epochs comparison on {md_text(dataset)} yet: "
                                       "`bash benchmarks/epochs_runs.sh` makes the CPU run set.")]
     shown = [v for v in order if v in set(runs["variant"])]
     palette = palette or charts.colours(runs, order)

@@ -156,8 +156,7 @@ def export_figures(runs_dir: Path, out: Path, dataset: str | None = None, frames
         for kind, chart in {**view.charts, **figures(view)}.items():
             for suffix in ("png", "svg"):
                 path = out / f"{comparison.name}-{kind}.{suffix}"
-                with files.replacing(path) as tmp:
-                    chart.save(tmp, **({"scale_factor": 1.5} if suffix == "png" else {}))
+                chart.save(path, **({"scale_factor": 1.5} if suffix == "png" else {}))  # whole or not at all
                 written.append(path)
     return written
 

@@ -6,6 +6,8 @@ import itertools
 import json
 import math
 import re
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
@@ -293,3 +295,81 @@ def test_special_files_links_and_huge_files_in_run_folders_are_refused_not_waite
     assert "odd \ufffd label" in runs["label"].to_list()
     assert any("not a regular file" in w for w in found["warnings"])
     assert any("larger than" in w for w in found["warnings"])
+
+
+# --- huge step values: the work a view does is bounded by the rows, never by the values in them ----
+
+STEP_SPLITS = ("train", "train_200", "test", "val", "val_dense", "held_out")  # every kind of row nbkit logs
+MEMORY_LIMIT = 2 << 30  # the address space a child gets: a view that builds a boundary per epoch runs out
+
+
+def _in_a_child(code: str, root: Path) -> subprocess.CompletedProcess:
+    """code run in a child whose address space is capped at MEMORY_LIMIT (with ROOT the runs directory)."""
+    from tests.conftest import REPO
+
+    prelude = (f"import resource; resource.setrlimit(resource.RLIMIT_AS, ({MEMORY_LIMIT}, {MEMORY_LIMIT}))\n"
+               f"from pathlib import Path\nROOT = Path({str(root)!r})\n")
+    return subprocess.run([sys.executable, "-c", prelude + code], cwd=REPO, capture_output=True, text=True,
+                          timeout=300)
+
+
+def huge_step_runs(root: Path, step: int) -> None:
+    """The good runs, and a run per kind of row with one row of that kind logged at `step`."""
+    good_runs(root)
+    for n, split in enumerate(STEP_SPLITS):
+        run = hostile_run(root, f"huge {split} step", 40 + n)
+        with open(run / "metrics.jsonl", "a") as f:
+            f.write(json.dumps({"step": step, "split": split, "loss": 0.5, "acc_top1": 0.01}) + "\n")
+
+
+def test_a_huge_step_in_any_kind_of_row_is_left_out_once_under_a_memory_limit(tmp_path):
+    """Step 10^15 in a row of every kind: every view stage, the scorecard and the epochs sections
+    run in a child with 2 GiB of address space; each such row is named in one warning."""
+    huge_step_runs(tmp_path, 10**15)
+    done = _in_a_child("""
+import warnings
+from nbkit.analysis import epochs
+from nbkit.rundir.reader import read_runs
+from nbkit.view import epochs_view
+from tests.rundir.test_hostile_runs import DATASET, everything_a_view_shows
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    runs, view, text, shown = everything_a_view_shows(ROOT)  # summary --scorecard and report among them
+    metrics, runs = read_runs(ROOT)
+    epochs_view.sections(metrics, runs, DATASET)
+    epochs.findings(metrics, runs)
+print(sorted({str(w.message) for w in caught if "step" in str(w.message)}))
+print("best", view.variant_table.row(0, named=True)["variant"])
+""", tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    said, best = done.stdout.strip().splitlines()[-2:]
+    assert best == "best resnet18"
+    named = [m for m in eval(said) if "ignoring" in m or "skipping" in m]
+    assert len(named) == len(STEP_SPLITS) and all("metrics.jsonl:" in m and "0..10000000000" in m for m in named), said
+
+
+def test_epoch_boundaries_come_from_the_logged_rows_not_from_a_huge_step(tmp_path):
+    """A step within the bound (10^9, ten thousand times a run's length) still costs no more
+    than a row: the boundary drops and the aligned rows are those of the run without it."""
+    write_run(tmp_path, "toy-dilated", 0, {"val_dense": [(s, 2.0 - s / 1000) for s in range(5, 401, 5)]},
+              train=[(s, 2.0 - s / 1000 - 0.1 * (s % 40 < 10)) for s in range(10, 401, 10)],
+              dataset=DATASET, steps_per_epoch=40)
+    done = _in_a_child("""
+import json
+from nbkit.analysis import drops, epochs
+from nbkit.rundir.reader import read_runs
+metrics, runs = read_runs(ROOT)
+def results(m):
+    return [drops.boundary_drops(m, runs).to_dicts(), epochs.aligned(m, runs, "train").to_dicts(),
+            epochs.aligned(m, runs, "val_dense").to_dicts()]
+clean = results(metrics)
+(run,) = ROOT.glob("*/*/*")
+with open(run / "metrics.jsonl", "a") as f:
+    for split in ("train", "val_dense"):
+        f.write(json.dumps({"step": 10**9, "split": split, "loss": 0.5}) + "\\n")
+metrics, runs = read_runs(ROOT)
+assert metrics["step"].max() == 10**9
+print(results(metrics) == clean, len(clean[0]) > 0, len(clean[1]) > 0, len(clean[2]) > 0)
+""", tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split() == ["True"] * 4
