@@ -40,6 +40,7 @@ if TYPE_CHECKING:  # polars is imported where frames are built: training and its
     import polars as pl
 
 ID_COLUMNS = ["run_id", "dataset", "variant", "seed"]
+OPTIONAL_COLUMNS = ("time", "loss", "acc_top1")  # a metrics row may leave any of them out
 # settings that do not change what a run measures: runs differing only here pool across seeds
 NOT_IDENTITY = {"seed", "dataset", "data_dir", "save_every", "eval_batch_size", "compile", "cuda_graph"}
 MAX_DESCRIBED = 3  # differing settings named in a group's name
@@ -296,6 +297,9 @@ class RunStore:
         if not frames:
             return pl.DataFrame(), runs
         metrics = pl.concat(frames, how="diagonal_relaxed")
+        # the measures every view reads exist even where no row logged them (they are optional per row)
+        metrics = metrics.with_columns(pl.lit(None, pl.Float64).alias(c) for c in OPTIONAL_COLUMNS
+                                       if c not in metrics.columns)
         return metrics.select(*ID_COLUMNS, "path", pl.exclude(*ID_COLUMNS, "path")), runs
 
 

@@ -373,3 +373,21 @@ print(results(metrics) == clean, len(clean[0]) > 0, len(clean[1]) > 0, len(clean
 """, tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.split() == ["True"] * 4
+
+
+def test_runs_whose_rows_never_logged_time_loss_or_top1_still_read_summarise_and_report(tmp_path):
+    """Each of these is optional per row: a runs directory where no row has one is still shown."""
+    import json
+
+    from nbkit.cli import main
+
+    run = write_run(tmp_path / "runs", "resnet18", 0, {"train_200": [(10, 0.5)], "test": [(10, 0.4)]},
+                    train=[(5, 2.0), (10, 1.5)])
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    (run / "metrics.jsonl").write_text("".join(json.dumps({k: v for k, v in r.items() if k != "time"}) + "\n"
+                                               for r in rows))
+    metrics, _ = read_runs(tmp_path / "runs")
+    assert metrics["time"].null_count() == metrics.height
+    assert main(["summary", "--runs-dir", str(tmp_path / "runs")]) == 0
+    assert main(["report", "--runs-dir", str(tmp_path / "runs"), "--out", str(tmp_path / "out")]) == 0
+    assert "resnet18" in (tmp_path / "out" / "models.html").read_text()
