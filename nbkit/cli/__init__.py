@@ -8,7 +8,7 @@ import argparse
 import sys
 
 from nbkit.cli.commands import cmd_report, cmd_summary, cmd_sweep, cmd_train, cmd_variants
-from nbkit.cli.options import add_comparisons, add_runs_dir, add_setting_flags, at_least_one
+from nbkit.cli.options import add_comparisons, add_runs_dir, add_setting_flags, add_where_runs_go, at_least_one
 from nbkit.cli.tune import add_tune_parser
 
 
@@ -75,12 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_comparisons(p)
     p.add_argument("--seeds", type=int, default=1, metavar="N",
                    help="seeds per variant, counting up from --seed (default 1)")
-    p.add_argument("--jobs", type=int, default=1, metavar="N", help="runs at once per GPU, or on the CPU (default 1); "
-                                                                    "with --backend ray, runs sharing one GPU")
-    add_setting_flags(p)
-    p.add_argument("--device", default="auto", help="auto (default), cpu or cuda (all visible GPUs)")
-    add_runs_dir(p)
-    p.add_argument("--label", help="a note stored in every run's config.json")
+    add_where_runs_go(p, "run", jobs="runs at once per GPU, or on the CPU (default 1); with --backend ray, runs "
+                                      "sharing one GPU")
     p.add_argument("--pack", type=int, default=1, metavar="K",
                    help="train up to K new seeds of a variant in one process as one vectorised model (default 1: "
                         "each run alone); each still writes, stops, fails and resumes as its own run")

@@ -86,6 +86,16 @@ def at_least_one(value: str) -> int:
     return n
 
 
+def add_where_runs_go(p: argparse.ArgumentParser, what: str, jobs: str) -> None:
+    """The options a command that trains many runs shares (sweep, tune): runs at once, the setting
+    flags, the device, the runs directory and a label for each run's config.json."""
+    p.add_argument("--jobs", type=int, default=1, metavar="N", help=jobs)
+    add_setting_flags(p)
+    p.add_argument("--device", default="auto", help="auto (default), cpu or cuda (all visible GPUs)")
+    add_runs_dir(p)
+    p.add_argument("--label", help=f"a note stored in every {what}'s config.json")
+
+
 def add_runs_dir(p: argparse.ArgumentParser) -> None:
     p.add_argument("--runs-dir", type=runs_dir_argument, default=runs_dir_argument(None), metavar="DIR",
                    help="where run logs are (default: $NBKIT_RUNS_DIR, else artifacts/runs of the project "

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from nbkit.cli.options import add_comparisons, add_runs_dir, add_setting_flags, at_least_one, setting_overrides
+from nbkit.cli.options import add_comparisons, add_where_runs_go, at_least_one, setting_overrides
 
 
 def add_tune_parser(sub) -> None:
@@ -37,11 +37,7 @@ def add_tune_parser(sub) -> None:
     p.add_argument("--prune", action="store_true",
                    help="stop poor trials early by successive halving on val top-1 (default: off; pruned trials "
                         "are left out of the budget curves)")
-    p.add_argument("--jobs", type=int, default=1, metavar="N", help="trials at once per GPU, or on the CPU (default 1)")
-    add_setting_flags(p)
-    p.add_argument("--device", default="auto", help="auto (default), cpu or cuda (all visible GPUs)")
-    add_runs_dir(p)
-    p.add_argument("--label", help="a note stored in every trial's config.json")
+    add_where_runs_go(p, "trial", jobs="trials at once per GPU, or on the CPU (default 1)")
     p.add_argument("--backend", choices=["local", "ray"], default="local",
                    help="local (default): processes on this machine; ray: Ray tasks on a cluster")
     p.add_argument("--address", help="with --backend ray: the cluster (auto or HOST:PORT)")

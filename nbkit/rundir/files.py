@@ -68,21 +68,18 @@ def open_in_place(path: str | Path):
 def open_append(path: str | Path, mode: str = "a"):
     """A file opened for appending (created if missing), refusing (OSError) a link at its name and
     anything but a regular file (a FIFO is refused at once, never waited on)."""
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o666)
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise OSError(errno.EINVAL, "not a regular file", str(path))
-        os.set_blocking(fd, True)
-        return os.fdopen(fd, mode)
-    except BaseException:
-        os.close(fd)
-        raise
+    return _regular(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
+                            0o666), path, mode)
 
 
 def open_regular(path: str | Path, mode: str = "rb"):
     """`path` opened to read, refusing (OSError) a link at its name and anything but a regular
     file; opened without blocking, so a FIFO is refused at once rather than waiting for a writer."""
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
+    return _regular(os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC), path, mode)
+
+
+def _regular(fd: int, path: str | Path, mode: str):
+    """The file object of fd, opened without blocking, if it is a regular file (closed, OSError, if not)."""
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise OSError(errno.EINVAL, "not a regular file", str(path))

@@ -211,7 +211,9 @@ class Tuner:
             if (item.variant, t.number) in self.held:
                 continue
             lock = self._lock(item, t.number)
-            if t.user_attrs.get("owner") and lock.take():
+            # still running once its lock is ours: the list may predate its owner's tell and release
+            if t.user_attrs.get("owner") and lock.take() and t.number in {
+                    r.number for r in study.get_trials(deepcopy=False, states=(o.trial.TrialState.RUNNING,))}:
                 self.held[(item.variant, t.number)] = lock
                 trial = o.trial.Trial(study, t._trial_id)
                 out.append((self._job(item, trial), trial))

@@ -328,7 +328,7 @@ def test_a_huge_step_in_any_kind_of_row_is_left_out_once_under_a_memory_limit(tm
     huge_step_runs(tmp_path, 10**15)
     done = _in_a_child("""
 import warnings
-from nbkit.analysis import epochs
+from nbkit.analysis import epochs_answer
 from nbkit.rundir.reader import read_runs
 from nbkit.view import epochs_view
 from tests.rundir.test_hostile_runs import DATASET, everything_a_view_shows
@@ -337,7 +337,7 @@ with warnings.catch_warnings(record=True) as caught:
     runs, view, text, shown = everything_a_view_shows(ROOT)  # summary --scorecard and report among them
     metrics, runs = read_runs(ROOT)
     epochs_view.sections(metrics, runs, DATASET)
-    epochs.findings(metrics, runs)
+    epochs_answer.findings(metrics, runs)
 print(sorted({str(w.message) for w in caught if "step" in str(w.message)}))
 print("best", view.variant_table.row(0, named=True)["variant"])
 """, tmp_path)

@@ -138,10 +138,14 @@ def _worker(root, storage, log, trials):
 
     root = Path(root)
     tuner = tune_mod.Tuner(items(root), trials, root / "runs", storage)
+    Path(log + ".ready").touch()  # both tune at once: neither may finish the study before the other starts
+    deadline = time.monotonic() + 60
+    while len(list(root.glob("*.ready"))) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
 
     def run_round(jobs, _trials):
         for job in jobs:
-            time.sleep(0.05)  # let the other process ask in between
+            time.sleep(0.2)  # let the other process ask in between
             fake_run(job, log=log)
     tune_mod.tune(tuner, run_round, 1, say=lambda _: None)
 
@@ -157,9 +161,9 @@ def test_two_processes_sharing_one_sqlite_study_lose_and_repeat_no_trial(tmp_pat
     for p in procs:
         p.join(120)
         assert p.exitcode == 0
-    done = [line.split() for log in logs for line in log.read_text().splitlines()]
+    done = [line.split() for log in logs if log.exists() for line in log.read_text().splitlines()]
     assert sorted((v, int(n)) for v, n in done) == [(v, n) for v in ("resnet18", "toy-dilated") for n in range(6)]
-    assert all(log.read_text() for log in logs)  # both processes ran trials
+    assert all(log.exists() and log.read_text() for log in logs)  # both processes ran trials
     tuner = tune_mod.Tuner(items(tmp_path), 6, tmp_path / "runs", storage)
     for v in ("resnet18", "toy-dilated"):
         trials = study_trials(tuner, v)
