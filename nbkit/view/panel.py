@@ -25,6 +25,7 @@ from nbkit.view.escape import markdown_html
 from nbkit.view.launch import launch_defaults, launch_summary
 from nbkit.view.livechart import LiveChart
 from nbkit.view.present import DASH, Table
+from nbkit.view.tuning_view import presets
 from nbkit.view.workbench import (
     Choices,
     answer,
@@ -142,6 +143,8 @@ class Panel(w.VBox):
                 self.launch_eval.value, self.launch_seeds.value, self.launch_device.value = (d["eval_every"], d["seeds"],
                                                                                              d["device"])
                 self.launch_warmup.value = d["warmup"]
+            self.presets = presets(self.snap.metrics, self.snap.runs, self.snap.configs)
+            self.launch_preset.options = [DASH, *self.presets]
         finally:
             self._quiet = False
         self.show()
@@ -207,6 +210,10 @@ class Panel(w.VBox):
         self.launch_device = w.Dropdown(options=["auto", "cpu", "cuda"], description="device")
         self.launch_settings = w.Text(description="settings", placeholder="KEY=VALUE ... (e.g. a tuned trial's)",
                                       layout=w.Layout(width="60%"))
+        # "launch with these settings": a tuned trial's variant and settings fill the form in one pick
+        self.presets: dict[str, dict] = {}
+        self.launch_preset = w.Dropdown(options=[DASH], description="tuned trial", layout=w.Layout(width="60%"))
+        self.launch_preset.observe(lambda _: self.use_preset(), names="value")
         self.launch_button = w.Button(description="Launch runs", button_style="success")
         self.stop_button = w.Button(description="Stop running sweeps", button_style="danger")
         self.launch_status = w.HTML()
@@ -216,7 +223,18 @@ class Panel(w.VBox):
         self.launch_box = w.VBox([w.HTML("<h3>Launch runs</h3>"), self.launch_variants, self.launch_dataset,
                                   w.HBox([self.launch_steps, self.launch_eval, self.launch_warmup, self.launch_seeds,
                                           self.launch_device]),
-                                  self.launch_settings, w.HBox([self.launch_button, self.stop_button]), self.launch_status])
+                                  self.launch_preset, self.launch_settings,
+                                  w.HBox([self.launch_button, self.stop_button]), self.launch_status])
+
+    def use_preset(self) -> None:
+        """The picked tuned trial's variant and settings, in the launch form."""
+        preset = self.presets.get(self.launch_preset.value)
+        if preset is None:
+            return
+        options = list(self.launch_variants.options)
+        self.launch_variants.options = options + [v for v in preset["variants"] if v not in options]
+        self.launch_variants.value = tuple(preset["variants"])
+        self.launch_settings.value = preset["settings"]
 
     def launch(self) -> None:
         """Start `nbkit sweep` in the background with the form's values; show it and its runs."""

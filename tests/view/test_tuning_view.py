@@ -117,3 +117,18 @@ def test_summary_tuning_prints_the_budget_table(tmp_path, capsys):
     assert "the order flips after 1 trial" in out
     assert main(["summary", "--tuning", "--runs-dir", str(tmp_path / "runs"), "--dataset", "other"]) == 0
     assert "No tuning trials under" in capsys.readouterr().out
+
+
+def test_the_jupyter_panel_launches_a_tuned_trials_settings_in_one_pick():
+    """The panel's launch form offers each variant's chosen trial; picking one fills the variant and
+    its settings (what Launch then sends), as the notebook's pick does."""
+    from nbkit.view.panel import Panel
+    from tests.conftest import REPO
+
+    panel = Panel("all runs", runs_dir=str(REPO / "examples" / "runs-tune"))
+    picks = [o for o in panel.launch_preset.options if "trial" in o]
+    assert len(picks) >= 3, panel.launch_preset.options
+    pick = next(o for o in picks if o.startswith("resnet18:"))
+    panel.launch_preset.value = pick
+    assert panel.launch_variants.value == ("resnet18",)
+    assert panel.launch_settings.value == panel.presets[pick]["settings"] and "=" in panel.launch_settings.value
