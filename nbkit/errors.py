@@ -73,6 +73,16 @@ def exit_code(e: BaseException) -> int:
     return ERROR
 
 
+_AFTER_A_STOP: list = []  # [SIG_IGN] in a process that exits once its run stops (the nbkit command)
+
+
+def ignore_signals_after_a_stop() -> None:
+    """For a process that exits once its run is stopped (the nbkit command): a signal that arrives
+    after the stop, while it exits, is ignored rather than killing it half-way out (a burst of
+    SIGTERMs from a dying sweep, a second Ctrl-C). A notebook keeps its own handlers."""
+    _AFTER_A_STOP[:] = [signal.SIG_IGN]
+
+
 @contextlib.contextmanager
 def stop_signals(on_signal: Callable[[str], None] | None = None):
     """While inside, SIGTERM, SIGINT and SIGHUP (its terminal closed) do not kill the process: their
@@ -93,5 +103,5 @@ def stop_signals(on_signal: Callable[[str], None] | None = None):
     try:
         yield requested
     finally:
-        for s, h in old.items():
-            signal.signal(s, h)
+        for s, h in old.items():  # once stopped, a process that exits next never restores a killing default
+            signal.signal(s, _AFTER_A_STOP[0] if requested and _AFTER_A_STOP else h)

@@ -169,8 +169,9 @@ def run() -> None:
     shutdown with a traceback, after the run is already checkpointed and marked stopped."""
     import signal
 
-    from nbkit.errors import STOPPED
+    from nbkit.errors import STOPPED, ignore_signals_after_a_stop
 
+    ignore_signals_after_a_stop()
     code = main()
     if code == STOPPED:
         for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):

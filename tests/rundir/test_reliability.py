@@ -626,3 +626,28 @@ def test_a_zip_bomb_is_refused_from_its_first_bytes_at_the_default_limits(tmp_pa
     assert crafted.endswith(f"header.zip: image data/train/cat/0.png is {len(header.getvalue()) + (8 << 26):,} bytes, "
                             "more than a 1x1 image can take (262,152); refusing to read it")
     assert int(peak) < 300, peak  # MiB: far less than the 512 MiB member
+
+
+def test_a_stopped_command_never_restores_a_killing_signal_default_but_a_notebook_keeps_its_handlers(monkeypatch):
+    """Between the trainer's stop and the process's exit, a SIGTERM must not find the default (kill)
+    handler in the nbkit command; in a notebook (no ignore_signals_after_a_stop) the old handlers return."""
+    from nbkit import errors
+
+    mine = lambda *a: None  # noqa: E731
+    old = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
+    signal.signal(signal.SIGTERM, mine)
+    try:
+        monkeypatch.setattr(errors, "_AFTER_A_STOP", [])
+        with errors.stop_signals() as requested:
+            requested.append("SIGTERM")  # a stop was asked for
+        assert signal.getsignal(signal.SIGTERM) is mine  # a notebook: its own handler back
+        errors.ignore_signals_after_a_stop()
+        with errors.stop_signals():
+            pass  # no stop: handlers restored
+        assert signal.getsignal(signal.SIGTERM) is mine
+        with errors.stop_signals() as requested:
+            requested.append("SIGTERM")
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_IGN  # the command: ignored while it exits
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
