@@ -66,6 +66,23 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def serve(notebook: str, runs_dir: Path, log: Path, *extra: str) -> tuple[subprocess.Popen, int]:
+    """notebooks/<notebook>.py served by `marimo run` on a free local port, once it accepts connections."""
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "marimo", "run", str(REPO / "notebooks" / f"{notebook}.py"),
+                               "--headless", "--host", "127.0.0.1", "--port", str(port), "--no-token", "--",
+                               "--runs-dir", str(runs_dir), *extra], stdout=open(log, "w"), stderr=subprocess.STDOUT,
+                              cwd=REPO)
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            time.sleep(0.2)
+    return server, port
+
+
 def hold(runs: list[Path]) -> list[int]:
     """Hold each run's lock, as its trainer would: the runs read 'running'."""
     fds = []
@@ -99,19 +116,8 @@ def measure(n: int, updates: int, browser) -> dict:
     root = Path(tempfile.mkdtemp(prefix="nbkit-browser-"))
     runs = make_runs(root, n)
     fds = hold(runs)
-    port = free_port()
-    log = open(root / "marimo.log", "w")
-    server = subprocess.Popen([sys.executable, "-m", "marimo", "run", str(REPO / "notebooks" / "models.py"), "--headless",
-                               "--host", "127.0.0.1", "--port", str(port), "--no-token", "--", "--runs-dir", str(root),
-                               "--comparison", "all runs"], stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
+    server, port = serve("models", root, root / "marimo.log", "--comparison", "all runs")
     try:
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                time.sleep(0.2)
         page = browser.new_page(viewport={"width": 1400, "height": 1100})
         page.add_init_script(WATCH)
         start = time.perf_counter()
@@ -154,19 +160,9 @@ def measure(n: int, updates: int, browser) -> dict:
 def first_epochs_page(browser) -> dict:
     """The epochs notebook on the shipped artifacts/runs-epochs: from opening it to its first chart
     drawn, and to its verdict shown."""
-    port = free_port()
-    log = open(Path(tempfile.mkdtemp(prefix="nbkit-browser-")) / "marimo.log", "w")
-    server = subprocess.Popen([sys.executable, "-m", "marimo", "run", str(REPO / "notebooks" / "epochs.py"), "--headless",
-                               "--host", "127.0.0.1", "--port", str(port), "--no-token", "--", "--runs-dir",
-                               str(REPO / "artifacts" / "runs-epochs")], stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
+    server, port = serve("epochs", REPO / "artifacts" / "runs-epochs",
+                         Path(tempfile.mkdtemp(prefix="nbkit-browser-")) / "marimo.log")
     try:
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                time.sleep(0.2)
         page = browser.new_page(viewport={"width": 1400, "height": 1100})
         start = time.perf_counter()
         page.goto(f"http://127.0.0.1:{port}")
