@@ -178,7 +178,7 @@ class _Run:
     offset: int = 0  # bytes of whole metric lines read
     lines: int = 0  # whole metric lines read (warnings name the line)
     rows: list = field(default_factory=list)  # rows read since the frame was last built
-    frame: object = None  # pl.DataFrame of the rows read before
+    frame: object = None  # True once the rows read before are in the store's frame; None: read again from the start
     held: bool | None = None  # whether a process held the run's lock at the last poll (while "running")
 
 
@@ -198,6 +198,7 @@ class RunStore:
         self.runs: dict[Path, _Run] = {}
         self.version = 0
         self._frames = None
+        self._all, self._counts = None, {}  # every run's rows read so far (frames()), and how many of each
         return True
 
     def poll(self) -> bool:
@@ -285,21 +286,38 @@ class RunStore:
         runs = pl.from_dicts(infos, infer_schema_length=None) if infos else pl.DataFrame()
         if infos:
             runs = with_groups(runs, {str(r.path): r.config for r in usable})
-        frames = []
+        # every run's rows stay in one frame: the rows read since are appended (a run read again
+        # from its start, or gone, leaves it first), each run's rows together, in the runs' order
+        known = {str(r.path): r for r in usable}
+        gone = [p for p, n in self._counts.items() if n and (p not in known or known[p].frame is None)]
+        kept = self._all
+        if kept is not None and gone:
+            kept = kept.filter(~pl.col("path").is_in(gone))
+        for path in gone:
+            del self._counts[path]
+        parts, ids = [], {c: [] for c in (*ID_COLUMNS, "path")}
         for run, info in zip(usable, infos):
             if run.rows:
-                new = pl.from_dicts(run.rows, infer_schema_length=None).with_columns(
-                    *(pl.lit(info[c]).alias(c) for c in ID_COLUMNS), pl.lit(info["path"]).alias("path"))
-                run.frame = new if run.frame is None else pl.concat([run.frame, new], how="diagonal_relaxed")
+                part = pl.from_dicts(run.rows, infer_schema_length=None)
+                parts.append(part)
+                for c in ids:
+                    ids[c] += [info[c]] * part.height
+                self._counts[info["path"]] = self._counts.get(info["path"], 0) + part.height
                 run.rows = []
-            if run.frame is not None and run.frame.height:
-                frames.append(run.frame)
-        if not frames:
+            run.frame = True  # its rows so far are in the store's frame
+        if parts:
+            new = pl.concat(parts, how="diagonal_relaxed").with_columns(
+                pl.Series(c, v, dtype=kept.schema[c] if kept is not None and c in kept.columns else None)
+                for c, v in ids.items())
+            kept = new if kept is None or kept.is_empty() else pl.concat([kept, new], how="diagonal_relaxed")
+            order = {p: i for i, p in enumerate(known)}
+            kept = kept.sort(pl.col("path").replace_strict(order, default=len(order), return_dtype=pl.Int64),
+                             maintain_order=True)
+        self._all = kept
+        if kept is None or kept.is_empty():
             return pl.DataFrame(), runs
-        metrics = pl.concat(frames, how="diagonal_relaxed")
         # the measures every view reads exist even where no row logged them (they are optional per row)
-        metrics = metrics.with_columns(pl.lit(None, pl.Float64).alias(c) for c in OPTIONAL_COLUMNS
-                                       if c not in metrics.columns)
+        metrics = kept.with_columns(pl.lit(None, pl.Float64).alias(c) for c in OPTIONAL_COLUMNS if c not in kept.columns)
         return metrics.select(*ID_COLUMNS, "path", pl.exclude(*ID_COLUMNS, "path")), runs
 
 
