@@ -19,12 +19,12 @@ from nbkit.rundir import files
 from nbkit.rundir.reader import read_runs
 from nbkit.view import charts
 from nbkit.view import scorecard as scorecard_text
+from nbkit.view.comparison_view import build_view, registry_order
 from nbkit.view.escape import markdown_html
 from nbkit.view.present import Table
 from nbkit.view.workbench import (
     answer,
     answer_lines,
-    build_view,
     curves_note,
     datasets,
     default_scalar,
@@ -32,7 +32,6 @@ from nbkit.view.workbench import (
     intro,
     notes,
     original,
-    registry_order,
     sections,
     variant_options,
 )
@@ -50,10 +49,10 @@ EMBED_OPTIONS = {"renderer": "svg", "actions": {"export": True, "source": False,
 
 
 def javascript() -> str:
-    """Vega, Vega-Lite and Vega-Embed as one script (vl-convert's bundled copy, about 0.9 MB)."""
-    import vl_convert as vlc
+    """Vega, Vega-Lite and Vega-Embed as one script (nbkit.view.vega)."""
+    from nbkit.view import vega
 
-    return vlc.javascript_bundle()
+    return vega.javascript()
 
 
 def _md(text: str) -> str:
@@ -83,7 +82,7 @@ def document(comparison: Comparison, frames: tuple, dataset: str | None = None, 
     verdicts = {}
     if comparison.source is None:  # the original's claims: nbkit's comparisons only
         card = claims.scorecard(measured(*claims.of_dataset(metrics, runs, chosen)), comparison.name)
-        verdicts = dict(card["verdict"].value_counts(sort=True).iter_rows()) if card.height else {}
+        verdicts = scorecard_text.verdict_counts(card)
     extra = sections(view, comparison, chosen)
     parts += [_md(answer(view, verdicts, chosen, answer_lines(view, comparison))), _md(original(comparison)),
               "<h2>This run set</h2>", _md(view.protocol),
