@@ -39,28 +39,39 @@ DASHES = ([1, 0], [6, 3], [2, 2], [8, 3, 2, 3], [1, 3])  # seeds of a group: sol
 
 
 class Spec:
-    """A chart as its Vega-Lite JSON (`.to_dict()`): shown by marimo and Jupyter, saved as PNG or SVG."""
+    """A chart as its Vega-Lite JSON (`.to_dict()`): shown by marimo and Jupyter, saved as PNG or SVG.
+    Its data sets may be held as frames (`frames`), made rows only when the JSON is first asked
+    for: a live chart that sends only the rows that changed (nbkit.view.livechart) never makes them."""
 
     def __init__(self, spec: dict):
         self.spec = spec
+        self._json: dict | None = None
+
+    @property
+    def frames(self) -> dict:
+        """The data sets as held: a polars frame, or rows."""
+        return self.spec.get("datasets") or {}
 
     def to_dict(self, **_) -> dict:
-        return self.spec
+        if self._json is None:
+            self._json = {**self.spec, "datasets": {k: v.to_dicts() if isinstance(v, pl.DataFrame) else v
+                                                    for k, v in self.frames.items()}} if self.frames else self.spec
+        return self._json
 
     def __getitem__(self, key):
-        return self.spec[key]
+        return self.to_dict()[key]
 
     def _mime_(self):  # marimo
-        return "application/vnd.vegalite.v6+json", json.dumps(self.spec)
+        return "application/vnd.vegalite.v6+json", json.dumps(self.to_dict())
 
     def _repr_mimebundle_(self, *args, **kwargs):  # Jupyter, through Altair's active renderer
-        return alt.renderers.get()(self.spec)
+        return alt.renderers.get()(self.to_dict())
 
     def save(self, path: str | Path, scale_factor: float = 1.0) -> None:
         """A picture of the chart (PNG or SVG): the panels without their hover readouts."""
         import vl_convert as vlc
 
-        path, spec = Path(path), static(self.spec)
+        path, spec = Path(path), static(self.to_dict())
         if path.suffix == ".png":  # a fresh temporary file written through its descriptor, then renamed
             files.write_bytes(path, vlc.vegalite_to_png(spec, scale=scale_factor), fsync=False)
         elif path.suffix == ".svg":
@@ -118,8 +129,9 @@ def color(shown: list[str], palette: dict[str, str] | None = None) -> alt.Color:
     return color_channel(_colour_scale(shown, palette or {}))
 
 
-def _rows(df: pl.DataFrame) -> list[dict]:
-    return df.with_columns(pl.col(pl.Float64).round_sig_figs(6)).to_dicts()
+def _rows(df: pl.DataFrame) -> pl.DataFrame:
+    """A data set as drawn: six significant digits (the rows themselves are made when the JSON is, Spec.to_dict)."""
+    return df.with_columns(pl.col(pl.Float64).round_sig_figs(6))
 
 
 def panel_spec(df: pl.DataFrame, *, key: str, title: str, y_title: str, x: str = "step", seeds: str = "each run",
@@ -317,7 +329,7 @@ def dashboard(charts: dict[str, Spec]) -> Spec:
     """The panels stacked in one chart: one legend, and a click on it highlights in every panel."""
     parts = []
     for c in charts.values():
-        spec = c.to_dict()
+        spec = c.spec  # its data sets as held (frames): made rows once, by the dashboard's to_dict
         panels = copy.deepcopy([{k: v for k, v in p.items() if k not in ("params", "$schema", "config", "resolve",
                                                                           "datasets")} for p in _panels(spec)])
         # the data are not copied (they are only read from here on): a copy of every run's rows cost more than the rest

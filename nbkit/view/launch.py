@@ -11,8 +11,8 @@ import polars as pl
 
 from nbkit.design.comparisons import Comparison
 from nbkit.view import present
+from nbkit.view.comparison_view import registry_order
 from nbkit.view.escape import md_code, md_text
-from nbkit.view.workbench import registry_order
 
 BUILTIN_DATASETS = ("cifar10", "cifar100", "synthetic")
 

@@ -253,6 +253,13 @@ def _(choices, controls, dataset, get_catalogue, get_snapshot, wb):
 
 
 @app.cell(hide_code=True)
+def _(chart, controls, dataset, view, wb):
+    # new data go into the chart in place: zoom, pan and the legend highlight stay
+    chart.widget.show(view.dashboard if view is not None else {}, wb.chart_key(dataset.value, controls.value))
+    return
+
+
+@app.cell(hide_code=True)
 def _(comparison, dataset, get_rows, get_shown, get_snapshot, pagekey, set_rows, set_shown, view):
     # the text, sections and tables redraw when their numbers move (at evaluations), not on every new row
     _key = pagekey.numbers_key(view, dataset.value, comparison.name)
@@ -261,13 +268,6 @@ def _(comparison, dataset, get_rows, get_shown, get_snapshot, pagekey, set_rows,
     _rows = pagekey.runs_key(view)
     if _rows is None or _rows != get_rows()[0]:
         set_rows((_rows, view))
-    return
-
-
-@app.cell(hide_code=True)
-def _(chart, controls, dataset, view, wb):
-    # new data go into the chart in place: zoom, pan and the legend highlight stay
-    chart.widget.show(view.dashboard.to_dict() if view is not None else {}, wb.chart_key(dataset.value, controls.value))
     return
 
 

@@ -160,7 +160,7 @@ class Panel(w.VBox):
         controls = self.controls()
         self.choices.remember(self.dataset.value, controls, list(self.variants.options))
         self.view = view_of(self.snap, self.dataset.value, controls)
-        self.chart.show(self.view.dashboard.to_dict() if self.view is not None else {},
+        self.chart.show(self.view.dashboard if self.view is not None else {},
                         chart_key(self.dataset.value, controls))
         if self.view is None:
             self.answer.value = _md(guidance(self.comparison, str(self.store.root)))

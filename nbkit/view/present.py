@@ -6,6 +6,7 @@ frames in nbkit.analysis.tables keep full precision."""
 
 from __future__ import annotations
 
+import functools
 import html
 from collections import Counter
 from dataclasses import dataclass, field
@@ -199,11 +200,17 @@ def _definition(config: dict) -> set[str]:
     return set(options) if isinstance(options, dict) else set()
 
 
+@functools.cache
+def _defaults() -> dict:
+    """Settings' defaults: the original's protocol (read only)."""
+    return Settings().to_dict()
+
+
 def differences(cfgs: dict[str, dict]) -> dict[str, str]:
     """Per run, the settings where it differs from what most of the runs use
     ('max_iter=400'), leaving out the model and what its variant sets by definition. A setting
     a run's config.json lacks (one added to nbkit after the run) counts as its default."""
-    defaults = Settings().to_dict()
+    defaults = _defaults()
     settings = {p: {**defaults, **_settings(c)} for p, c in cfgs.items()}
     keys = sorted({k for s in settings.values() for k in s} - NOT_A_DIFFERENCE)
     usual = {k: Counter(repr(s.get(k)) for s in settings.values()).most_common(1)[0][0] for k in keys}
@@ -216,7 +223,7 @@ def differences(cfgs: dict[str, dict]) -> dict[str, str]:
 
 def protocol_gaps(config: dict, original: dict | None = None) -> list[str]:
     """How a run's protocol differs from the original's (CIFAR-100, Settings' defaults)."""
-    original = original or Settings().to_dict()
+    original = original or _defaults()
     s, gaps = _settings(config), []
     name = (config.get("dataset") or {}).get("name") if isinstance(config.get("dataset"), dict) else None
     if name != original["dataset"]:

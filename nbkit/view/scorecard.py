@@ -15,10 +15,14 @@ from nbkit.view.escape import md_text
 from nbkit.view.summary import markdown_table
 
 
-def _counts(card: pl.DataFrame) -> str:
-    """Verdicts counted by kind ("partly measured: 1 of 10" counts as partly measured)."""
+def verdict_counts(card: pl.DataFrame) -> dict[str, int]:
+    """Verdicts counted by kind, in the scorecard's order ("partly measured: 1 of 10" counts as partly measured)."""
     kinds = [v.split(":")[0] for v in card["verdict"]] if not card.is_empty() else []
-    return ", ".join(f"{v} {kinds.count(v)}" for v in VERDICTS if v in kinds) or "no claims"
+    return {v: kinds.count(v) for v in VERDICTS if v in kinds}
+
+
+def _counts(card: pl.DataFrame) -> str:
+    return ", ".join(f"{v} {n}" for v, n in verdict_counts(card).items()) or "no claims"
 
 
 def _p(p: float | None, adjusted: float | None) -> str:

@@ -8,29 +8,23 @@ brings new rows redraws the charts and tables and leaves every control as it was
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import polars as pl
 
-from nbkit.analysis import tables
 from nbkit.analysis.curves import scalars
 from nbkit.design.comparisons import Comparison
 from nbkit.rundir import runlog
 from nbkit.view import charts, present, summary
+from nbkit.view.comparison_view import View, build_view, registry_order
 from nbkit.view.escape import md_code, md_text
 
 
 def default_runs_dir(cli_args: dict | None = None) -> str:
     """--runs-dir after `--` on the marimo command line, else runlog.runs_dir()'s default."""
     return str(runlog.runs_dir((cli_args or {}).get("runs-dir")))
-
-
-def registry_order() -> list[str]:
-    """Every variant the registry knows, in its order: the order colours are handed out in."""
-    from nbkit.design.variants import VARIANTS
-
-    return list(VARIANTS)
 
 
 def datasets(runs: pl.DataFrame, comparison: Comparison) -> list[str]:
@@ -93,55 +87,6 @@ class Choices:
         return [v for v in options if v in self.settings["variants"] or v in new]
 
 
-@dataclass
-class View:
-    metrics: pl.DataFrame
-    runs: pl.DataFrame
-    charts: dict
-    variant_table: pl.DataFrame  # full precision (nbkit.analysis.tables); the *_rows below are for reading
-    run_table: pl.DataFrame
-    train_200_table: pl.DataFrame
-    test_table: pl.DataFrame
-    findings: list[str]
-    has_val: bool
-    variant_rows: present.Table = field(default_factory=lambda: present.Table(pl.DataFrame()))
-    run_rows: present.Table = field(default_factory=lambda: present.Table(pl.DataFrame()))
-    original_rows: present.Table = field(default_factory=lambda: present.Table(pl.DataFrame()))
-    protocol: str = ""
-    palette: dict = field(default_factory=dict)
-
-    @property
-    def dashboard(self) -> charts.Spec:
-        """Every chart in one, with one legend whose click highlights a group in all of them."""
-        return charts.dashboard(self.charts)
-
-
-def build_view(metrics: pl.DataFrame, runs: pl.DataFrame, dataset: str, variants: list[str],
-               splits=("train_200", "test"), x: str = "step", smoothing: float = 0.0,
-               seeds: str = "each run", log_scale: bool = False, scalar: str | None = None,
-               palette: dict | None = None, width: int = charts.WIDTH, cfgs: dict | None = None,
-               baseline: str = "resnet18", own: bool = False) -> View:
-    """Everything a comparison shows, for one dataset and a set of variants. palette: each group's
-    colour (charts.colours of the whole runs directory, so it is the same in every view of it);
-    cfgs: the runs' config.json by path when already read (nbkit.rundir.reader.RunStore.configs);
-    baseline: the variant the findings measure margins against; own: a comparison of the user's
-    (nothing is measured against the original's protocol)."""
-    palette = palette if palette is not None else charts.colours(runs, registry_order())
-    runs = runs.filter((pl.col("dataset") == dataset) & pl.col("variant").is_in(variants)) if not runs.is_empty() else runs
-    paths = runs["path"].to_list() if not runs.is_empty() else []
-    metrics = metrics.filter(pl.col("path").is_in(paths)) if not metrics.is_empty() else metrics
-    shown = charts.main_charts(metrics, runs, variants, splits, x, smoothing, seeds, log_scale, scalar, palette, width)
-    per_run = tables.per_run(metrics, runs)
-    per_variant = tables.per_variant(metrics, runs, variants)
-    train_200, test = tables.original_tables(metrics, runs)
-    has_val = not metrics.is_empty() and "val" in set(metrics["split"].unique())
-    cfgs = {p: cfgs.get(p) or {} for p in paths} if cfgs is not None else present.configs(runs)
-    return View(metrics, runs, shown, per_variant, per_run, train_200, test,
-                summary.findings(per_variant, per_run, baseline), has_val, present.variant_table(per_variant),
-                present.run_table(per_run, cfgs, runs), present.original_table(train_200, test, runs),
-                present.protocol(runs, cfgs, against_original=not own), palette)
-
-
 def guidance(comparison: Comparison, runs_dir: str) -> str:
     """What to do when there are no runs yet (markdown)."""
     return (f"**No runs yet in {md_code(runs_dir)}.** Get some in one of three ways:\n\n"
@@ -200,7 +145,7 @@ CURVES_BASE = ("A line per run (seeds by dash), coloured by variant; runs of a v
                "drag to pan, scroll to zoom, double-click to reset; click a legend entry to highlight it in every "
                "chart. nbkit's own architectures (resnet*, toy-dilated, the ViTs; -tnc aside) keep the original's "
                "1000-way head whatever the dataset, so their loss starts near ln 1000 = 6.9 and reads high beside a "
-               "fair top-1: the head's unused logits, not a bug. Dashed rules on the loss "
+               "fair top-1: the head's unused logits, not a bug. Dashed rules on the loss, where its title says so, "
                "mark epoch ends")
 CURVES_NOTE = CURVES_BASE + ": the original's open puzzle is the loss dropping at each one."
 
@@ -290,7 +235,19 @@ def snapshot(store, comparison: Comparison) -> Snapshot:
     """The store's frames now (nbkit.rundir.reader.RunStore), with what the controls offer and the colours."""
     metrics, runs = store.frames()
     return Snapshot(store.root, store.version, metrics, runs, store.configs(), catalogue(metrics, runs, comparison),
-                    charts.colours(runs, registry_order()), comparison)
+                    palette(runs), comparison)
+
+
+def palette(runs: pl.DataFrame) -> dict[str, str]:
+    """charts.colours of a runs frame: worked out again only when its variants or groups change (read only)."""
+    if runs.is_empty() or "variant" not in runs.columns:
+        return {}
+    return _palette(tuple(runs.select("variant", "group" if "group" in runs.columns else "variant").iter_rows()))
+
+
+@functools.lru_cache(maxsize=8)
+def _palette(pairs: tuple) -> dict[str, str]:
+    return charts.colours(pl.DataFrame(pairs, schema=["variant", "group"], orient="row"), registry_order())
 
 
 def view_of(snap: Snapshot, dataset: str | None, controls: dict) -> View | None:
@@ -320,8 +277,9 @@ def verdicts(snap: Snapshot, comparison: Comparison, dataset: str | None) -> dic
     metrics, runs = claims.of_dataset(snap.metrics, snap.runs, dataset)
     if metrics.is_empty() or runs.is_empty():
         return {}
-    card = claims.scorecard(measured(metrics, runs), comparison.name)
-    return dict(card["verdict"].value_counts(sort=True).iter_rows())
+    from nbkit.view.scorecard import verdict_counts
+
+    return verdict_counts(claims.scorecard(measured(metrics, runs), comparison.name))
 
 
 Section = present.Section

@@ -126,7 +126,9 @@ def everything_a_view_shows(root: Path):
     comparison = COMPARISONS["resnets"]
     dataset = workbench.datasets(runs, comparison)[0]
     _, chosen = workbench.variant_options(runs, comparison, dataset)
-    views = [workbench.build_view(metrics, runs, dataset, chosen, x=x, seeds=seeds, smoothing=0.5, log_scale=True)
+    from nbkit.view import comparison_view
+
+    views = [comparison_view.build_view(metrics, runs, dataset, chosen, x=x, seeds=seeds, smoothing=0.5, log_scale=True)
              for x, seeds in zip(X_AXES, itertools.cycle(SEED_MODES))]  # every x axis, every seed mode
     for view in views:
         for chart in view.charts.values():
@@ -242,7 +244,9 @@ def test_a_variant_whose_losses_are_all_non_finite_keeps_its_legend_entry(tmp_pa
     write_run(tmp_path, "resnet18-gn", 0, {"train_200": [(50, 0.3)], "test": [(50, 0.2)]},
               train=[(10, math.nan), (50, math.inf)], dataset=DATASET)  # its accuracy is drawn, its loss is not
     metrics, runs = read_runs(tmp_path)
-    view = workbench.build_view(metrics, runs, DATASET, ["resnet18", "toy-dilated", "resnet18-gn"])
+    from nbkit.view import comparison_view
+
+    view = comparison_view.build_view(metrics, runs, DATASET, ["resnet18", "toy-dilated", "resnet18-gn"])
 
     def legends(node):
         if isinstance(node, dict):

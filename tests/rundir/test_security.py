@@ -90,10 +90,11 @@ def test_a_report_inlines_json_and_markdown_as_data(tmp_path):
 
 
 def test_a_quote_in_a_variant_name_leaves_its_figures_drawable(tmp_path):
-    from nbkit.view import workbench
 
     metrics, runs = read_runs(hostile_runs(tmp_path))
-    view = workbench.build_view(metrics, runs, DATASET, [QUOTED])
+    from nbkit.view import comparison_view
+
+    view = comparison_view.build_view(metrics, runs, DATASET, [QUOTED])
     view.charts["loss"].save(tmp_path / "loss.svg")  # what `nbkit report` exports; Vega refused the quote before
     assert "<svg" in (tmp_path / "loss.svg").read_text()
 

@@ -249,7 +249,9 @@ def test_nbkit_tune_trains_trials_that_read_as_ordinary_runs(tmp_path, capsys):
     assert per_run["test_at_best_val"].null_count() == 0
     assert all(f.name in summary_markdown(tmp_path / "runs") for f in folders)
     comparison = load_study(tmp_path / "one.toml").comparisons["one"]
-    view = wb.build_view(metrics, runs, "synthetic", ["toy-dilated"], splits=("val", "test"))
+    from nbkit.view import comparison_view
+
+    view = comparison_view.build_view(metrics, runs, "synthetic", ["toy-dilated"], splits=("val", "test"))
     assert view.run_table.height == 2
     titles = [s.title for s in wb.sections(view, comparison, "synthetic")]
     assert titles[:3] == ["Tuning: expected best after n trials", "Tuning: the ranking by budget",

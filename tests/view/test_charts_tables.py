@@ -142,10 +142,11 @@ def test_any_logged_scalar_can_be_plotted(logs):
 def test_dashboard_links_the_legend_across_panels_and_compiles(logs):
     import vl_convert as vlc
 
-    from nbkit.view import workbench
 
     metrics, runs = logs
-    view = workbench.build_view(metrics, runs, "synthetic", ["resnet18", "vitn-12x256-8x8-lt"], scalar="test loss")
+    from nbkit.view import comparison_view
+
+    view = comparison_view.build_view(metrics, runs, "synthetic", ["resnet18", "vitn-12x256-8x8-lt"], scalar="test loss")
     spec = view.dashboard.to_dict()
     highlight = [p for p in spec["params"] if p["name"] == "highlight"]
     assert len(highlight) == 1 and highlight[0]["views"] == [

@@ -118,6 +118,7 @@ def test_one_line_per_run_cheap_refresh_and_zoom_that_survives_new_rows(browser,
         assert ticks() and 0.5 <= min(ticks()) and max(ticks()) <= 2.5, ticks()  # still zoomed where it is drawn
         assert x_axis.input_value() == "epoch"
         assert 40 in chart_call(page, "view.data('loss-lines').map(r => r.step)")
+        assert chart_call(page, "Number(all[0].dataset.rowUpdates || 0)") >= 1  # the new rows alone travelled
         fill_form(page, [], str(tmp_path / "missing.tar.xz"), 4, 2, 1, "cpu")  # a sweep that fails at once
         launch_form(page).get_by_role("button", name="Launch runs").click()
         page.get_by_text("The sweep failed: nbkit sweep: error:").first.wait_for(timeout=60_000)

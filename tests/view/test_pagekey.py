@@ -5,7 +5,7 @@ import json
 
 from nbkit.rundir.reader import read_runs
 from nbkit.view import pagekey
-from nbkit.view.workbench import build_view
+from nbkit.view.comparison_view import build_view
 from tests.helpers import write_run
 
 

@@ -115,3 +115,16 @@ def test_the_shipped_runs_read_as_the_readme_shows_them(runs_dir, capsys):
     table = "\n".join(line for line in capsys.readouterr().out.splitlines() if line.startswith("|"))
     assert table.count("\n") > 5 and table in (REPO / "README.md").read_text(), \
         f"regenerate the README's table for {runs_dir}"
+
+
+def test_the_answer_counts_a_partly_measured_claim_by_its_kind(tmp_path):
+    """The H200 *models* runs judge one claim on 1 of its 11 rivals: the answer's line counts it
+    as "partly measured 1" (the scorecard's words), not as a verdict of its own ("partly measured:
+    1 of 11 1"), in the report a user opens."""
+    from tests.conftest import REPO
+
+    assert main(["report", "--runs-dir", str(REPO / "artifacts" / "runs-h200"), "--comparison", "models",
+                 "--out", str(tmp_path)]) in (0, None)
+    text = (tmp_path / "models.html").read_text()
+    line = next(part for part in text.split("<li>") if "checked on these runs" in part)
+    assert "partly measured 1" in line and "of 11 1" not in line, line
