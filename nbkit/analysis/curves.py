@@ -151,3 +151,16 @@ def epoch_marks(runs: pl.DataFrame, variants: list[str] | None, x: str, max_step
         last = max_step / min(spes)
         return pl.DataFrame({"x": [float(e) for e in range(1, int(last) + 1)]})
     return pl.DataFrame({"x": sorted({float(k * s) for s in spes for k in range(1, max_step // s + 1)})})
+
+
+def layer_temperatures(metrics: pl.DataFrame) -> pl.DataFrame:
+    """Each run's learned tau per layer at its last logged step (columns tau/<layer>): run_id,
+    variant, seed, step, layer, tau. Empty when no run logged them."""
+    columns = sorted((c for c in metrics.columns if c.startswith("tau/") and c[4:].isdigit()), key=lambda c: int(c[4:]))
+    if not columns:
+        return pl.DataFrame()
+    last = (metrics.filter((pl.col("split") == "train") & pl.col(columns[0]).is_not_null())
+            .sort("step").group_by("path", maintain_order=True).last())
+    return (last.unpivot(columns, index=["run_id", "variant", "seed", "step", "path"], variable_name="layer",
+                         value_name="tau")
+            .with_columns(pl.col("layer").str.slice(4).cast(pl.Int64)).drop_nulls("tau"))

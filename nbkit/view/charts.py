@@ -263,7 +263,31 @@ def accuracy_chart(metrics, runs, variants=None, splits=("train_200", "test"), x
                   spacing=24)
 
 
+_ACCURACY: dict = {}  # the last accuracy panels by their inputs: a new training row leaves them as they were
+
+
 def accuracy_specs(metrics, runs, variants, splits, x, seeds, smoothing, palette, width) -> list[dict]:
+    """The top-1 panels, built again only when their inputs (the evaluations, the runs, the choices) change."""
+    key = (_inputs(curves.select(metrics, variants), splits), _inputs(runs), tuple(variants or ()), tuple(splits), x,
+           seeds, smoothing, tuple(sorted((palette or {}).items())), width)
+    if key not in _ACCURACY:
+        if len(_ACCURACY) >= 8:
+            _ACCURACY.pop(next(iter(_ACCURACY)))
+        _ACCURACY[key] = _accuracy_specs(metrics, runs, variants, splits, x, seeds, smoothing, palette, width)
+    return [dict(part) for part in _ACCURACY[key]]  # a copy each: finish() takes its data sets out
+
+
+def _inputs(df: pl.DataFrame, splits=None) -> tuple:
+    """What a frame holds, as a key: its evaluations of these splits (or its every row), hashed."""
+    if df.is_empty():
+        return (0,)
+    if splits is not None:
+        df = df.filter(pl.col("split").is_in(list(splits)))
+        df = df.select([c for c in ("path", "split", "step", "time", "acc_top1") if c in df.columns])
+    return df.height, tuple(df.columns), int(df.hash_rows().sum()) if df.height else 0
+
+
+def _accuracy_specs(metrics, runs, variants, splits, x, seeds, smoothing, palette, width) -> list[dict]:
     present = set(metrics["split"].unique()) if not metrics.is_empty() else set()
     series = {s: curves.series(curves.select(metrics, variants), runs, s, "acc_top1", x, smoothing)
               for s in splits if s in present}
@@ -354,24 +378,11 @@ def _colour_encodings(spec) -> list[dict]:
     return [c for c in colours if isinstance(c, dict) and isinstance(c.get("scale"), dict) and "domain" in c["scale"]]
 
 
-def layer_temperatures(metrics: pl.DataFrame) -> pl.DataFrame:
-    """Each run's learned tau per layer at its last logged step (columns tau/<layer>): run_id,
-    variant, seed, step, layer, tau. Empty when no run logged them."""
-    columns = sorted((c for c in metrics.columns if c.startswith("tau/") and c[4:].isdigit()), key=lambda c: int(c[4:]))
-    if not columns:
-        return pl.DataFrame()
-    last = (metrics.filter((pl.col("split") == "train") & pl.col(columns[0]).is_not_null())
-            .sort("step").group_by("path", maintain_order=True).last())
-    return (last.unpivot(columns, index=["run_id", "variant", "seed", "step", "path"], variable_name="layer",
-                         value_name="tau")
-            .with_columns(pl.col("layer").str.slice(4).cast(pl.Int64)).drop_nulls("tau"))
-
-
 def layer_temperature_chart(metrics: pl.DataFrame, variants=None, runs: pl.DataFrame | None = None,
                             palette: dict | None = None) -> Spec | None:
     """Learned attention temperature of every layer at the run's last logged step (as the original's
     get_all_taus.py read them from a checkpoint); None when no run logged them."""
-    df = layer_temperatures(curves.select(metrics, variants))
+    df = curves.layer_temperatures(curves.select(metrics, variants))
     if df.is_empty():
         return None
     runs = runs if runs is not None else pl.DataFrame()

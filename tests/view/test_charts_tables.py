@@ -268,7 +268,7 @@ def test_original_train_table_scores_augmented_runs_as_the_original_did(tmp_path
 
 def test_per_layer_temperature_is_read_at_each_runs_last_logged_step(logs):
     metrics, _ = logs
-    layers = charts.layer_temperatures(metrics)
+    layers = curves.layer_temperatures(metrics)
     assert set(layers["layer"]) == {0, 1, 2} and set(layers["variant"]) == {"vitn-12x256-8x8-lt"}
     last = layers.filter(pl.col("layer") == 2).row(0, named=True)
     assert last["tau"] == pytest.approx(1 - last["step"] / 1000 + 0.01)
@@ -300,3 +300,24 @@ def test_the_loss_range_leaves_out_a_long_runs_start_but_draws_a_short_run_whole
     assert high < 7.0
     low, high = curves.y_domain(pl.concat([long, short]), skip_start=0.1)
     assert high > 6.0 and low < 2.0  # the short run's first point and the long run's settled loss
+
+
+def test_the_top1_panels_follow_a_new_evaluation_and_not_a_new_training_row(tmp_path):
+    """The top-1 panels are kept while only training rows arrive (a live page's refresh), and built
+    again, with the new point drawn, when an evaluation arrives."""
+    import json
+
+    run = write_run(tmp_path, "resnet18", 0, {"test": [(10, 0.3), (20, 0.35)]}, train=[(s, 2.0 - s / 100) for s in range(1, 21)])
+
+    def test_points():
+        metrics, runs = read_runs(tmp_path)
+        spec = charts.dashboard(charts.main_charts(metrics, runs, ["resnet18"], splits=("test",))).to_dict()
+        return sorted((r["step"], r["value"]) for r in spec["datasets"]["top1_0-lines"])
+
+    before = test_points()
+    with open(run / "metrics.jsonl", "a") as f:
+        f.write(json.dumps({"step": 21, "split": "train", "time": 2.1, "loss": 1.7}) + "\n")
+    assert test_points() == before == [(10, 0.3), (20, 0.35)]
+    with open(run / "metrics.jsonl", "a") as f:
+        f.write(json.dumps({"step": 30, "split": "test", "time": 3.0, "acc_top1": 0.4, "loss": 1.0}) + "\n")
+    assert test_points() == [(10, 0.3), (20, 0.35), (30, 0.4)]
