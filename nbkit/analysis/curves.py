@@ -73,20 +73,24 @@ def aggregate_seeds(df: pl.DataFrame) -> pl.DataFrame:
             .sort("group", "step"))
 
 
-def thin(df: pl.DataFrame, max_points: int = 250) -> pl.DataFrame:
-    """At most about max_points per line for drawing (every k-th logged point, the same k for
-    every run so their steps stay aligned, and each run's last point); smooth before thinning."""
+def thin(df: pl.DataFrame, max_points: int = 250, budget: int = 12_000) -> pl.DataFrame:
+    """At most about max_points per line for drawing, and about budget over all of a panel's lines
+    (at least MIN_POINTS each): every k-th logged point, the same k for every run so their steps
+    stay aligned, and each run's last point; smooth before thinning. A hundred lines of 250 points
+    each cost the browser more to redraw than a 720-pixel panel shows."""
     if df.is_empty():
         return df
     key = "path" if "path" in df.columns else "name"
-    longest = int(df.group_by(key).len()["len"].max())
-    k = -(-longest // max_points)
+    counts = df.group_by(key).len()["len"]
+    per_line = max(MIN_POINTS, min(max_points, budget // max(counts.len(), 1)))
+    k = -(-int(counts.max()) // per_line)
     if k <= 1:
         return df
     i = pl.int_range(pl.len()).over(key)
     return df.filter((i % k == 0) | (i == pl.len().over(key) - 1))
 
 
+MIN_POINTS = 60
 LONG_RUN = 50  # points of a run from which its start is left out of the fitted y range
 
 

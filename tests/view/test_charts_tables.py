@@ -321,3 +321,15 @@ def test_the_top1_panels_follow_a_new_evaluation_and_not_a_new_training_row(tmp_
     with open(run / "metrics.jsonl", "a") as f:
         f.write(json.dumps({"step": 30, "split": "test", "time": 3.0, "acc_top1": 0.4, "loss": 1.0}) + "\n")
     assert test_points() == [(10, 0.3), (20, 0.35), (30, 0.4)]
+
+
+def test_many_lines_share_a_points_budget_and_few_keep_theirs():
+    """A hundred runs of 500 points are drawn with about 120 points each (a panel's budget of
+    12,000), every run's last point kept; two runs keep their 250 (and the last)."""
+    many = pl.DataFrame({"path": [f"r{i}" for i in range(100) for _ in range(500)],
+                         "step": [s for _ in range(100) for s in range(500)], "value": [0.0] * 50_000})
+    thin = curves.thin(many)
+    per_line = thin.group_by("path").agg(pl.len(), pl.col("step").max())
+    assert per_line["len"].max() <= 121 and thin.height <= 12_100 and set(per_line["step"]) == {499}
+    few = many.filter(pl.col("path").is_in(["r0", "r1"]))
+    assert curves.thin(few).group_by("path").len()["len"].to_list() == [251, 251]  # every other one, and the last
