@@ -178,7 +178,7 @@ class _Run:
     offset: int = 0  # bytes of whole metric lines read
     lines: int = 0  # whole metric lines read (warnings name the line)
     rows: list = field(default_factory=list)  # rows read since the frame was last built
-    frame: object = None  # True once the rows read before are in the store's frame; None: read again from the start
+    in_frame: bool = False  # whether the rows read before are in the store's frame (False: read again from the start)
     held: bool | None = None  # whether a process held the run's lock at the last poll (while "running")
 
 
@@ -198,7 +198,7 @@ class RunStore:
         self.runs: dict[Path, _Run] = {}
         self.version = 0
         self._frames = None
-        self._all, self._counts = None, {}  # every run's rows read so far (frames()), and how many of each
+        self._all, self._in_all = None, set()  # every run's rows read so far (frames()), and whose rows it holds
         return True
 
     def poll(self) -> bool:
@@ -221,7 +221,7 @@ class RunStore:
         stamp = _stamp(run.path / CONFIG)
         if stamp != run.config_stamp:
             run.config, run.config_stamp, changed = read_config(run.path), stamp, True
-            run.frame = None  # its identity columns may have changed: rebuilt from all its rows
+            run.in_frame = False  # its identity columns may have changed: rebuilt from all its rows
             run.metrics_stamp, run.offset, run.lines, run.rows = None, 0, 0, []
         stamp = _stamp(run.path / STATUS)
         if stamp != run.status_stamp:
@@ -244,11 +244,11 @@ class RunStore:
         before = run.metrics_stamp
         run.metrics_stamp = stamp
         if stamp is None:
-            had = run.frame is not None or bool(run.rows)
-            run.frame, run.rows, run.offset, run.lines = None, [], 0, 0
+            had = run.in_frame or bool(run.rows)
+            run.in_frame, run.rows, run.offset, run.lines = False, [], 0, 0
             return had
         if before is None or stamp[0] != before[0] or stamp[1] < run.offset:
-            run.frame, run.rows, run.offset, run.lines = None, [], 0, 0
+            run.in_frame, run.rows, run.offset, run.lines = False, [], 0, 0
         if run.offset >= MAX_METRICS_BYTES:
             return False
         try:
@@ -289,12 +289,11 @@ class RunStore:
         # every run's rows stay in one frame: the rows read since are appended (a run read again
         # from its start, or gone, leaves it first), each run's rows together, in the runs' order
         known = {str(r.path): r for r in usable}
-        gone = [p for p, n in self._counts.items() if n and (p not in known or known[p].frame is None)]
+        gone = [p for p in self._in_all if p not in known or not known[p].in_frame]
         kept = self._all
         if kept is not None and gone:
             kept = kept.filter(~pl.col("path").is_in(gone))
-        for path in gone:
-            del self._counts[path]
+        self._in_all.difference_update(gone)
         parts, ids = [], {c: [] for c in (*ID_COLUMNS, "path")}
         for run, info in zip(usable, infos):
             if run.rows:
@@ -302,9 +301,9 @@ class RunStore:
                 parts.append(part)
                 for c in ids:
                     ids[c] += [info[c]] * part.height
-                self._counts[info["path"]] = self._counts.get(info["path"], 0) + part.height
+                self._in_all.add(info["path"])
                 run.rows = []
-            run.frame = True  # its rows so far are in the store's frame
+            run.in_frame = True  # its rows so far are in the store's frame
         if parts:
             new = pl.concat(parts, how="diagonal_relaxed").with_columns(
                 pl.Series(c, v, dtype=kept.schema[c] if kept is not None and c in kept.columns else None)

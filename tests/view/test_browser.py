@@ -3,6 +3,7 @@ Playwright; no browser is ever downloaded). The served notebooks: tests/view/tes
 
 import shutil
 import socket
+import time
 from pathlib import Path
 
 import pytest
@@ -30,6 +31,17 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def wait_for_port(port: int, seconds: float = 60) -> None:
+    """Until a server accepts connections on the local port (or the time is up: the test then fails where it connects)."""
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.3)
 
 
 def test_report_renders_whole_with_every_request_refused(browser, tmp_path):

@@ -13,7 +13,7 @@ import pytest
 
 from tests.conftest import REPO
 from tests.helpers import write_run
-from tests.view.test_browser import CHROMIUM, browser, free_port  # noqa: F401, F811 (the browser fixture)
+from tests.view.test_browser import CHROMIUM, browser, free_port, wait_for_port  # noqa: F401, F811 (the browser fixture)
 
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(),
                                 reason="Debian's chromium is not installed (make test installs it where apt-get runs)")
@@ -26,20 +26,12 @@ def shown(page, text: str) -> bool:
 
 def serve(mode: str, runs: Path, log: Path, notebook: str = "models"):
     """`marimo run|edit notebooks/<notebook>.py` on runs, until the port answers; the process."""
-    import socket
-
     port = free_port()
     out = open(log, "w")
     server = subprocess.Popen([sys.executable, "-m", "marimo", mode, str(REPO / "notebooks" / f"{notebook}.py"),
                                "--headless", "--host", "127.0.0.1", "--port", str(port), "--no-token", "--",
                                "--runs-dir", str(runs)], stdout=out, stderr=subprocess.STDOUT, cwd=REPO)
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            time.sleep(0.3)
+    wait_for_port(port)
     return server, f"http://127.0.0.1:{port}"
 
 

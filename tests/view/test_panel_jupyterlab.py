@@ -3,15 +3,13 @@ wheel zoom, refreshes that bring new rows leave the loss panel's x axis drawn wh
 it, and the new rows reach the chart as changed rows, not the whole chart."""
 
 import json
-import socket
 import subprocess
 import sys
-import time
 
 import pytest
 
 from tests.helpers import write_run
-from tests.view.test_browser import CHROMIUM, browser, free_port  # noqa: F401 (the browser fixture)
+from tests.view.test_browser import CHROMIUM, browser, free_port, wait_for_port  # noqa: F401 (the browser fixture)
 
 pytest.importorskip("jupyterlab", reason="JupyterLab is not installed (the dev extra installs it)")
 pytestmark = pytest.mark.skipif(not __import__("pathlib").Path(CHROMIUM).exists(),
@@ -43,13 +41,7 @@ def test_the_panels_zoom_stays_drawn_through_refreshes_in_jupyterlab(browser, tm
                                "--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"],
                               stdout=open(tmp_path / "lab.log", "w"), stderr=subprocess.STDOUT, cwd=tmp_path)
     try:
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                time.sleep(0.3)
+        wait_for_port(port)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.goto(f"http://127.0.0.1:{port}/lab/tree/panel.ipynb")
         page.locator(".jp-Cell .jp-InputArea-editor").first.click(timeout=90_000)
