@@ -44,9 +44,14 @@ def test_the_panels_zoom_stays_drawn_through_refreshes_in_jupyterlab(browser, tm
         wait_for_port(port)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.goto(f"http://127.0.0.1:{port}/lab/tree/panel.ipynb")
-        page.locator(".jp-Cell .jp-InputArea-editor").first.click(timeout=90_000)
+        # run the cell once its kernel is up (a cell run while the kernel still starts can be lost)
+        page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").first.wait_for(timeout=90_000)
+        page.locator(".jp-Cell .jp-InputArea-editor").first.click()
         page.keyboard.press("Shift+Enter")
-        page.wait_for_function(f"() => {CHART} && Number({CHART}.dataset.draws) > 0", timeout=120_000)
+        try:
+            page.wait_for_function(f"() => {CHART} && Number({CHART}.dataset.draws) > 0", timeout=120_000)
+        except Exception as e:  # say what the notebook shows instead
+            raise AssertionError(f"no chart drawn; the cell shows: {page.locator('.jp-Cell').first.inner_text()!r}") from e
         page.locator("[data-draws]").first.scroll_into_view_if_needed()
         full = page.evaluate(TICKS)
         assert full[0] == "0" and full[-1] == "300", full
